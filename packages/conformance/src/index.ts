@@ -1,0 +1,3 @@
+export { runConformance, type ConformanceOptions } from './suite.js';
+export { TestClock } from './clock.js';
+export { BAD_DURATIONS, BAD_KEYS, BAD_RESULTS, GOOD_KEYS } from './bad-input.js';

@@ -1,0 +1,155 @@
+// The decisions of SEMANTICS.md §2–3 as pure functions of (stored record, request, now).
+// Every backend that can run JS inside its atomic step (LMDB transaction,
+// object-store compare-and-swap) uses these; Valkey mirrors them in Lua.
+import { KeyReuseError, LeaseLostError } from './errors.js';
+import { isExpired, isLeaseDead, RECORD_VERSION, type IdemRecord, type JsonValue } from './record.js';
+
+export type DedupOn = 'success' | 'any';
+
+/** A claim as drivers receive it: validated, with the store's policy applied. */
+export interface ClaimInput {
+  /** The caller's key (for messages). */
+  key: string;
+  /** What the record stores as its key: the key, or its digest under hashKeys. */
+  recordKey: string;
+  /** Storage name: sha256(key) in hex. */
+  name: string;
+  runId: string;
+  leaseMs: number;
+  retentionMs: number;
+  fingerprint?: string;
+  force: boolean;
+  dedupOn: DedupOn;
+}
+
+/** Proof of ownership returned by claim; pass it to complete/fail/renew/release. */
+export interface Lease {
+  key: string;
+  name: string;
+  runId: string;
+  fence: number;
+  leaseExpiresAt: number;
+  /** The record this lease last wrote. */
+  record: IdemRecord;
+  /** Driver-specific version of that record (ETag, generation); opaque. */
+  version?: string;
+}
+
+export type ClaimOutcome =
+  /** Free key (or a retryable failure, or a record past retention): do the work. */
+  | { outcome: 'acquired'; lease: Lease; previous?: IdemRecord }
+  /** A dead lease (crashed owner) or a forced claim: do the work; `previous` is the old owner's record. */
+  | { outcome: 'adopted'; lease: Lease; previous: IdemRecord }
+  /** Someone holds a live lease: skip or wait. */
+  | { outcome: 'in_flight'; record: IdemRecord }
+  /** Finished (succeeded, or failed under dedupOn "any"): skip and reuse record.result. */
+  | { outcome: 'completed'; record: IdemRecord };
+
+export type FinishOp =
+  | { op: 'complete'; result?: JsonValue }
+  | { op: 'fail'; error?: string }
+  | { op: 'renew'; leaseMs: number }
+  | { op: 'release' };
+
+/** What an atomic step decided: write a record or leave it as it is; and what to answer. */
+export interface Step<T> {
+  write?: IdemRecord;
+  value: T;
+}
+
+/** Why a lease can be taken over late: clocks of different machines differ by up to skewMs. */
+export function decideClaim(current: IdemRecord | undefined, input: ClaimInput, now: number, skewMs = 0): Step<ClaimOutcome> {
+  const live = current !== undefined && !isExpired(current, now) ? current : undefined;
+  if (live && input.fingerprint !== undefined && live.fingerprint !== undefined && live.fingerprint !== input.fingerprint && !input.force) {
+    throw new KeyReuseError(live, input.fingerprint);
+  }
+  const take = (outcome: 'acquired' | 'adopted'): Step<ClaimOutcome> => {
+    const record: IdemRecord = {
+      v: RECORD_VERSION,
+      key: input.recordKey,
+      status: 'in_flight',
+      runId: input.runId,
+      // A fence that outlives retention: the record past retention still tells us the last fence.
+      fence: (current?.fence ?? 0) + 1,
+      attempt: (live?.attempt ?? 0) + 1,
+      claimedAt: now,
+      leaseExpiresAt: now + input.leaseMs,
+      ...(input.fingerprint !== undefined ? { fingerprint: input.fingerprint } : {}),
+    };
+    const lease = leaseOf(input.key, input.name, record);
+    const value: ClaimOutcome =
+      outcome === 'adopted' ? { outcome, lease, previous: live! } : live ? { outcome, lease, previous: live } : { outcome, lease };
+    return { write: record, value };
+  };
+  if (!live) return take('acquired');
+  if (input.force) return take('adopted');
+  switch (live.status) {
+    case 'in_flight':
+      return isLeaseDead(live, now - skewMs) ? take('adopted') : { value: { outcome: 'in_flight', record: live } };
+    case 'succeeded':
+      return { value: { outcome: 'completed', record: live } };
+    case 'failed':
+      return input.dedupOn === 'any' ? { value: { outcome: 'completed', record: live } } : take('acquired');
+  }
+}
+
+export function leaseOf(key: string, name: string, record: IdemRecord, version?: string): Lease {
+  return {
+    key,
+    name,
+    runId: record.runId,
+    fence: record.fence,
+    leaseExpiresAt: record.leaseExpiresAt ?? 0,
+    record,
+    ...(version !== undefined ? { version } : {}),
+  };
+}
+
+/** The result of a finish: the renewed lease, the finished record, or nothing (released). */
+export type FinishValue = { lease?: Lease; record?: IdemRecord };
+
+/**
+ * Fenced finish. Only the record this lease created (same fence and runId)
+ * may be changed, whether or not its deadline has passed: a deadline alone
+ * never lets anyone else in, only a takeover does (SEMANTICS.md §3).
+ */
+export function decideFinish(current: IdemRecord | undefined, lease: Lease, op: FinishOp, now: number, retentionMs: number): Step<FinishValue> {
+  const gone = current === undefined || isExpired(current, now);
+  // Releasing what is already gone leaves the key free, which is all release promises.
+  if (gone && op.op === 'release') return { value: {} };
+  if (gone || current.fence !== lease.fence || current.runId !== lease.runId) {
+    throw new LeaseLostError(lease.key, gone ? undefined : current);
+  }
+  if (current.status !== 'in_flight') {
+    // A repeated finish (e.g. a retry after a lost reply) of the same outcome is answered, not redone.
+    const same = (op.op === 'complete' && current.status === 'succeeded') || (op.op === 'fail' && current.status === 'failed');
+    if (same) return { value: { record: current } };
+    throw new LeaseLostError(lease.key, current);
+  }
+  const { leaseExpiresAt: _dropped, ...base } = current;
+  switch (op.op) {
+    case 'renew': {
+      const record = { ...current, leaseExpiresAt: now + op.leaseMs };
+      return { write: record, value: { lease: leaseOf(lease.key, lease.name, record) } };
+    }
+    case 'release':
+      // Kept as a record past retention rather than deleted, so the next claim's
+      // fence still continues from this one on backends without a counter.
+      return { write: { ...current, leaseExpiresAt: now, expiresAt: now }, value: {} };
+    case 'complete': {
+      const record: IdemRecord = { ...base, status: 'succeeded', completedAt: now, expiresAt: now + retentionMs };
+      if (op.result !== undefined) record.result = op.result;
+      return { write: record, value: { record } };
+    }
+    case 'fail': {
+      const record: IdemRecord = { ...base, status: 'failed', completedAt: now, expiresAt: now + retentionMs };
+      if (op.error !== undefined) record.error = op.error;
+      return { write: record, value: { record } };
+    }
+  }
+}
+
+/** What sweep() removes: records past retention and in_flight records whose lease is dead. */
+export function isSweepable(record: IdemRecord, now: number): boolean {
+  return isExpired(record, now) || isLeaseDead(record, now);
+}

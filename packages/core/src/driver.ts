@@ -1,0 +1,58 @@
+// What an adapter implements. The public store (store.ts) validates every
+// argument and applies policy first, so a driver only sees well-formed input.
+import type { ClaimInput, ClaimOutcome, FinishOp, FinishValue, Lease } from './decide.js';
+import type { IdemRecord } from './record.js';
+
+/** Declared by each driver; the conformance suite branches on these, never on names. */
+export interface Capabilities {
+  /** The backend forgets records by itself (Valkey PX); sweep() is a no-op that returns zeros. */
+  nativeExpiry: boolean;
+  /** 'client': leases and retention are judged with the store's injectable clock. 'server': with the backend's. */
+  clock: 'client' | 'server';
+  /** Several OS processes may share one store (a path, a server, a bucket). */
+  sharedAcrossProcesses: boolean;
+}
+
+/** Policy the store hands to every driver call. */
+export interface DriverContext {
+  /** Epoch ms by the store's clock (injectable in tests). */
+  now(): number;
+  /** How far other machines' clocks may run behind ours: a lease is taken over only this much after its deadline. */
+  clockSkewMs: number;
+}
+
+export interface ListQuery {
+  limit: number;
+  cursor?: string;
+  /** Core's predicate (status, expiry); the driver keeps scanning until `limit` records pass it. */
+  filter: (record: IdemRecord) => boolean;
+}
+
+export interface ListPage {
+  records: IdemRecord[];
+  /** Pass back to get the next page; absent on the last one. */
+  cursor?: string;
+}
+
+export interface SweepCounts {
+  /** Records removed because their retention passed. */
+  expired: number;
+  /** in_flight records removed because their lease was dead. */
+  deadLeases: number;
+}
+
+export interface Driver {
+  readonly capabilities: Capabilities;
+  claim(input: ClaimInput, ctx: DriverContext): Promise<ClaimOutcome>;
+  /** Fenced: throws LeaseLostError unless the stored fence and runId are the lease's. */
+  finish(lease: Lease, op: FinishOp, retentionMs: number, ctx: DriverContext): Promise<FinishValue>;
+  /** The stored record, expired or not (the store filters); throws CorruptRecordError. */
+  read(name: string): Promise<IdemRecord | undefined>;
+  list(query: ListQuery, ctx: DriverContext): Promise<ListPage>;
+  sweep(ctx: DriverContext): Promise<SweepCounts>;
+  /** Unconditional administrative removal. */
+  remove(name: string): Promise<boolean>;
+  close(): Promise<void>;
+  /** Test hook: store raw bytes under a storage name, e.g. to prove corrupt records are never overwritten. */
+  writeRaw?(name: string, bytes: string | Uint8Array): Promise<void>;
+}

@@ -1,0 +1,83 @@
+import { CorruptRecordError } from './errors.js';
+
+/** Schema version written by this release. A record with another `v` is never overwritten. */
+export const RECORD_VERSION = 1;
+
+export type Status = 'in_flight' | 'succeeded' | 'failed';
+export type JsonValue = null | boolean | number | string | JsonValue[] | { [k: string]: JsonValue };
+
+/** The stored record of one key (SEMANTICS.md §1). Times are epoch milliseconds. */
+export interface IdemRecord {
+  v: typeof RECORD_VERSION;
+  /** The caller's key verbatim, or `sha256:<hex>` when the store hashes keys. */
+  key: string;
+  status: Status;
+  runId: string;
+  /** Strictly increases on every (re)claim of the key. */
+  fence: number;
+  /** How many times the key has been claimed. */
+  attempt: number;
+  fingerprint?: string;
+  claimedAt: number;
+  /** Set while in_flight: when the claim may be taken over. */
+  leaseExpiresAt?: number;
+  completedAt?: number;
+  /** When a finished record is forgotten (retention). */
+  expiresAt?: number;
+  result?: JsonValue;
+  error?: string;
+}
+
+const STATUSES: ReadonlySet<string> = new Set(['in_flight', 'succeeded', 'failed']);
+
+export function serializeRecord(record: IdemRecord): string {
+  return JSON.stringify(record);
+}
+
+const isInt = (x: unknown): x is number => typeof x === 'number' && Number.isSafeInteger(x);
+const optInt = (x: unknown) => x === undefined || isInt(x);
+const optStr = (x: unknown) => x === undefined || typeof x === 'string';
+
+/**
+ * Parses stored bytes. Anything unexpected, including a newer schema
+ * version, is a CorruptRecordError so that no adapter overwrites it.
+ */
+export function parseRecord(storageName: string, raw: string | Uint8Array): IdemRecord {
+  let value: unknown;
+  try {
+    value = JSON.parse(typeof raw === 'string' ? raw : new TextDecoder('utf-8', { fatal: true }).decode(raw));
+  } catch (cause) {
+    throw new CorruptRecordError(storageName, 'not valid JSON', cause);
+  }
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new CorruptRecordError(storageName, 'not a JSON object');
+  }
+  const r = value as Record<string, unknown>;
+  if (r.v !== RECORD_VERSION) throw new CorruptRecordError(storageName, `unknown schema version ${JSON.stringify(r.v)}`);
+  const ok =
+    typeof r.key === 'string' &&
+    typeof r.status === 'string' &&
+    STATUSES.has(r.status) &&
+    typeof r.runId === 'string' &&
+    isInt(r.fence) &&
+    isInt(r.attempt) &&
+    isInt(r.claimedAt) &&
+    optStr(r.fingerprint) &&
+    optStr(r.error) &&
+    optInt(r.leaseExpiresAt) &&
+    optInt(r.completedAt) &&
+    optInt(r.expiresAt) &&
+    (r.status !== 'in_flight' || isInt(r.leaseExpiresAt));
+  if (!ok) throw new CorruptRecordError(storageName, 'fields missing or of the wrong type');
+  return r as unknown as IdemRecord;
+}
+
+/** True when the record is past retention and counts as absent. */
+export function isExpired(record: IdemRecord, now: number): boolean {
+  return record.expiresAt !== undefined && record.expiresAt <= now;
+}
+
+/** True for an in_flight record whose owner may be taken over. */
+export function isLeaseDead(record: IdemRecord, now: number): boolean {
+  return record.status === 'in_flight' && (record.leaseExpiresAt ?? 0) <= now;
+}

@@ -1,0 +1,160 @@
+// runOnce: claim, keep the lease alive while the work runs, then finish on
+// every exit path. The one function most callers need.
+import type { Lease } from './decide.js';
+import { InFlightError, InvalidArgumentError, LeaseLostError } from './errors.js';
+import type { IdemRecord, JsonValue } from './record.js';
+import type { ClaimOptions, IdempotencyStore } from './store.js';
+import { validateDuration } from './validate.js';
+
+export type OnInFlight = 'skip' | 'wait' | 'throw';
+
+export interface RunOptions extends ClaimOptions {
+  /** What to do when another run holds a live lease. Default "skip". */
+  onInFlight?: OnInFlight;
+  /** Cancels the run: the claim is released (no outcome recorded) and the error rethrown. */
+  signal?: AbortSignal;
+  /** Heartbeat period. Default a third of the lease. */
+  renewEveryMs?: number;
+  /** Under "wait": give up with InFlightError after this long. Default 1 hour. */
+  waitTimeoutMs?: number;
+}
+
+export interface RunContext {
+  /** Aborted when the caller's signal aborts or the lease is lost to another run. */
+  signal: AbortSignal;
+  /** The current lease (renewed in the background); its fence orders writes downstream. */
+  readonly lease: Lease;
+}
+
+export type RunResult<T> =
+  /** This call ran fn. `outcome` tells whether it took over a dead run. */
+  | { status: 'executed'; value: T; outcome: 'acquired' | 'adopted'; lease: Lease; record: IdemRecord; previous?: IdemRecord }
+  /** An earlier run finished; fn was not called. `record.result` is its result, `record.runId` its run. */
+  | { status: 'completed'; record: IdemRecord; result: JsonValue | undefined }
+  /** Another run holds a live lease (onInFlight "skip"); fn was not called. */
+  | { status: 'in_flight'; record: IdemRecord };
+
+const sleep = (ms: number, signal?: AbortSignal) =>
+  new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(done, ms);
+    function done() {
+      signal?.removeEventListener('abort', abort);
+      resolve();
+    }
+    function abort() {
+      clearTimeout(timer);
+      reject(signal!.reason);
+    }
+    signal?.addEventListener('abort', abort, { once: true });
+  });
+
+/**
+ * Runs `fn` at most once per key across every process sharing the store.
+ * fn's return value (JSON) is stored and handed to later duplicates.
+ */
+export async function runOnce<T>(store: IdempotencyStore, key: string, fn: (ctx: RunContext) => Promise<T> | T, options: RunOptions = {}): Promise<RunResult<T>> {
+  const { onInFlight = 'skip', signal, renewEveryMs, waitTimeoutMs = 3_600_000, ...claimOptions } = options;
+  if (onInFlight !== 'skip' && onInFlight !== 'wait' && onInFlight !== 'throw') {
+    throw new InvalidArgumentError(`onInFlight must be skip, wait or throw, got ${String(onInFlight)}`);
+  }
+  if (typeof fn !== 'function') throw new InvalidArgumentError('fn must be a function');
+  const leaseMs = validateDuration('leaseMs', claimOptions.leaseMs ?? store.leaseMs);
+  const every = validateDuration('renewEveryMs', renewEveryMs ?? Math.max(1, Math.floor(leaseMs / 3)));
+  validateDuration('waitTimeoutMs', waitTimeoutMs);
+  signal?.throwIfAborted();
+
+  const runId = claimOptions.runId ?? crypto.randomUUID();
+  const started = Date.now();
+  let backoff = 50;
+  for (;;) {
+    const claimed = await store.claim(key, { ...claimOptions, runId, leaseMs });
+    if (claimed.outcome === 'completed') return { status: 'completed', record: claimed.record, result: claimed.record.result };
+    if (claimed.outcome === 'in_flight') {
+      if (onInFlight === 'skip') return { status: 'in_flight', record: claimed.record };
+      if (onInFlight === 'throw' || Date.now() - started >= waitTimeoutMs) throw new InFlightError(claimed.record);
+      // Poll with backoff, but never sleep far past the moment the owner's lease could die.
+      const untilDead = Math.max(10, (claimed.record.leaseExpiresAt ?? 0) - store.clock() + 10);
+      await sleep(Math.min(backoff, untilDead) * (0.75 + Math.random() / 2), signal);
+      backoff = Math.min(backoff * 2, 2000);
+      continue;
+    }
+    return execute(store, claimed.lease, claimed.outcome, claimed.previous, fn, leaseMs, every, signal);
+  }
+}
+
+async function execute<T>(
+  store: IdempotencyStore,
+  first: Lease,
+  outcome: 'acquired' | 'adopted',
+  previous: IdemRecord | undefined,
+  fn: (ctx: RunContext) => Promise<T> | T,
+  leaseMs: number,
+  every: number,
+  signal: AbortSignal | undefined,
+): Promise<RunResult<T>> {
+  let lease = first;
+  let lost: LeaseLostError | undefined;
+  const inner = new AbortController();
+  const onAbort = () => inner.abort(signal!.reason);
+  signal?.addEventListener('abort', onAbort, { once: true });
+
+  // Heartbeat: one renew in flight at a time. A transient error is retried on
+  // the next tick (the lease is still ours until its deadline); only a lost lease stops it.
+  let renewing: Promise<void> | undefined;
+  const timer = setInterval(() => {
+    if (renewing || lost) return;
+    renewing = store
+      .renew(lease, leaseMs)
+      .then((next) => {
+        lease = next;
+      })
+      .catch((error: unknown) => {
+        if (error instanceof LeaseLostError) {
+          lost = error;
+          inner.abort(error);
+        }
+      })
+      .finally(() => {
+        renewing = undefined;
+      });
+  }, every);
+  timer.unref?.();
+
+  const ctx: RunContext = {
+    signal: inner.signal,
+    get lease() {
+      return lease;
+    },
+  };
+  try {
+    let value: T;
+    try {
+      value = await fn(ctx);
+    } catch (error) {
+      clearInterval(timer);
+      await renewing;
+      if (lost) throw lost;
+      if (signal?.aborted) {
+        await store.release(lease);
+      } else {
+        await store.fail(lease, { error });
+      }
+      throw error;
+    }
+    clearInterval(timer);
+    await renewing;
+    if (lost) throw lost;
+    let record: IdemRecord;
+    try {
+      record = await store.complete(lease, value === undefined ? {} : { result: value });
+    } catch (error) {
+      // A result that cannot be stored must not leave the claim hanging until its lease dies.
+      if (error instanceof InvalidArgumentError) await store.fail(lease, { error });
+      throw error;
+    }
+    return { status: 'executed', value, outcome, lease, record, ...(previous ? { previous } : {}) };
+  } finally {
+    clearInterval(timer);
+    signal?.removeEventListener('abort', onAbort);
+  }
+}

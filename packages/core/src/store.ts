@@ -1,0 +1,200 @@
+// The public contract. Every method validates its arguments before any I/O
+// (SEMANTICS.md §7), turns durations into policy, then calls the driver.
+import type { ClaimOutcome, DedupOn, Lease } from './decide.js';
+import type { Capabilities, Driver, DriverContext, ListPage, SweepCounts } from './driver.js';
+import { InvalidArgumentError } from './errors.js';
+import { sha256Hex, storageName } from './keys.js';
+import { isExpired, type IdemRecord, type JsonValue, type Status } from './record.js';
+import {
+  describe,
+  summarizeError,
+  validateBoolean,
+  validateDedupOn,
+  validateDuration,
+  validateFingerprint,
+  validateKey,
+  validateResult,
+  validateRunId,
+} from './validate.js';
+
+export const DEFAULT_LEASE_MS = 5 * 60_000;
+export const DEFAULT_RETENTION_MS = 30 * 24 * 3600_000;
+export const DEFAULT_MAX_RESULT_BYTES = 64 * 1024;
+
+export interface StoreOptions {
+  /** Lease of a claim unless the claim says otherwise. Default 5 minutes. */
+  leaseMs?: number;
+  /** How long finished records are kept. Default 30 days. */
+  retentionMs?: number;
+  /** "success" (default): a failed run may be retried. "any": a failure is final too. */
+  dedupOn?: DedupOn;
+  /** Store only sha256(key) in records, for keys that might hold secrets. */
+  hashKeys?: boolean;
+  /** Epoch-ms clock used by client-clock drivers; inject one in tests. */
+  clock?: () => number;
+  /** Bound on clock skew between machines sharing the store; a lease is taken over only this long after its deadline. */
+  clockSkewMs?: number;
+  /** Largest JSON result stored on complete. Default 64 KiB. */
+  maxResultBytes?: number;
+}
+
+export interface ClaimOptions {
+  /** Your run's id; a random UUID when absent. */
+  runId?: string;
+  leaseMs?: number;
+  /** Hash of the request's parameters (see fingerprint()); a different one on a known key is a KeyReuseError. */
+  fingerprint?: string;
+  /** Take the key whatever its state; the previous owner is fenced out. */
+  force?: boolean;
+  dedupOn?: DedupOn;
+}
+
+export interface ListOptions {
+  status?: Status;
+  limit?: number;
+  cursor?: string;
+}
+
+/** Validates store options with their defaults. Adapters call it before any I/O so bad options never reach the backend. */
+export function resolveStoreOptions(options: StoreOptions = {}): Required<StoreOptions> {
+  if (typeof options !== 'object' || options === null) throw new InvalidArgumentError(`options must be an object, got ${describe(options)}`);
+  const skew = options.clockSkewMs ?? 0;
+  if (skew !== 0) validateDuration('clockSkewMs', skew);
+  if (options.clock !== undefined && typeof options.clock !== 'function') throw new InvalidArgumentError('clock must be a function returning epoch milliseconds');
+  return {
+    leaseMs: validateDuration('leaseMs', options.leaseMs ?? DEFAULT_LEASE_MS),
+    retentionMs: validateDuration('retentionMs', options.retentionMs ?? DEFAULT_RETENTION_MS),
+    dedupOn: validateDedupOn(options.dedupOn ?? 'success'),
+    hashKeys: validateBoolean('hashKeys', options.hashKeys ?? false),
+    maxResultBytes: validateDuration('maxResultBytes', options.maxResultBytes ?? DEFAULT_MAX_RESULT_BYTES),
+    clock: options.clock ?? Date.now,
+    clockSkewMs: skew,
+  };
+}
+
+const STATUSES = new Set(['in_flight', 'succeeded', 'failed']);
+
+export class IdempotencyStore {
+  readonly driver: Driver;
+  readonly leaseMs: number;
+  readonly retentionMs: number;
+  readonly dedupOn: DedupOn;
+  readonly hashKeys: boolean;
+  readonly maxResultBytes: number;
+  readonly clock: () => number;
+  private readonly ctx: DriverContext;
+
+  constructor(driver: Driver, options: StoreOptions = {}) {
+    const resolved = resolveStoreOptions(options);
+    this.driver = driver;
+    this.leaseMs = resolved.leaseMs;
+    this.retentionMs = resolved.retentionMs;
+    this.dedupOn = resolved.dedupOn;
+    this.hashKeys = resolved.hashKeys;
+    this.maxResultBytes = resolved.maxResultBytes;
+    this.clock = resolved.clock;
+    this.ctx = { now: this.clock, clockSkewMs: resolved.clockSkewMs };
+  }
+
+  get capabilities(): Capabilities {
+    return this.driver.capabilities;
+  }
+
+  /** One atomic claim; see ClaimOutcome for the four answers. */
+  async claim(key: string, options: ClaimOptions = {}): Promise<ClaimOutcome> {
+    validateKey(key);
+    if (typeof options !== 'object' || options === null) throw new InvalidArgumentError(`claim options must be an object, got ${describe(options)}`);
+    const fingerprint = options.fingerprint === undefined ? undefined : validateFingerprint(options.fingerprint);
+    return this.driver.claim(
+      {
+        key,
+        recordKey: this.hashKeys ? `sha256:${sha256Hex(key)}` : key,
+        name: storageName(key),
+        runId: options.runId === undefined ? crypto.randomUUID() : validateRunId(options.runId),
+        leaseMs: validateDuration('leaseMs', options.leaseMs ?? this.leaseMs),
+        retentionMs: this.retentionMs,
+        force: validateBoolean('force', options.force ?? false),
+        dedupOn: validateDedupOn(options.dedupOn ?? this.dedupOn),
+        ...(fingerprint !== undefined ? { fingerprint } : {}),
+      },
+      this.ctx,
+    );
+  }
+
+  /** Marks the work done and stores `result` for duplicates. Fenced: LeaseLostError if someone took over. */
+  async complete(lease: Lease, options: { result?: unknown } = {}): Promise<IdemRecord> {
+    checkLease(lease);
+    const result: JsonValue | undefined = options.result === undefined ? undefined : validateResult(options.result, this.maxResultBytes);
+    const done = await this.driver.finish(lease, result === undefined ? { op: 'complete' } : { op: 'complete', result }, this.retentionMs, this.ctx);
+    return done.record!;
+  }
+
+  /** Records a failure: retryable at once under dedupOn "success", final under "any". Fenced. */
+  async fail(lease: Lease, options: { error?: unknown } = {}): Promise<IdemRecord> {
+    checkLease(lease);
+    const op = options.error === undefined ? ({ op: 'fail' } as const) : ({ op: 'fail', error: summarizeError(options.error) } as const);
+    const done = await this.driver.finish(lease, op, this.retentionMs, this.ctx);
+    return done.record!;
+  }
+
+  /** Extends the lease (heartbeat); use the returned lease from then on. Fenced. */
+  async renew(lease: Lease, leaseMs?: number): Promise<Lease> {
+    checkLease(lease);
+    const ms = validateDuration('leaseMs', leaseMs ?? this.leaseMs);
+    const done = await this.driver.finish(lease, { op: 'renew', leaseMs: ms }, this.retentionMs, this.ctx);
+    return done.lease!;
+  }
+
+  /** Gives the claim back without an outcome (cancelled run): the key is free again. Fenced. */
+  async release(lease: Lease): Promise<void> {
+    checkLease(lease);
+    await this.driver.finish(lease, { op: 'release' }, this.retentionMs, this.ctx);
+  }
+
+  /** The live record of a key; records past retention count as absent. */
+  async get(key: string): Promise<IdemRecord | undefined> {
+    validateKey(key);
+    const record = await this.driver.read(storageName(key));
+    return record === undefined || isExpired(record, this.clock()) ? undefined : record;
+  }
+
+  /** For operators: stuck in_flight claims, recent failures. Order is the backend's. */
+  async list(options: ListOptions = {}): Promise<ListPage> {
+    const { status, limit = 100, cursor } = options;
+    if (status !== undefined && !STATUSES.has(status)) throw new InvalidArgumentError(`status must be in_flight, succeeded or failed, got ${describe(status)}`);
+    if (!Number.isSafeInteger(limit) || limit < 1 || limit > 10_000) throw new InvalidArgumentError(`limit must be a whole number in 1..10000, got ${describe(limit)}`);
+    if (cursor !== undefined && typeof cursor !== 'string') throw new InvalidArgumentError('cursor must be a string from a previous page');
+    const now = this.clock();
+    const filter = (r: IdemRecord) => !isExpired(r, now) && (status === undefined || r.status === status);
+    return this.driver.list({ limit, filter, ...(cursor !== undefined ? { cursor } : {}) }, this.ctx);
+  }
+
+  /** Removes records past retention and in_flight records with a dead lease. A no-op where the backend expires records itself. */
+  async sweep(): Promise<SweepCounts> {
+    if (this.driver.capabilities.nativeExpiry) return { expired: 0, deadLeases: 0 };
+    return this.driver.sweep(this.ctx);
+  }
+
+  /** Administrative removal, whatever the record's state. Returns whether something was there. */
+  async delete(key: string): Promise<boolean> {
+    validateKey(key);
+    return this.driver.remove(storageName(key));
+  }
+
+  async close(): Promise<void> {
+    await this.driver.close();
+  }
+}
+
+function checkLease(lease: unknown): asserts lease is Lease {
+  const l = lease as Partial<Lease> | null;
+  const ok =
+    typeof l === 'object' &&
+    l !== null &&
+    typeof l.key === 'string' &&
+    typeof l.runId === 'string' &&
+    Number.isSafeInteger(l.fence) &&
+    typeof l.record === 'object' &&
+    l.name === storageName(l.key);
+  if (!ok) throw new InvalidArgumentError('lease must be the object returned by claim() or renew()');
+}

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# The one test command: installs Node 24 + pnpm (cached), the workspace,
+# builds, starts the real servers on loopback, runs every suite, stops them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/env.sh
+pnpm install --frozen-lockfile --reporter=append-only
+pnpm build
+export IDEM_RUN_DIR="$(mktemp -d "${TMPDIR:-/tmp}/idem-run.XXXXXX")"
+trap 'bash scripts/servers.sh stop; rm -rf "$IDEM_RUN_DIR"' EXIT
+eval "$(bash scripts/servers.sh start)"
+pnpm test "$@"
