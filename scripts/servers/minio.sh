@@ -1,0 +1,137 @@
+#!/usr/bin/env bash
+# A real MinIO server for the @idem/s3 tests.
+#   minio.sh start <rundir>  -> builds MinIO once (cached), starts it on a free loopback port with its
+#                               data in <rundir>, creates the test bucket; prints ONLY the
+#                               `export IDEM_TEST_S3_*` lines on stdout
+#   minio.sh stop <rundir>   -> stops that server and removes its data (no error if none)
+# Idempotent: a second `start` on a live <rundir> reprints the same lines; `stop` twice is fine.
+#
+# Version: the MinIO community edition is source-only and its repository is archived; the Go module
+# proxy here serves only its final commit (the release-tag pseudo-versions are refused), which is the
+# documented `go install github.com/minio/minio@latest` and holds every conditional-write fix
+# (If-Match on a missing key -> 404, conditional PUT under lock). Pinned so every run builds the same.
+set -euo pipefail
+
+MINIO_MODULE=github.com/minio/minio
+MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c
+ACCESS_KEY=idemtest
+SECRET_KEY=idemtest-secret-key-0123
+BUCKET=idem-test
+REGION=us-east-1
+
+log() { echo "minio.sh: $*" >&2; }
+die() { log "$*"; exit 1; }
+
+verb="${1:-}"
+rundir="${2:-}"
+[ -n "$verb" ] && [ -n "$rundir" ] || { echo "usage: $0 start|stop <rundir>" >&2; exit 2; }
+
+cache="${IDEM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/idem}"
+bin="$cache/bin/minio-$MINIO_VERSION"
+
+build_minio() {
+  [ -x "$bin" ] && return 0
+  command -v go >/dev/null || die "go is needed to build MinIO (Go >= 1.24)"
+  mkdir -p "$cache/bin"
+  # One build at a time: parallel starts wait for the first build instead of racing it.
+  exec 9> "$cache/bin/.minio-build.lock"
+  flock 9
+  if [ ! -x "$bin" ]; then
+    local tmp
+    tmp=$(mktemp -d "$cache/bin/.minio-build.XXXXXX")
+    log "building $MINIO_MODULE@$MINIO_VERSION (one-off, several minutes on 2 cores)"
+    # GOTOOLCHAIN=local: build with the installed Go instead of fetching the go.mod toolchain.
+    if ! GOTOOLCHAIN=local GOBIN="$tmp" go install "$MINIO_MODULE@$MINIO_VERSION" >&2; then
+      rm -rf "$tmp"; die "go install $MINIO_MODULE@$MINIO_VERSION failed"
+    fi
+    mv "$tmp/minio" "$bin" && rm -rf "$tmp"
+  fi
+  flock -u 9
+}
+
+port_in_use() { ss -Hltn "sport = :$1" 2>/dev/null | grep -q .; }
+pick_port() {
+  local p i
+  for i in $(seq 1 200); do
+    p=$(( 20000 + RANDOM % 25000 ))
+    port_in_use "$p" || [ "$p" = "${1:-}" ] || { echo "$p"; return 0; }
+  done
+  die "no free loopback port found"
+}
+
+alive() {
+  local pid
+  [ -f "$rundir/minio.pid" ] || return 1
+  pid=$(cat "$rundir/minio.pid" 2>/dev/null) || return 1
+  [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' < "/proc/$pid/cmdline" | grep -q "minio-.* server"
+}
+
+healthy() { curl -fs -o /dev/null --max-time 2 "http://127.0.0.1:$1/minio/health/live"; }
+
+# Signed S3 request with curl's built-in SigV4, so no S3 client is needed here.
+s3curl() { # method path -> prints the HTTP status
+  curl -sS -o /dev/null -w '%{http_code}' --max-time 10 -X "$1" \
+    --aws-sigv4 "aws:amz:$REGION:s3" --user "$ACCESS_KEY:$SECRET_KEY" "http://127.0.0.1:$port$2"
+}
+
+stop_server() {
+  local pid i
+  if alive; then
+    pid=$(cat "$rundir/minio.pid")
+    kill "$pid" 2>/dev/null || true
+    for i in $(seq 1 100); do [ -d "/proc/$pid" ] || break; sleep 0.1; done
+    [ -d "/proc/$pid" ] && kill -9 "$pid" 2>/dev/null || true
+  fi
+  rm -rf "${rundir:?}/data" "$rundir/minio.pid" "$rundir/env"
+}
+
+case "$verb" in
+  start)
+    mkdir -p "$rundir"
+    rundir=$(cd "$rundir" && pwd)
+    if alive && [ -f "$rundir/env" ]; then
+      port=$(sed -n 's|.*IDEM_TEST_S3_ENDPOINT=http://127.0.0.1:||p' "$rundir/env")
+      if healthy "$port"; then log "already running in $rundir"; cat "$rundir/env"; exit 0; fi
+    fi
+    stop_server
+    build_minio
+    port=$(pick_port)
+    console=$(pick_port "$port")
+    mkdir -p "$rundir/data"
+    # setsid + nohup: the server outlives this script; the console is off and bound to loopback anyway.
+    MINIO_ROOT_USER=$ACCESS_KEY MINIO_ROOT_PASSWORD=$SECRET_KEY MINIO_BROWSER=off MINIO_UPDATE=off \
+      MINIO_REGION=$REGION MINIO_CI_CD=on \
+      setsid nohup "$bin" server --quiet --anonymous \
+        --address "127.0.0.1:$port" --console-address "127.0.0.1:$console" "$rundir/data" \
+        > "$rundir/minio.log" 2>&1 < /dev/null &
+    echo $! > "$rundir/minio.pid"
+    ok=""
+    for i in $(seq 1 300); do
+      alive || { tail -20 "$rundir/minio.log" >&2; die "minio exited during start (log: $rundir/minio.log)"; }
+      if healthy "$port"; then ok=1; break; fi
+      sleep 0.1
+    done
+    [ -n "$ok" ] || { stop_server; die "minio not healthy on 127.0.0.1:$port after 30 s"; }
+    code=$(s3curl PUT "/$BUCKET") || code=000
+    case "$code" in
+      200|409) ;;
+      *) stop_server; die "creating bucket $BUCKET answered HTTP $code" ;;
+    esac
+    {
+      echo "export IDEM_TEST_S3_ENDPOINT=http://127.0.0.1:$port"
+      echo "export IDEM_TEST_S3_ACCESS_KEY=$ACCESS_KEY"
+      echo "export IDEM_TEST_S3_SECRET_KEY=$SECRET_KEY"
+      echo "export IDEM_TEST_S3_BUCKET=$BUCKET"
+      echo "export IDEM_TEST_S3_REGION=$REGION"
+    } > "$rundir/env"
+    log "MinIO $MINIO_VERSION on 127.0.0.1:$port, bucket $BUCKET, data in $rundir/data"
+    cat "$rundir/env"
+    ;;
+  stop)
+    [ -d "$rundir" ] || exit 0
+    rundir=$(cd "$rundir" && pwd)
+    stop_server
+    log "stopped minio in $rundir"
+    ;;
+  *) echo "usage: $0 start|stop <rundir>" >&2; exit 2 ;;
+esac
