@@ -4,8 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
-pnpm install --frozen-lockfile --reporter=append-only
-pnpm build
+bash scripts/install.sh
 export IDEM_RUN_DIR="$(mktemp -d "${TMPDIR:-/tmp}/idem-run.XXXXXX")"
 trap 'bash scripts/servers.sh stop; rm -rf "$IDEM_RUN_DIR"' EXIT
 eval "$(bash scripts/servers.sh start)"
