@@ -1,0 +1,322 @@
+// Google Cloud Storage store: one small JSON object per key, named
+// prefix + sha256(key). Claims and finishes are core's compare-and-swap
+// engine (casUpdate) over three primitives built on object generations:
+// create = insert with ifGenerationMatch=0, replace = insert with
+// ifGenerationMatch=<generation read or last written>.
+import type { Bucket, File, Storage } from '@google-cloud/storage';
+import {
+  BackendUnavailableError,
+  casUpdate,
+  claimWith,
+  CONFLICT,
+  CorruptRecordError,
+  describe,
+  finishWith,
+  IdemError,
+  IdempotencyStore,
+  InvalidArgumentError,
+  isExpired,
+  isSweepable,
+  parseRecord,
+  resolveStoreOptions,
+  type AtomicUpdate,
+  type Conflict,
+  type Driver,
+  type DriverContext,
+  type IdemRecord,
+  type ListPage,
+  type ListQuery,
+  type StoreOptions,
+  type SweepCounts,
+} from '@idem/core';
+
+export interface GcsStoreOptions extends StoreOptions {
+  /** Your Bucket, or its name together with `storage`. */
+  bucket: Bucket | string;
+  /** Your Storage client; needed when `bucket` is a name. */
+  storage?: Storage;
+  /** Object name prefix; every store with the same bucket and prefix shares keys. Default "idem/". */
+  prefix?: string;
+}
+
+/** Opens a store on a bucket. No request is made until the first call. */
+export async function createGcsStore(options: GcsStoreOptions): Promise<IdempotencyStore> {
+  const { bucket, storage, prefix = 'idem/', ...storeOptions } = options ?? ({} as GcsStoreOptions);
+  resolveStoreOptions(storeOptions); // bad options fail before any request
+  return new IdempotencyStore(new GcsDriver(resolveBucket(bucket, storage), checkPrefix(prefix)), storeOptions);
+}
+
+function resolveBucket(bucket: unknown, storage: unknown): Bucket {
+  if (typeof bucket === 'string') {
+    if (bucket.length === 0) throw new InvalidArgumentError('bucket must be a non-empty name or a Bucket');
+    if (typeof (storage as Storage | undefined)?.bucket !== 'function') {
+      throw new InvalidArgumentError('a bucket given by name needs `storage`, a @google-cloud/storage Storage client');
+    }
+    return (storage as Storage).bucket(bucket);
+  }
+  if (typeof (bucket as Bucket | undefined)?.file !== 'function' || typeof (bucket as Bucket).getFiles !== 'function') {
+    throw new InvalidArgumentError(`bucket must be a @google-cloud/storage Bucket or a bucket name, got ${describe(bucket)}`);
+  }
+  return bucket as Bucket;
+}
+
+function checkPrefix(prefix: unknown): string {
+  // Object names are at most 1024 bytes; 64 of them are the digest.
+  if (typeof prefix !== 'string' || Buffer.byteLength(prefix) > 900 || /[\r\n]/.test(prefix)) {
+    throw new InvalidArgumentError(`prefix must be a string of at most 900 bytes without line breaks, got ${describe(prefix)}`);
+  }
+  return prefix;
+}
+
+/** HTTP status of a client error, if it came from a response. */
+function statusOf(error: unknown): number | undefined {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'number' ? code : undefined;
+}
+
+/**
+ * 429/5xx/network: BackendUnavailableError (retryable; on a write the engine
+ * reads back, since the write may have landed). 404 on a write means the
+ * bucket is missing and 400/401/403 a misconfiguration: nothing was written and
+ * retrying will not help, so they are not retryable.
+ */
+function toIdemError(error: unknown, what: string): IdemError {
+  if (error instanceof IdemError) return error;
+  const status = statusOf(error);
+  const detail = error instanceof Error ? error.message : String(error);
+  if (status === 404) return new IdemError('BACKEND_UNAVAILABLE', `${what}: bucket not found (${detail})`, { cause: error });
+  if (status !== undefined && status >= 400 && status < 500 && status !== 408 && status !== 429) {
+    return new IdemError('BACKEND_UNAVAILABLE', `${what}: refused with HTTP ${status} (${detail})`, { cause: error });
+  }
+  return new BackendUnavailableError(`${what}: ${status !== undefined ? `HTTP ${status}` : 'no answer'} (${detail})`, error);
+}
+
+/** The deadline after which sweep may remove the record; stored as the object's customTime. */
+function sweepAt(body: string): string | undefined {
+  let record: Partial<IdemRecord>;
+  try {
+    record = JSON.parse(body) as Partial<IdemRecord>;
+  } catch (error) {
+    if (error instanceof SyntaxError) return undefined; // raw test bytes: no deadline
+    throw error;
+  }
+  const times = [record.status === 'in_flight' ? record.leaseExpiresAt : undefined, record.expiresAt].filter((t): t is number => Number.isSafeInteger(t));
+  return times.length > 0 ? new Date(Math.min(...times)).toISOString() : undefined;
+}
+
+const READ_CONCURRENCY = 16;
+
+class GcsDriver implements Driver {
+  readonly capabilities = { nativeExpiry: false, clock: 'client', sharedAcrossProcesses: true } as const;
+  private readonly update: AtomicUpdate;
+
+  constructor(
+    private readonly bucket: Bucket,
+    private readonly prefix: string,
+  ) {
+    this.update = casUpdate({
+      read: (name) => this.readVersioned(name),
+      create: (name, body) => this.write(name, body, '0'),
+      replace: (name, body, version) => this.write(name, body, version),
+    });
+  }
+
+  claim: Driver['claim'] = (input, ctx) => claimWith(this.update, input, ctx);
+  finish: Driver['finish'] = (lease, op, retentionMs, ctx) => finishWith(this.update, lease, op, retentionMs, ctx);
+
+  /**
+   * The one conditional write, a single-request multipart upload.
+   * Timeline of a claim (generation "0"): insert?ifGenerationMatch=0 -> 200,
+   *   we created the record; or 412, someone holds the name -> CONFLICT, the
+   *   engine reads it (with its generation) and decides.
+   * Timeline of a takeover or finish (generation g read or last written by the
+   *   lease): insert?ifGenerationMatch=g -> 200, nobody wrote since g; or 412,
+   *   someone did (takeover, finish, sweep) -> CONFLICT, the engine re-reads
+   *   and a zombie gets LEASE_LOST.
+   * The client retries preconditioned uploads on 408/429/5xx/resets. If an
+   *   attempt landed but its reply was lost, the next attempt gets 412 on our
+   *   own write: a 412 after more than one attempt is ambiguous, so it is
+   *   reported as such and the engine reads back and compares the bodies.
+   */
+  private async write(name: string, body: string, generation: string): Promise<string | Conflict> {
+    const file = this.bucket.file(this.prefix + name);
+    let attempts = 0;
+    // Counts the client's attempts at this upload (its own retries included).
+    const count = ((opts: unknown) => {
+      attempts++;
+      return opts;
+    }) as File['interceptors'][number]['request'];
+    file.interceptors.push({ request: count });
+    const customTime = sweepAt(body);
+    try {
+      await file.save(body, {
+        resumable: false,
+        // Off: on a hash mismatch the client deletes the object unconditionally, which could remove a newer owner's record.
+        validation: false,
+        metadata: { contentType: 'application/json', ...(customTime !== undefined ? { customTime } : {}) },
+        preconditionOpts: { ifGenerationMatch: generation },
+      });
+    } catch (error) {
+      if (statusOf(error) === 412) {
+        if (attempts <= 1) return CONFLICT;
+        throw new BackendUnavailableError(`write of ${this.prefix + name}: 412 after ${attempts} attempts, an earlier attempt may have landed`, error);
+      }
+      throw toIdemError(error, `write of ${this.prefix + name}`);
+    }
+    const written = file.metadata.generation;
+    if (written === undefined || written === null) throw new BackendUnavailableError(`write of ${this.prefix + name}: no generation in the reply`);
+    return String(written);
+  }
+
+  /** Body and generation in one GET (x-goog-generation header); undefined when absent. */
+  private fetch(file: File): Promise<{ body: Buffer; generation: string } | undefined> {
+    return new Promise((resolve, reject) => {
+      let generation: string | undefined;
+      const chunks: Buffer[] = [];
+      file
+        .createReadStream()
+        .on('response', (res: { headers?: Record<string, string | string[] | undefined> }) => {
+          const h = res.headers?.['x-goog-generation'];
+          generation = Array.isArray(h) ? h[0] : h;
+        })
+        .on('data', (chunk: Buffer) => chunks.push(chunk))
+        .on('error', (error: unknown) => (statusOf(error) === 404 ? resolve(undefined) : reject(toIdemError(error, `read of ${file.name}`))))
+        .on('end', () =>
+          generation === undefined
+            ? reject(new BackendUnavailableError(`read of ${file.name}: no x-goog-generation header`))
+            : resolve({ body: Buffer.concat(chunks), generation }),
+        );
+    });
+  }
+
+  private async readVersioned(name: string): Promise<{ record: IdemRecord; version: string } | undefined> {
+    const objectName = this.prefix + name;
+    const got = await this.fetch(this.bucket.file(objectName));
+    return got === undefined ? undefined : { record: parseRecord(objectName, got.body), version: got.generation };
+  }
+
+  async read(name: string): Promise<IdemRecord | undefined> {
+    return (await this.readVersioned(name))?.record;
+  }
+
+  /** One page of object names (with generation and customTime) from `startOffset` on. */
+  private async page(startOffset: string | undefined, pageToken: string | undefined, maxResults: number) {
+    try {
+      const [files, next] = await this.bucket.getFiles({
+        prefix: this.prefix,
+        autoPaginate: false,
+        maxResults,
+        ...(pageToken !== undefined ? { pageToken } : startOffset !== undefined ? { startOffset } : {}),
+      });
+      return { files, pageToken: (next as { pageToken?: string } | null | undefined)?.pageToken };
+    } catch (error) {
+      throw toIdemError(error, `list of ${this.prefix}`);
+    }
+  }
+
+  /** Storage names only (prefix + 64 hex); anything else under the prefix is not ours. */
+  private ours(file: File): string | undefined {
+    const rest = file.name.slice(this.prefix.length);
+    return file.name.startsWith(this.prefix) && /^[0-9a-f]{64}$/.test(rest) ? rest : undefined;
+  }
+
+  /** Records in name order; `cursor` is the storage name of the first record not yet returned. */
+  async list(query: ListQuery): Promise<ListPage> {
+    const records: IdemRecord[] = [];
+    let pageToken: string | undefined;
+    let first = true;
+    do {
+      const page = await this.page(first && query.cursor !== undefined ? this.prefix + query.cursor : undefined, pageToken, 1000);
+      first = false;
+      pageToken = page.pageToken;
+      const names = page.files.map((f) => this.ours(f)).filter((n): n is string => n !== undefined);
+      for (let i = 0; i < names.length; i += READ_CONCURRENCY) {
+        const batch = names.slice(i, i + READ_CONCURRENCY);
+        const read = await Promise.all(batch.map((n) => this.read(n)));
+        for (const [j, record] of read.entries()) {
+          if (records.length === query.limit) return { records, cursor: batch[j]! };
+          if (record !== undefined && query.filter(record)) records.push(record);
+        }
+      }
+    } while (pageToken !== undefined);
+    return { records };
+  }
+
+  /**
+   * Lists under the prefix; objects whose customTime (the record's deadline)
+   * is still ahead are skipped unread. The rest are read at the listed
+   * generation and, if sweepable, deleted at that generation only.
+   * Timeline: list -> read g -> delete?generation=g&ifGenerationMatch=g.
+   *   If the key was re-claimed or renewed after the read, the live generation
+   *   is no longer g and the delete answers 404/412: the new record stays.
+   * (fake-gcs-server v1.56.1 ignores ifGenerationMatch on delete but honours
+   * the generation parameter; real GCS honours both.)
+   */
+  async sweep(ctx: DriverContext): Promise<SweepCounts> {
+    const counts = { expired: 0, deadLeases: 0 };
+    let pageToken: string | undefined;
+    do {
+      const page = await this.page(undefined, pageToken, 1000);
+      pageToken = page.pageToken;
+      const now = ctx.now();
+      const due = page.files.filter((f) => {
+        const at = f.metadata.customTime;
+        return this.ours(f) !== undefined && (typeof at !== 'string' || Date.parse(at) <= now);
+      });
+      for (let i = 0; i < due.length; i += READ_CONCURRENCY) {
+        await Promise.all(due.slice(i, i + READ_CONCURRENCY).map((f) => this.sweepOne(f, ctx, counts)));
+      }
+    } while (pageToken !== undefined);
+    return counts;
+  }
+
+  private async sweepOne(listed: File, ctx: DriverContext, counts: SweepCounts): Promise<void> {
+    const generation = String(listed.metadata.generation);
+    const file = this.bucket.file(listed.name, { generation });
+    const got = await this.fetch(file);
+    if (got === undefined) return;
+    let record: IdemRecord;
+    try {
+      record = parseRecord(listed.name, got.body);
+    } catch (error) {
+      // Corrupt records are left for a human: sweep never deletes what it cannot read.
+      if (error instanceof CorruptRecordError) return;
+      throw error;
+    }
+    const now = ctx.now();
+    if (!isSweepable(record, now)) return;
+    try {
+      await file.delete({ ifGenerationMatch: generation });
+    } catch (error) {
+      const status = statusOf(error);
+      if (status === 404 || status === 412) return; // changed since it was read: not ours to remove
+      throw toIdemError(error, `delete of ${listed.name}`);
+    }
+    if (isExpired(record, now)) counts.expired++;
+    else counts.deadLeases++;
+  }
+
+  /** Administrative removal, unconditional by contract. */
+  async remove(name: string): Promise<boolean> {
+    try {
+      await this.bucket.file(this.prefix + name).delete();
+      return true;
+    } catch (error) {
+      if (statusOf(error) === 404) return false;
+      throw toIdemError(error, `delete of ${this.prefix + name}`);
+    }
+  }
+
+  /** Test hook: raw bytes, unconditionally. */
+  async writeRaw(name: string, bytes: string | Uint8Array): Promise<void> {
+    try {
+      await this.bucket.file(this.prefix + name).save(Buffer.from(bytes), { resumable: false, validation: false });
+    } catch (error) {
+      throw toIdemError(error, `raw write of ${this.prefix + name}`);
+    }
+  }
+
+  async close(): Promise<void> {
+    // The Storage client is the caller's; nothing of ours to close.
+  }
+}
