@@ -1,0 +1,342 @@
+// S3 store: a handful of primitives over conditional PutObject. Claim and
+// finish logic (decide, compare-and-swap retry, read-back of ambiguous
+// writes) is core's casUpdate; this file only maps S3 answers onto it.
+import {
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  type S3Client,
+} from '@aws-sdk/client-s3';
+import {
+  BackendUnavailableError,
+  casUpdate,
+  claimWith,
+  CONFLICT,
+  CorruptRecordError,
+  finishWith,
+  IdemError,
+  IdempotencyStore,
+  InvalidArgumentError,
+  isExpired,
+  isSweepable,
+  parseRecord,
+  resolveStoreOptions,
+  type CasPrimitives,
+  type Conflict,
+  type Driver,
+  type DriverContext,
+  type IdemRecord,
+  type ListQuery,
+  type StoreOptions,
+} from '@idem/core';
+
+export interface S3StoreOptions extends StoreOptions {
+  /** Your configured client (credentials, region, endpoint; `forcePathStyle` for MinIO). Not closed by the store. */
+  client: S3Client;
+  bucket: string;
+  /** Records are stored as prefix + sha256(key). Default "idem/". Give each store its own prefix. */
+  prefix?: string;
+  /**
+   * Deadline of one S3 call, SDK retries included. A write that runs out of
+   * time is resolved by reading the record back. Default 10 s.
+   */
+  requestTimeoutMs?: number;
+}
+
+const DEFAULT_PREFIX = 'idem/';
+const DEFAULT_TIMEOUT_MS = 10_000;
+const NAME = /^[0-9a-f]{64}$/;
+/** Concurrent GETs while listing or sweeping: enough to hide latency, few enough not to be throttled. */
+const READ_BATCH = 16;
+
+/** Opens a store on a bucket. Options are checked before any request. */
+export async function createS3Store(options: S3StoreOptions): Promise<IdempotencyStore> {
+  if (typeof options !== 'object' || options === null) throw new InvalidArgumentError('options must be an object');
+  const { client, bucket, prefix = DEFAULT_PREFIX, requestTimeoutMs = DEFAULT_TIMEOUT_MS, ...storeOptions } = options;
+  if (typeof client?.send !== 'function') throw new InvalidArgumentError('client must be an S3Client');
+  if (typeof bucket !== 'string' || !/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket)) {
+    throw new InvalidArgumentError(`bucket must be an S3 bucket name, got ${JSON.stringify(bucket)}`);
+  }
+  if (typeof prefix !== 'string' || prefix.length > 512 || prefix.startsWith('/')) {
+    throw new InvalidArgumentError('prefix must be a string of at most 512 characters, not starting with "/"');
+  }
+  if (!Number.isSafeInteger(requestTimeoutMs) || requestTimeoutMs <= 0) throw new InvalidArgumentError('requestTimeoutMs must be a positive integer');
+  resolveStoreOptions(storeOptions);
+  return new IdempotencyStore(new S3Driver(client, bucket, prefix, requestTimeoutMs), storeOptions);
+}
+
+interface SdkError {
+  name?: string;
+  Code?: string;
+  $metadata?: { httpStatusCode?: number; attempts?: number };
+}
+const statusOf = (e: unknown) => (e as SdkError)?.$metadata?.httpStatusCode;
+/** 404 means "no such key" only when the bucket itself exists. */
+const isNoSuchKey = (e: unknown) => statusOf(e) === 404 && (e as SdkError).name !== 'NoSuchBucket' && (e as SdkError).Code !== 'NoSuchBucket';
+/** The SDK resent the request: an earlier attempt may have landed and made this one's precondition fail. */
+const wasRetried = (e: unknown) => ((e as SdkError)?.$metadata?.attempts ?? 1) > 1;
+
+/**
+ * Maps an S3 failure to a typed error. Throttling, 5xx, timeouts and network
+ * errors are BackendUnavailableError (retryable, and for a write: it may have
+ * landed). Other 4xx (credentials, missing bucket, bad request) are not
+ * retryable and prove the request was refused.
+ */
+export function s3Failure(error: unknown, what: string): IdemError {
+  const status = statusOf(error);
+  const name = (error as SdkError)?.name ?? 'Error';
+  const message = error instanceof Error ? error.message : String(error);
+  if (status === undefined || status >= 500 || status === 429 || status === 408 || name === 'SlowDown') {
+    const why = status === 503 || status === 429 || name === 'SlowDown' ? 'throttled' : status === undefined ? 'unreachable or timed out' : `server error ${status}`;
+    return new BackendUnavailableError(`S3 ${what}: ${why} (${name}: ${message})`, error);
+  }
+  return new IdemError('BACKEND_UNAVAILABLE', `S3 ${what}: refused with ${status} ${name}: ${message}`, { cause: error, retryable: false });
+}
+
+class S3Driver implements Driver {
+  readonly capabilities = { nativeExpiry: false, clock: 'client', sharedAcrossProcesses: true } as const;
+  readonly claim: Driver['claim'];
+  readonly finish: Driver['finish'];
+  private readonly cas: CasPrimitives;
+
+  constructor(
+    private readonly client: S3Client,
+    private readonly bucket: string,
+    private readonly prefix: string,
+    private readonly timeoutMs: number,
+  ) {
+    this.cas = { read: (name) => this.get(name), create: (name, body) => this.create(name, body), replace: (name, body, etag) => this.replace(name, body, etag) };
+    const update = casUpdate(this.cas);
+    this.claim = (input, ctx) => claimWith(update, input, ctx);
+    this.finish = (lease, op, retentionMs, ctx) => finishWith(update, lease, op, retentionMs, ctx);
+  }
+
+  private send<T>(command: { input: unknown }): Promise<T> {
+    // One deadline for the call and all its SDK retries; an abort is final (the SDK does not retry it).
+    return (this.client.send as (c: unknown, o: unknown) => Promise<T>)(command, { abortSignal: AbortSignal.timeout(this.timeoutMs) });
+  }
+
+  private async get(name: string): Promise<{ record: IdemRecord; version: string } | undefined> {
+    let bytes: Uint8Array;
+    let etag: string | undefined;
+    try {
+      const out = await this.send<{ Body?: { transformToByteArray(): Promise<Uint8Array> }; ETag?: string }>(
+        new GetObjectCommand({ Bucket: this.bucket, Key: this.prefix + name }),
+      );
+      bytes = out.Body ? await out.Body.transformToByteArray() : new Uint8Array();
+      etag = out.ETag;
+    } catch (error) {
+      if (isNoSuchKey(error)) return undefined;
+      throw s3Failure(error, `GET ${name}`);
+    }
+    const record = parseRecord(name, bytes);
+    if (etag === undefined) throw new BackendUnavailableError(`S3 GET ${name}: the server sent no ETag, so no conditional write is possible`);
+    return { record, version: etag };
+  }
+
+  /** A failed precondition is a CONFLICT, unless a resent request may have tripped over its own first attempt. */
+  private conflictOr(error: unknown, what: string): Conflict {
+    const status = statusOf(error);
+    if ((status === 412 || status === 409) && wasRetried(error)) {
+      throw new BackendUnavailableError(`S3 ${what}: precondition failed on a resent request; the first attempt may have landed`, error);
+    }
+    // 409 ConditionalRequestConflict: another conditional write on this key was in progress; nothing was written.
+    if (status === 412 || status === 409 || isNoSuchKey(error)) return CONFLICT;
+    throw s3Failure(error, what);
+  }
+
+  private etagOf(out: { ETag?: string }, what: string): string {
+    // Without an ETag the write happened but cannot be fenced: let the engine read it back.
+    if (out.ETag === undefined) throw new BackendUnavailableError(`S3 ${what}: the server sent no ETag`);
+    return out.ETag;
+  }
+
+  // Timeline of a claim's create:
+  //   client A: PUT <prefix><sha256(key)> If-None-Match: *   -> 200 + ETag: A holds the lease on that ETag
+  //   client B: PUT ... If-None-Match: * (concurrently)     -> 412: B reads the record and decides
+  // The server checks absence and writes under one lock, so exactly one creator wins.
+  // A lost reply (timeout, reset) throws BackendUnavailableError; core reads back
+  // and recognises its own body by runId, fence and times.
+  private async create(name: string, body: string): Promise<string | Conflict> {
+    const what = `PUT If-None-Match ${name}`;
+    try {
+      const out = await this.send<{ ETag?: string }>(
+        new PutObjectCommand({ Bucket: this.bucket, Key: this.prefix + name, Body: body, ContentType: 'application/json', IfNoneMatch: '*' }),
+      );
+      return this.etagOf(out, what);
+    } catch (error) {
+      if (error instanceof IdemError) throw error;
+      return this.conflictOr(error, what);
+    }
+  }
+
+  // Timeline of a takeover or finish (complete, fail, renew, release):
+  //   owner:  PUT If-Match: <ETag its lease holds>        -> 200 + new ETag (the lease moves to it)
+  //   zombie: PUT If-Match: <older ETag>                  -> 412: core reads, sees another fence: LEASE_LOST
+  //   anyone: PUT If-Match on a deleted record            -> 404: CONFLICT, core reads "absent"
+  // Of many concurrent takeovers of one ETag exactly one gets 200 (S3 may answer the rest 409).
+  private async replace(name: string, body: string, etag: string): Promise<string | Conflict> {
+    const what = `PUT If-Match ${name}`;
+    try {
+      const out = await this.send<{ ETag?: string }>(
+        new PutObjectCommand({ Bucket: this.bucket, Key: this.prefix + name, Body: body, ContentType: 'application/json', IfMatch: etag }),
+      );
+      return this.etagOf(out, what);
+    } catch (error) {
+      if (error instanceof IdemError) throw error;
+      return this.conflictOr(error, what);
+    }
+  }
+
+  async read(name: string): Promise<IdemRecord | undefined> {
+    return (await this.get(name))?.record;
+  }
+
+  /** Storage names under the prefix, in S3's (lexicographic) order, starting after `after`. */
+  private async *names(after?: string): AsyncGenerator<{ names: string[]; more: boolean }> {
+    let token: string | undefined;
+    do {
+      let page: { Contents?: { Key?: string }[]; IsTruncated?: boolean; NextContinuationToken?: string };
+      try {
+        page = await this.send(
+          new ListObjectsV2Command({
+            Bucket: this.bucket,
+            Prefix: this.prefix,
+            ...(token !== undefined ? { ContinuationToken: token } : after !== undefined ? { StartAfter: this.prefix + after } : {}),
+          }),
+        );
+      } catch (error) {
+        throw s3Failure(error, `LIST ${this.prefix}`);
+      }
+      // Objects in "sub-folders" of the prefix are not ours: only <prefix><64 hex> is a record.
+      const names = (page.Contents ?? []).map((o) => (o.Key ?? '').slice(this.prefix.length)).filter((n) => NAME.test(n));
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+      yield { names, more: token !== undefined };
+    } while (token !== undefined);
+  }
+
+  private readBatch(names: string[], skipCorrupt: boolean) {
+    return Promise.all(
+      names.map(async (name) => {
+        try {
+          return { name, found: await this.get(name) };
+        } catch (error) {
+          // Sweep leaves corrupt records for a human; list reports them like get does.
+          if (skipCorrupt && error instanceof CorruptRecordError) return { name, found: undefined };
+          throw error;
+        }
+      }),
+    );
+  }
+
+  async list(query: ListQuery): Promise<{ records: IdemRecord[]; cursor?: string }> {
+    const records: IdemRecord[] = [];
+    for await (const { names, more } of this.names(query.cursor)) {
+      for (let i = 0; i < names.length; i += READ_BATCH) {
+        const batch = await this.readBatch(names.slice(i, i + READ_BATCH), false);
+        for (const [j, { name, found }] of batch.entries()) {
+          if (found === undefined || !query.filter(found.record)) continue;
+          records.push(found.record);
+          if (records.length === query.limit) {
+            const rest = more || i + j + 1 < names.length;
+            return rest ? { records, cursor: name } : { records };
+          }
+        }
+      }
+    }
+    return { records };
+  }
+
+  // Timeline of a sweep delete:
+  //   sweeper: GET -> record past retention or with a dead lease, ETag E
+  //   sweeper: DELETE If-Match: E   -> S3 deletes only if nobody rewrote it since (412 otherwise)
+  // MinIO ignores If-Match on DELETE: there a takeover landing between the GET
+  // and the DELETE is removed with it (see README: run sweep off-peak or use a lifecycle rule).
+  async sweep(ctx: DriverContext): Promise<{ expired: number; deadLeases: number }> {
+    const counts = { expired: 0, deadLeases: 0 };
+    for await (const { names } of this.names()) {
+      for (let i = 0; i < names.length; i += READ_BATCH) {
+        const batch = await this.readBatch(names.slice(i, i + READ_BATCH), true);
+        await Promise.all(
+          batch.map(async ({ name, found }) => {
+            const now = ctx.now();
+            if (found === undefined || !isSweepable(found.record, now)) return;
+            try {
+              await this.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.prefix + name, IfMatch: found.version }));
+            } catch (error) {
+              if (statusOf(error) === 412 || statusOf(error) === 409 || isNoSuchKey(error)) return; // changed or gone since the read
+              throw s3Failure(error, `DELETE ${name}`);
+            }
+            if (isExpired(found.record, now)) counts.expired++;
+            else counts.deadLeases++;
+          }),
+        );
+      }
+    }
+    return counts;
+  }
+
+  async remove(name: string): Promise<boolean> {
+    const Key = this.prefix + name;
+    try {
+      await this.send(new HeadObjectCommand({ Bucket: this.bucket, Key }));
+    } catch (error) {
+      if (isNoSuchKey(error)) return false;
+      throw s3Failure(error, `HEAD ${name}`);
+    }
+    try {
+      await this.send(new DeleteObjectCommand({ Bucket: this.bucket, Key }));
+    } catch (error) {
+      throw s3Failure(error, `DELETE ${name}`);
+    }
+    return true;
+  }
+
+  async writeRaw(name: string, bytes: string | Uint8Array): Promise<void> {
+    try {
+      await this.send(new PutObjectCommand({ Bucket: this.bucket, Key: this.prefix + name, Body: bytes }));
+    } catch (error) {
+      throw s3Failure(error, `PUT ${name}`);
+    }
+  }
+
+  async close(): Promise<void> {
+    // The client is the caller's: it may serve other code, so it is not destroyed here.
+  }
+}
+
+/**
+ * A clock that follows the S3 server's `Date` header: pass it as the store's
+ * `clock` so that every client of a bucket judges leases by one time source
+ * instead of its own wall clock. The header has 1 s resolution, so keep
+ * `clockSkewMs` at least 1000. Registers a middleware on `client`.
+ */
+export function serverClock(client: S3Client): () => number {
+  let offset = 0;
+  const observe = (headers: Record<string, string> | undefined, sent: number) => {
+    const date = headers?.date ?? headers?.Date;
+    const server = date === undefined ? Number.NaN : Date.parse(date);
+    if (Number.isNaN(server)) return;
+    // The server stamped the reply somewhere inside [server, server + 1 s); assume the middle, at our mid-flight time.
+    const estimate = server + 500 - (sent + Date.now()) / 2;
+    // Follow only real drift, not the header's rounding, so the clock does not jitter back and forth.
+    if (Math.abs(estimate - offset) > 1000) offset = estimate;
+  };
+  client.middlewareStack.add(
+    (next) => async (args) => {
+      const sent = Date.now();
+      try {
+        const out = await next(args);
+        observe((out.response as { headers?: Record<string, string> }).headers, sent);
+        return out;
+      } catch (error) {
+        observe((error as { $response?: { headers?: Record<string, string> } }).$response?.headers, sent);
+        throw error;
+      }
+    },
+    { step: 'deserialize', name: 'idemServerClock', override: true },
+  );
+  return () => Math.round(Date.now() + offset);
+}
