@@ -72,6 +72,8 @@ interface SdkError {
   Code?: string;
   $metadata?: { httpStatusCode?: number; attempts?: number };
 }
+/** Error names S3 and S3-compatible servers use for "slow down" (503 SlowDown on S3 itself). */
+const THROTTLING = new Set(['SlowDown', 'Throttling', 'ThrottlingException', 'TooManyRequestsException', 'RequestLimitExceeded', 'BandwidthLimitExceeded']);
 const statusOf = (e: unknown) => (e as SdkError)?.$metadata?.httpStatusCode;
 /** 404 means "no such key" only when the bucket itself exists. */
 const isNoSuchKey = (e: unknown) => statusOf(e) === 404 && (e as SdkError).name !== 'NoSuchBucket' && (e as SdkError).Code !== 'NoSuchBucket';
@@ -88,8 +90,9 @@ export function s3Failure(error: unknown, what: string): IdemError {
   const status = statusOf(error);
   const name = (error as SdkError)?.name ?? 'Error';
   const message = error instanceof Error ? error.message : String(error);
-  if (status === undefined || status >= 500 || status === 429 || status === 408 || name === 'SlowDown') {
-    const why = status === 503 || status === 429 || name === 'SlowDown' ? 'throttled' : status === undefined ? 'unreachable or timed out' : `server error ${status}`;
+  const throttled = status === 429 || THROTTLING.has(name);
+  if (status === undefined || status >= 500 || status === 408 || throttled || name === 'RequestTimeout') {
+    const why = throttled ? 'throttled' : status === undefined ? 'unreachable or timed out' : `server error ${status}`;
     return new BackendUnavailableError(`S3 ${what}: ${why} (${name}: ${message})`, error);
   }
   return new IdemError('BACKEND_UNAVAILABLE', `S3 ${what}: refused with ${status} ${name}: ${message}`, { cause: error, retryable: false });

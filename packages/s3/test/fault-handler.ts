@@ -1,0 +1,80 @@
+// An HTTP handler for the S3 client that wraps the real one and injects one
+// network fault per armed rule: the request never arrives, the reply is lost
+// after the server applied it, the reply is too slow, or a canned S3 error.
+import { Readable } from 'node:stream';
+import { S3Client } from '@aws-sdk/client-s3';
+
+export type Fault =
+  | { kind: 'drop' } // connection reset before the server saw the request
+  | { kind: 'lose-reply' } // the server applied the request, the reply is lost (reset)
+  | { kind: 'slow' } // the server applied it, the reply arrives after the caller's deadline
+  | { kind: 'status'; status: number; code: string }; // a canned S3 error answer, request not forwarded
+
+interface Req {
+  method: string;
+  path: string;
+  headers: Record<string, string>;
+}
+type Inner = {
+  handle(request: Req, options?: { abortSignal?: AbortSignal }): Promise<{ response: { statusCode: number; headers: Record<string, string>; body?: unknown } }>;
+  updateHttpClientConfig(key: never, value: never): void;
+  httpHandlerConfigs(): unknown;
+  destroy?(): void;
+};
+
+const header = (req: Req, name: string) => Object.entries(req.headers).find(([k]) => k.toLowerCase() === name)?.[1];
+/** "PUT If-None-Match", "PUT If-Match", "PUT", "GET", "DELETE", ... */
+export const describeRequest = (req: Req) =>
+  `${req.method}${header(req, 'if-none-match') ? ' If-None-Match' : header(req, 'if-match') ? ' If-Match' : ''}`;
+
+const resetError = (message: string) => Object.assign(new Error(message), { code: 'ECONNRESET' });
+
+export class FaultHandler {
+  readonly seen: string[] = [];
+  private readonly armed: { on: string; fault: Fault }[] = [];
+  constructor(private readonly inner: Inner) {}
+
+  /** The next request described as `on` (see describeRequest) gets `fault`. */
+  arm(on: string, fault: Fault): void {
+    this.armed.push({ on, fault });
+  }
+
+  async handle(request: Req, options?: { abortSignal?: AbortSignal }) {
+    const what = describeRequest(request);
+    this.seen.push(what);
+    const i = this.armed.findIndex((a) => a.on === what);
+    const fault = i < 0 ? undefined : this.armed.splice(i, 1)[0]!.fault;
+    if (fault?.kind === 'drop') throw resetError('socket hang up (injected: request dropped)');
+    if (fault?.kind === 'status') {
+      const xml = `<?xml version="1.0" encoding="UTF-8"?><Error><Code>${fault.code}</Code><Message>injected</Message><RequestId>x</RequestId></Error>`;
+      return { response: { statusCode: fault.status, headers: { 'content-type': 'application/xml' }, body: Readable.from([Buffer.from(xml)]) } };
+    }
+    const out = await this.inner.handle(request, options);
+    if (fault === undefined) return out;
+    (out.response.body as Readable | undefined)?.destroy?.();
+    if (fault.kind === 'lose-reply') throw resetError('socket hang up (injected: reply lost)');
+    // slow: hold the reply until the caller gives up.
+    const signal = options?.abortSignal;
+    await new Promise<void>((resolve) => {
+      if (!signal) return void setTimeout(resolve, 5_000);
+      if (signal.aborted) return resolve();
+      signal.addEventListener('abort', () => resolve(), { once: true });
+    });
+    throw Object.assign(new Error('The operation was aborted (injected: slow reply)'), { name: 'AbortError' });
+  }
+
+  updateHttpClientConfig(key: never, value: never) {
+    this.inner.updateHttpClientConfig(key, value);
+  }
+  httpHandlerConfigs() {
+    return this.inner.httpHandlerConfigs();
+  }
+  destroy() {
+    this.inner.destroy?.();
+  }
+}
+
+/** The SDK's own Node handler, taken from a throwaway client so no @smithy package is imported directly. */
+export function defaultHandler(): Inner {
+  return new S3Client({ region: 'us-east-1' }).config.requestHandler as unknown as Inner;
+}
