@@ -74,37 +74,40 @@ function statusOf(error: unknown): number | undefined {
   return typeof code === 'number' ? code : undefined;
 }
 
+/** A transport failure (reset, refused, timeout, DNS): the request may or may not have reached the server. */
+function isNetworkError(error: unknown): boolean {
+  const e = error as { code?: unknown; type?: unknown; name?: unknown } | null;
+  return typeof e?.code === 'string' || e?.type === 'system' || e?.name === 'AbortError' || e?.name === 'FetchError';
+}
+
 /**
- * 429/5xx/network: BackendUnavailableError (retryable; on a write the engine
- * reads back, since the write may have landed). 404 on a write means the
- * bucket is missing and 400/401/403 a misconfiguration: nothing was written and
- * retrying will not help, so they are not retryable.
+ * 408/429/5xx and network failures: BackendUnavailableError (retryable; on a
+ * write the engine reads back, since it may have landed). 404 on a write means
+ * the bucket is missing, other 4xx a misconfiguration, anything else a local
+ * fault: nothing was written and retrying will not help, so not retryable.
  */
 function toIdemError(error: unknown, what: string): IdemError {
   if (error instanceof IdemError) return error;
   const status = statusOf(error);
   const detail = error instanceof Error ? error.message : String(error);
-  if (status === 404) return new IdemError('BACKEND_UNAVAILABLE', `${what}: bucket not found (${detail})`, { cause: error });
-  if (status !== undefined && status >= 400 && status < 500 && status !== 408 && status !== 429) {
-    return new IdemError('BACKEND_UNAVAILABLE', `${what}: refused with HTTP ${status} (${detail})`, { cause: error });
+  if (status === 408 || status === 429 || (status !== undefined && status >= 500) || (status === undefined && isNetworkError(error))) {
+    return new BackendUnavailableError(`${what}: ${status !== undefined ? `HTTP ${status}` : 'no answer'} (${detail})`, error);
   }
-  return new BackendUnavailableError(`${what}: ${status !== undefined ? `HTTP ${status}` : 'no answer'} (${detail})`, error);
+  const why = status === 404 ? 'bucket not found' : status !== undefined ? `refused with HTTP ${status}` : 'client error';
+  return new IdemError('BACKEND_UNAVAILABLE', `${what}: ${why} (${detail})`, { cause: error });
 }
 
-/** The deadline after which sweep may remove the record; stored as the object's customTime. */
+/** When sweep may remove the record (lease or retention deadline), stored as the object's customTime. */
 function sweepAt(body: string): string | undefined {
-  let record: Partial<IdemRecord>;
-  try {
-    record = JSON.parse(body) as Partial<IdemRecord>;
-  } catch (error) {
-    if (error instanceof SyntaxError) return undefined; // raw test bytes: no deadline
-    throw error;
-  }
+  // Bodies come from serializeRecord, so they parse.
+  const record = JSON.parse(body) as Partial<IdemRecord>;
   const times = [record.status === 'in_flight' ? record.leaseExpiresAt : undefined, record.expiresAt].filter((t): t is number => Number.isSafeInteger(t));
   return times.length > 0 ? new Date(Math.min(...times)).toISOString() : undefined;
 }
 
 const READ_CONCURRENCY = 16;
+const READ_ATTEMPTS = 3;
+const READ_BACKOFF_MS = 100;
 
 class GcsDriver implements Driver {
   readonly capabilities = { nativeExpiry: false, clock: 'client', sharedAcrossProcesses: true } as const;
@@ -168,8 +171,30 @@ class GcsDriver implements Driver {
     return String(written);
   }
 
-  /** Body and generation in one GET (x-goog-generation header); undefined when absent. */
-  private fetch(file: File): Promise<{ body: Buffer; generation: string } | undefined> {
+  /**
+   * Body and generation in one GET (x-goog-generation header); undefined when
+   * absent. The client's own retry of a streamed download is switched off for
+   * this request: in @google-cloud/storage 8.4 a retried 5xx/429 download throws
+   * ERR_STREAM_UNABLE_TO_PIPE as an unhandled rejection, which ends the process
+   * (googleapis/google-cloud-node#8670). Reads are retried here instead.
+   */
+  private async fetch(objectName: string, generation?: string): Promise<{ body: Buffer; generation: string } | undefined> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.fetchOnce(this.bucket.file(objectName, generation !== undefined ? { generation } : {}));
+      } catch (error) {
+        if (!(error instanceof BackendUnavailableError) || attempt >= READ_ATTEMPTS) throw error;
+        await new Promise((r) => setTimeout(r, READ_BACKOFF_MS * 4 ** (attempt - 1)));
+      }
+    }
+  }
+
+  private fetchOnce(file: File): Promise<{ body: Buffer; generation: string } | undefined> {
+    const noClientRetry = ((opts: { maxRetries?: number }) => {
+      opts.maxRetries = 0;
+      return opts;
+    }) as unknown as File['interceptors'][number]['request'];
+    file.interceptors.push({ request: noClientRetry });
     return new Promise((resolve, reject) => {
       let generation: string | undefined;
       const chunks: Buffer[] = [];
@@ -191,7 +216,7 @@ class GcsDriver implements Driver {
 
   private async readVersioned(name: string): Promise<{ record: IdemRecord; version: string } | undefined> {
     const objectName = this.prefix + name;
-    const got = await this.fetch(this.bucket.file(objectName));
+    const got = await this.fetch(objectName);
     return got === undefined ? undefined : { record: parseRecord(objectName, got.body), version: got.generation };
   }
 
@@ -272,8 +297,7 @@ class GcsDriver implements Driver {
 
   private async sweepOne(listed: File, ctx: DriverContext, counts: SweepCounts): Promise<void> {
     const generation = String(listed.metadata.generation);
-    const file = this.bucket.file(listed.name, { generation });
-    const got = await this.fetch(file);
+    const got = await this.fetch(listed.name, generation);
     if (got === undefined) return;
     let record: IdemRecord;
     try {
@@ -286,7 +310,7 @@ class GcsDriver implements Driver {
     const now = ctx.now();
     if (!isSweepable(record, now)) return;
     try {
-      await file.delete({ ifGenerationMatch: generation });
+      await this.bucket.file(listed.name, { generation }).delete({ ifGenerationMatch: generation });
     } catch (error) {
       const status = statusOf(error);
       if (status === 404 || status === 412) return; // changed since it was read: not ours to remove
