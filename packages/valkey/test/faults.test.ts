@@ -1,0 +1,279 @@
+// Adapter-specific faults against a real server the tests own (stopped,
+// restarted, slowed down, or reached through a proxy that loses replies).
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Redis } from 'ioredis';
+import { IdemError, storageName, type ClaimOutcome, type IdempotencyStore, type Lease } from '@idem/core';
+import { createValkeyStore, type ValkeyStoreOptions } from '../src/index.js';
+import { calls, haveRedisServer, PrivateServer, ReplyLosingProxy, scriptRuns, watchCommands } from './private-server.js';
+import { findCluster, freshPrefix } from './server.js';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const have = haveRedisServer();
+const cluster = await findCluster();
+
+function leaseOf(got: ClaimOutcome): Lease {
+  if (got.outcome !== 'acquired' && got.outcome !== 'adopted') throw new Error(`expected a lease, got ${got.outcome}`);
+  return got.lease;
+}
+
+async function codeOf(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+  } catch (error) {
+    if (error instanceof IdemError) return error.code;
+    throw error;
+  }
+  return 'no error';
+}
+
+/** Retries `fn` while the backend is unavailable (a client reconnecting), up to `ms`. */
+async function whenBack<T>(fn: () => Promise<T>, ms = 15_000): Promise<T> {
+  const until = Date.now() + ms;
+  for (;;) {
+    try {
+      return await fn();
+    } catch (error) {
+      if (!(error instanceof IdemError && error.code === 'BACKEND_UNAVAILABLE') || Date.now() > until) throw error;
+      await sleep(100);
+    }
+  }
+}
+
+describe.skipIf(!have)('valkey faults against a private server', () => {
+  let server: PrivateServer;
+  let admin: Redis;
+  const stores: IdempotencyStore[] = [];
+  const open = async (options: Partial<ValkeyStoreOptions> = {}) => {
+    const store = await createValkeyStore({ url: server.url, prefix: freshPrefix(), timeoutMs: 1000, ...options } as ValkeyStoreOptions);
+    stores.push(store);
+    return store;
+  };
+
+  beforeAll(async () => {
+    server = await PrivateServer.start();
+    admin = server.admin();
+  });
+  afterAll(async () => {
+    await Promise.all(stores.map((s) => s.close()));
+    admin?.disconnect();
+    await server?.stop();
+  });
+
+  it('one round trip per uncontended claim, duplicate claim and complete, seen at the server (MONITOR)', async () => {
+    const store = await open();
+    // Connection handshake, and the first use of each script (NOSCRIPT, then its body) happen here.
+    await store.complete(leaseOf(await store.claim('warm-up')));
+    const watch = await watchCommands(admin);
+    try {
+      const lease = leaseOf(await store.claim('rt'));
+      expect(await watch.count()).toEqual(['EVALSHA']);
+      expect((await store.claim('rt')).outcome).toBe('in_flight');
+      expect(await watch.count()).toEqual(['EVALSHA']);
+      await store.complete(lease, { result: [] });
+      expect(await watch.count()).toEqual(['EVALSHA']);
+    } finally {
+      watch.stop();
+    }
+    // The caller's result is stored as sent: an empty array stays an array.
+    expect((await store.get('rt'))?.result).toEqual([]);
+  });
+
+  it('server down: every operation is BACKEND_UNAVAILABLE, never acquired; after a restart claims work again (NOSCRIPT handled)', async () => {
+    const store = await open();
+    const lease = leaseOf(await store.claim('before'));
+    await server.stop();
+    const t0 = Date.now();
+    for (const op of [
+      () => store.claim('during'),
+      () => store.claim('before', { force: true }),
+      () => store.complete(lease),
+      () => store.renew(lease),
+      () => store.get('before'),
+      () => store.list(),
+      () => store.delete('before'),
+    ]) {
+      expect(await codeOf(op())).toBe('BACKEND_UNAVAILABLE');
+    }
+    expect(Date.now() - t0).toBeLessThan(7 * 1500);
+    await server.restart();
+    admin.disconnect();
+    admin = server.admin();
+    // The restarted server is empty and knows no script: the first call gets NOSCRIPT and sends the body.
+    const got = await whenBack(() => store.claim('after'));
+    expect(got.outcome).toBe('acquired');
+    expect(await calls(admin, 'eval')).toBe(1);
+    expect((await store.claim('after-2')).outcome).toBe('acquired');
+    expect(await calls(admin, 'eval')).toBe(1); // loaded once, EVALSHA from then on
+  }, 40_000);
+
+  it("a user's client with ioredis defaults (queue for a minute) still answers BACKEND_UNAVAILABLE within timeoutMs", async () => {
+    const client = new Redis(server.url);
+    client.on('error', () => undefined);
+    try {
+      const store = await open({ url: undefined, client, timeoutMs: 800 });
+      expect((await store.claim('user-client-up')).outcome).toBe('acquired');
+      await server.stop();
+      const t0 = Date.now();
+      expect(await codeOf(store.claim('queued', { runId: 'mine' }))).toBe('BACKEND_UNAVAILABLE');
+      expect(Date.now() - t0).toBeLessThan(2_000);
+      await server.restart();
+      admin.disconnect();
+      admin = server.admin();
+      // ioredis delivers the queued claim after reconnecting; asking again with our runId gets our own claim back.
+      const again = await whenBack(() => store.claim('queued', { runId: 'mine' }));
+      expect(again.outcome).toBe('acquired');
+      expect((await store.claim('queued', { runId: 'other' })).outcome).toBe('in_flight');
+      await store.close(); // does not close a client it did not open
+      expect(await client.ping()).toBe('PONG');
+    } finally {
+      client.disconnect();
+    }
+  }, 40_000);
+
+  it('a timeout (server busy) is BACKEND_UNAVAILABLE; the claim that landed later is recognised as ours, not in_flight', async () => {
+    const store = await open({ timeoutMs: 300 });
+    await store.get('warm-up');
+    const busy = server.admin();
+    const sleeping = busy.call('DEBUG', 'SLEEP', '1');
+    await sleep(50);
+    expect(await codeOf(store.claim('slow', { runId: 'mine' }))).toBe('BACKEND_UNAVAILABLE');
+    await sleeping;
+    busy.disconnect();
+    await sleep(50);
+    const landed = await store.get('slow');
+    expect(landed).toMatchObject({ runId: 'mine', status: 'in_flight', attempt: 1 });
+    const again = await store.claim('slow', { runId: 'mine' });
+    expect(again.outcome).toBe('acquired');
+    expect(leaseOf(again).fence).toBe(landed!.fence);
+    const other = await store.claim('slow', { runId: 'other' });
+    expect(other.outcome === 'in_flight' && other.record.runId).toBe('mine');
+  });
+
+  describe('through a proxy that loses replies', () => {
+    let proxy: ReplyLosingProxy;
+    beforeAll(async () => {
+      proxy = await new ReplyLosingProxy(server.port).start();
+    });
+    afterAll(async () => {
+      await proxy?.stop();
+    });
+
+    it('a claim and a complete whose replies were lost after they landed are retried and recognised as our own', async () => {
+      const store = await open({ url: proxy.url, timeoutMs: 3000 });
+      await store.release(leaseOf(await store.claim('warm-up'))); // both scripts loaded: the lost reply is a real one
+      let ran = await scriptRuns(admin);
+      proxy.loseNextScriptReply();
+      const got = await store.claim('lost-claim', { runId: 'mine' });
+      expect(proxy.lost).toBe(1);
+      expect((await scriptRuns(admin)) - ran).toBe(2); // the script really ran twice
+      expect(got.outcome).toBe('acquired');
+      const lease = leaseOf(got);
+      expect(await store.get('lost-claim')).toMatchObject({ runId: 'mine', fence: lease.fence, attempt: 1, status: 'in_flight' });
+
+      ran = await scriptRuns(admin);
+      proxy.loseNextScriptReply();
+      const done = await store.complete(lease, { result: { ok: 1 } });
+      expect(proxy.lost).toBe(2);
+      expect((await scriptRuns(admin)) - ran).toBe(2);
+      expect(done).toMatchObject({ status: 'succeeded', result: { ok: 1 }, fence: lease.fence });
+    });
+
+    it('a claim whose reply is lost and whose server then vanishes is BACKEND_UNAVAILABLE, never acquired; later it is ours', async () => {
+      const store = await open({ url: proxy.url, timeoutMs: 1000 });
+      await store.get('warm-up');
+      proxy.loseNextScriptReply(true);
+      expect(await codeOf(store.claim('vanished', { runId: 'mine' }))).toBe('BACKEND_UNAVAILABLE');
+      proxy.heal();
+      const direct = await open({ url: server.url });
+      expect(await direct.get('vanished')).toBeUndefined(); // another prefix: nothing leaks across stores
+      const again = await whenBack(() => store.claim('vanished', { runId: 'mine' }));
+      expect(again.outcome).toBe('acquired');
+      expect((await store.claim('vanished', { runId: 'other' })).outcome).toBe('in_flight');
+    }, 30_000);
+  });
+
+  it('NOSCRIPT after SCRIPT FLUSH is handled', async () => {
+    const store = await open();
+    expect((await store.claim('flush-1')).outcome).toBe('acquired');
+    await admin.call('SCRIPT', 'FLUSH');
+    const evals = await calls(admin, 'eval');
+    const lease = leaseOf(await store.claim('flush-2'));
+    await admin.call('SCRIPT', 'FLUSH');
+    expect((await store.complete(lease)).status).toBe('succeeded');
+    expect((await calls(admin, 'eval')) - evals).toBe(2);
+  });
+
+  it('a foreign value or type under the key is CORRUPT_RECORD and is left as it is', async () => {
+    const prefix = freshPrefix();
+    const store = await open({ prefix });
+    const rk = (k: string) => `${prefix}{${storageName(k)}}:r`;
+    const fk = (k: string) => `${prefix}{${storageName(k)}}:f`;
+    const foreign: Array<[string, (k: string) => Promise<unknown>, (k: string) => Promise<unknown>]> = [
+      ['a list', (k) => admin.rpush(rk(k), 'x'), (k) => admin.lrange(rk(k), 0, -1)],
+      ['a hash', (k) => admin.hset(rk(k), 'status', 'succeeded'), (k) => admin.hgetall(rk(k))],
+      ['plain text', (k) => admin.set(rk(k), 'hello'), (k) => admin.get(rk(k))],
+      ['JSON of another shape', (k) => admin.set(rk(k), '{"status":"succeeded"}'), (k) => admin.get(rk(k))],
+      ['a record with a float fence', (k) => admin.set(rk(k), JSON.stringify({ v: 1, key: k, status: 'succeeded', runId: 'r', fence: 1.5, attempt: 1, claimedAt: 1 })), (k) => admin.get(rk(k))],
+      ['a foreign fence counter', (k) => admin.set(fk(k), 'not a number'), (k) => admin.get(fk(k))],
+      ['a fence counter of another type', (k) => admin.sadd(fk(k), 'x'), (k) => admin.smembers(fk(k))],
+    ];
+    for (const [label, put, look] of foreign) {
+      const k = `foreign ${label}`;
+      await put(k);
+      const before = await look(k);
+      expect(await codeOf(store.claim(k)), label).toBe('CORRUPT_RECORD');
+      expect(await codeOf(store.claim(k, { force: true })), label).toBe('CORRUPT_RECORD');
+      if (!label.includes('counter')) expect(await codeOf(store.get(k)), label).toBe('CORRUPT_RECORD');
+      expect(await look(k), label).toEqual(before);
+    }
+    // A lease whose record was replaced by something foreign cannot finish over it either.
+    const lease = leaseOf(await store.claim('replaced'));
+    await admin.set(rk('replaced'), 'junk');
+    expect(await codeOf(store.complete(lease))).toBe('CORRUPT_RECORD');
+    expect(await admin.get(rk('replaced'))).toBe('junk');
+  });
+
+  it("leases are judged by the server's clock: a client clock an hour off changes nothing", async () => {
+    const prefix = freshPrefix();
+    const fair = await open({ prefix });
+    const ahead = await open({ prefix, clock: () => Date.now() + 3_600_000 });
+    const behind = await open({ prefix, clock: () => Date.now() - 3_600_000 });
+    await fair.claim('skew-live', { leaseMs: 60_000 });
+    expect((await ahead.claim('skew-live')).outcome).toBe('in_flight');
+    await fair.claim('skew-dead', { leaseMs: 200, runId: 'crashed' });
+    await sleep(400);
+    const got = await behind.claim('skew-dead');
+    expect(got.outcome).toBe('adopted');
+  });
+
+  it('records expire natively: in_flight after lease + grace, finished after retention; the counter outlives them', async () => {
+    const prefix = freshPrefix();
+    const store = await open({ prefix, leaseGraceMs: 1000, fenceMarginMs: 60_000, retentionMs: 5_000 });
+    const lease = leaseOf(await store.claim('ttl', { leaseMs: 2000 }));
+    const rk = `${prefix}{${storageName('ttl')}}:r`;
+    const fk = `${prefix}{${storageName('ttl')}}:f`;
+    expect(await admin.pttl(rk)).toBeGreaterThan(2500);
+    expect(await admin.pttl(rk)).toBeLessThanOrEqual(3000);
+    expect(await admin.pttl(fk)).toBeGreaterThan(60_000);
+    await store.complete(lease);
+    expect(await admin.pttl(rk)).toBeLessThanOrEqual(5000);
+    await store.delete('ttl');
+    expect(await admin.exists(rk)).toBe(0);
+    expect(Number(await admin.get(fk))).toBe(lease.fence);
+    expect(leaseOf(await store.claim('ttl')).fence).toBe(lease.fence + 1);
+  });
+});
+
+describe.skipIf(cluster === undefined)('valkey cluster layout', () => {
+  it('a record and its fence counter share one hash slot', async () => {
+    const [host, port] = cluster![0]!.split(':');
+    const node = new Redis(Number(port), host!);
+    try {
+      const name = storageName('any key');
+      const slot = (k: string) => node.call('CLUSTER', 'KEYSLOT', k);
+      expect(await slot(`p:{${name}}:r`)).toBe(await slot(`p:{${name}}:f`));
+    } finally {
+      node.disconnect();
+    }
+  });
+});

@@ -1,0 +1,188 @@
+// A Redis server of the fault tests' own, which they may stop and restart
+// without disturbing the shared servers; and a TCP proxy that can lose a reply.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createServer, connect, type AddressInfo, type Server, type Socket } from 'node:net';
+import { Redis } from 'ioredis';
+import { inCI } from '@idem/test-fixtures';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** True when redis-server is on PATH (scripts/servers/redis.sh installs it); a loud skip otherwise, a failure under CI. */
+export function haveRedisServer(): boolean {
+  if (spawnSync('redis-server', ['--version']).status === 0) return true;
+  const why = 'valkey fault tests: redis-server is not on PATH (run scripts/servers/redis.sh start)';
+  if (inCI) throw new Error(`CI=true and ${why}`);
+  console.warn(`\n!!! SKIPPING the ${why} !!!\n`);
+  return false;
+}
+
+async function freePort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const { port } = s.address() as AddressInfo;
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+export class PrivateServer {
+  private child: ChildProcess | undefined;
+  private constructor(readonly port: number) {}
+
+  static async start(): Promise<PrivateServer> {
+    const server = new PrivateServer(await freePort());
+    await server.restart();
+    return server;
+  }
+
+  get url(): string {
+    return `redis://127.0.0.1:${this.port}`;
+  }
+
+  /** (Re)starts an empty server on the same port: no persistence, so no scripts and no keys survive. */
+  async restart(): Promise<void> {
+    const child = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--enable-debug-command', 'local'], { stdio: 'ignore' });
+    this.child = child;
+    for (let i = 0; i < 100; i++) {
+      const probe = new Redis(this.port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+      probe.on('error', () => undefined);
+      try {
+        await probe.connect();
+        if ((await probe.ping()) === 'PONG') return;
+      } catch (error) {
+        if (!(error instanceof Error)) throw error; // not up yet
+      } finally {
+        probe.disconnect();
+      }
+      await sleep(50);
+    }
+    throw new Error(`redis-server on ${this.port} did not start`);
+  }
+
+  async stop(): Promise<void> {
+    const child = this.child;
+    if (!child || child.exitCode !== null) return;
+    const exited = new Promise((r) => child.once('exit', r));
+    child.kill('SIGKILL');
+    await exited;
+  }
+
+  /** A direct admin connection (never through a proxy). */
+  admin(): Redis {
+    const r = new Redis(this.port, '127.0.0.1', { maxRetriesPerRequest: 1 });
+    r.on('error', () => undefined);
+    return r;
+  }
+}
+
+/** Calls of one command since the server started, from INFO commandstats: what the server really ran. */
+export async function calls(admin: Redis, command: string): Promise<number> {
+  const info = await admin.info('commandstats');
+  const m = new RegExp(`^cmdstat_${command}:calls=(\\d+)`, 'm').exec(info);
+  return m ? Number(m[1]) : 0;
+}
+
+/** Script bodies the server ran: each run of either script calls TIME exactly once. */
+export const scriptRuns = (admin: Redis) => calls(admin, 'time');
+
+/**
+ * Commands clients sent, seen through MONITOR (commands run by scripts are
+ * left out): the round trips of what runs between start and `count()`.
+ */
+export async function watchCommands(admin: Redis): Promise<{ count(): Promise<string[]>; stop(): void }> {
+  const mon = await admin.monitor();
+  mon.on('error', () => undefined);
+  const seen: string[] = [];
+  mon.on('monitor', (_time: string, args: string[], source: string) => {
+    if (source !== 'lua') seen.push(String(args[0]).toUpperCase());
+  });
+  return {
+    async count() {
+      // MONITOR lines trail the replies a little; wait until they stop coming.
+      for (let n = -1; n !== seen.length; ) {
+        n = seen.length;
+        await sleep(30);
+      }
+      return seen.splice(0);
+    },
+    stop: () => mon.disconnect(),
+  };
+}
+
+/**
+ * Forwards loopback TCP to a server. `loseNextScriptReply()` lets the next
+ * EVAL/EVALSHA reach the server (the write lands) and then cuts the
+ * connection instead of delivering the reply. `cut()` drops every connection
+ * and refuses new ones until `heal()`.
+ */
+export class ReplyLosingProxy {
+  private server: Server | undefined;
+  private sockets = new Set<Socket>();
+  private armed = false;
+  private cutAfter = false;
+  private refusing = false;
+  /** Replies swallowed so far. */
+  lost = 0;
+
+  constructor(private readonly target: number) {}
+
+  get url(): string {
+    return `redis://127.0.0.1:${(this.server!.address() as AddressInfo).port}`;
+  }
+
+  async start(): Promise<this> {
+    this.server = createServer((client) => {
+      if (this.refusing) return void client.destroy();
+      const upstream = connect(this.target, '127.0.0.1');
+      this.sockets.add(client).add(upstream);
+      let awaitingScript = false;
+      const close = () => {
+        client.destroy();
+        upstream.destroy();
+      };
+      client.on('data', (d: Buffer) => {
+        if (this.armed && /EVAL(SHA)?\r\n/i.test(d.toString('latin1'))) {
+          this.armed = false;
+          awaitingScript = true;
+        }
+        upstream.write(d);
+      });
+      upstream.on('data', (d: Buffer) => {
+        if (awaitingScript) {
+          this.lost++;
+          if (this.cutAfter) this.cut();
+          return close();
+        }
+        client.write(d);
+      });
+      for (const s of [client, upstream]) {
+        s.on('error', close);
+        s.on('close', () => {
+          this.sockets.delete(s);
+          close();
+        });
+      }
+    });
+    await new Promise<void>((r) => this.server!.listen(0, '127.0.0.1', r));
+    return this;
+  }
+
+  /** With `thenCut`, the server also becomes unreachable right after (until heal()). */
+  loseNextScriptReply(thenCut = false): void {
+    this.armed = true;
+    this.cutAfter = thenCut;
+  }
+
+  cut(): void {
+    this.refusing = true;
+    for (const s of this.sockets) s.destroy();
+  }
+
+  heal(): void {
+    this.refusing = false;
+  }
+
+  async stop(): Promise<void> {
+    this.cut();
+    await new Promise((r) => this.server?.close(r));
+  }
+}
