@@ -37,13 +37,42 @@ export interface GcsStoreOptions extends StoreOptions {
   storage?: Storage;
   /** Object name prefix; every store with the same bucket and prefix shares keys. Default "idem/". */
   prefix?: string;
+  /**
+   * Judge leases and retention by Cloud Storage's clock instead of this
+   * machine's: the store's clock follows the `updated` time of its own writes
+   * (and, before the first write, the `Date` header of reads). Not with `clock`.
+   */
+  serverClock?: boolean;
 }
 
 /** Opens a store on a bucket. No request is made until the first call. */
 export async function createGcsStore(options: GcsStoreOptions): Promise<IdempotencyStore> {
-  const { bucket, storage, prefix = 'idem/', ...storeOptions } = options ?? ({} as GcsStoreOptions);
+  const { bucket, storage, prefix = 'idem/', serverClock = false, ...storeOptions } = options ?? ({} as GcsStoreOptions);
   resolveStoreOptions(storeOptions); // bad options fail before any request
-  return new IdempotencyStore(new GcsDriver(resolveBucket(bucket, storage), checkPrefix(prefix)), storeOptions);
+  if (typeof serverClock !== 'boolean') throw new InvalidArgumentError(`serverClock must be a boolean, got ${describe(serverClock)}`);
+  if (serverClock && storeOptions.clock !== undefined) throw new InvalidArgumentError('give either clock or serverClock, not both');
+  const clock = serverClock ? new ServerClock() : undefined;
+  const driver = new GcsDriver(resolveBucket(bucket, storage), checkPrefix(prefix), clock);
+  return new IdempotencyStore(driver, clock ? { ...storeOptions, clock: clock.now } : storeOptions);
+}
+
+/** This machine's estimate of the server's clock, from server times seen in replies. */
+class ServerClock {
+  private offset = 0;
+  private uncertainty = Number.POSITIVE_INFINITY;
+  readonly now = (): number => Math.round(Date.now() + this.offset);
+
+  /** `serverTime` was stamped while the request was in flight, `resolutionMs` being the stamp's granularity. */
+  observe(serverTime: number, sent: number, received: number, resolutionMs: number): void {
+    if (!Number.isFinite(serverTime)) return;
+    const estimate = serverTime + resolutionMs / 2 - (sent + received) / 2;
+    const uncertainty = (received - sent) / 2 + resolutionMs / 2;
+    // Take a sharper estimate, or one that disagrees beyond its own error; ignore jitter inside it.
+    if (uncertainty <= this.uncertainty || Math.abs(estimate - this.offset) > uncertainty) {
+      this.offset = estimate;
+      this.uncertainty = uncertainty;
+    }
+  }
 }
 
 function resolveBucket(bucket: unknown, storage: unknown): Bucket {
@@ -116,6 +145,7 @@ class GcsDriver implements Driver {
   constructor(
     private readonly bucket: Bucket,
     private readonly prefix: string,
+    private readonly clock: ServerClock | undefined,
   ) {
     this.update = casUpdate({
       read: (name) => this.readVersioned(name),
@@ -151,6 +181,7 @@ class GcsDriver implements Driver {
     }) as File['interceptors'][number]['request'];
     file.interceptors.push({ request: count });
     const customTime = sweepAt(body);
+    const sent = Date.now();
     try {
       await file.save(body, {
         resumable: false,
@@ -166,6 +197,8 @@ class GcsDriver implements Driver {
       }
       throw toIdemError(error, `write of ${this.prefix + name}`);
     }
+    // `updated` is the server's commit time, in microseconds: the sharpest clock reading we get.
+    this.clock?.observe(Date.parse(String(file.metadata.updated)), sent, Date.now(), 0);
     const written = file.metadata.generation;
     if (written === undefined || written === null) throw new BackendUnavailableError(`write of ${this.prefix + name}: no generation in the reply`);
     return String(written);
@@ -195,6 +228,7 @@ class GcsDriver implements Driver {
       return opts;
     }) as unknown as File['interceptors'][number]['request'];
     file.interceptors.push({ request: noClientRetry });
+    const sent = Date.now();
     return new Promise((resolve, reject) => {
       let generation: string | undefined;
       const chunks: Buffer[] = [];
@@ -203,6 +237,8 @@ class GcsDriver implements Driver {
         .on('response', (res: { headers?: Record<string, string | string[] | undefined> }) => {
           const h = res.headers?.['x-goog-generation'];
           generation = Array.isArray(h) ? h[0] : h;
+          const date = res.headers?.date;
+          if (typeof date === 'string') this.clock?.observe(Date.parse(date), sent, Date.now(), 1000);
         })
         .on('data', (chunk: Buffer) => chunks.push(chunk))
         .on('error', (error: unknown) => (statusOf(error) === 404 ? resolve(undefined) : reject(toIdemError(error, `read of ${file.name}`))))

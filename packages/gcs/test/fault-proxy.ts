@@ -12,7 +12,15 @@ export type Fault =
   /** Forward, let the server act, then cut the connection. */
   | 'landThenReset'
   /** Run `before` (e.g. a competing write), then forward. */
-  | { before: () => Promise<void> };
+  | { before: () => Promise<void> }
+  /** Forward, then alter the reply (e.g. the server's times). */
+  | { rewrite: (reply: Reply) => Reply };
+
+export interface Reply {
+  status: number;
+  headers: Record<string, string | string[]>;
+  body: Buffer;
+}
 
 export interface Seen {
   method: string;
@@ -59,7 +67,7 @@ export class FaultProxy {
       return;
     }
     if (fault !== undefined && typeof fault === 'object' && 'before' in fault) await fault.before();
-    let upstream: Awaited<ReturnType<FaultProxy['forward']>>;
+    let upstream: Reply;
     try {
       upstream = await this.forward(req, body);
     } catch (error) {
@@ -74,10 +82,11 @@ export class FaultProxy {
       res.writeHead(fault.landThenFail, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { code: fault.landThenFail, message: 'injected after the write' } }));
       return;
     }
-    res.writeHead(upstream.status, upstream.headers).end(upstream.body);
+    if (fault !== undefined && typeof fault === 'object' && 'rewrite' in fault) upstream = fault.rewrite(upstream);
+    res.writeHead(upstream.status, { ...upstream.headers, 'content-length': String(upstream.body.length) }).end(upstream.body);
   }
 
-  private forward(req: IncomingMessage, body: Buffer): Promise<{ status: number; headers: Record<string, string | string[]>; body: Buffer }> {
+  private forward(req: IncomingMessage, body: Buffer): Promise<Reply> {
     const target = new URL(req.url ?? '/', this.target);
     return new Promise((resolve, reject) => {
       const out = request(target, { method: req.method, headers: { ...req.headers, host: target.host } }, (up) => {

@@ -7,7 +7,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { TestClock } from '@idem/conformance';
 import { IdemError, storageName, type ClaimOutcome, type IdempotencyStore, type Lease, type StoreOptions } from '@idem/core';
 import { createGcsStore } from '../src/index.js';
-import { FaultProxy, type Seen } from './fault-proxy.js';
+import { FaultProxy, type Reply, type Seen } from './fault-proxy.js';
 import { server, testStorage, uniquePrefix } from './server.js';
 
 const endpoint = server?.STORAGE_EMULATOR_HOST ?? '';
@@ -207,6 +207,29 @@ describe.skipIf(!server)('gcs adapter: requests and faults (via a fault-injectin
     expect(error.message).toContain(prefix + storageName('garbage'));
     await store.sweep();
     expect((await failure(store.get('garbage'))).code).toBe('CORRUPT_RECORD');
+  });
+
+  it('serverClock: leases follow the server\'s clock (updated of our writes, Date of reads), not this machine\'s', async () => {
+    const AHEAD = 3_600_000;
+    const shift = (reply: Reply): Reply => {
+      const headers = { ...reply.headers };
+      if (typeof headers.date === 'string') headers.date = new Date(Date.parse(headers.date) + AHEAD).toUTCString();
+      let body = reply.body;
+      if (String(headers['content-type']).startsWith('application/json') && body.length > 0) {
+        const json = JSON.parse(body.toString()) as { updated?: string };
+        if (json.updated) json.updated = new Date(Date.parse(json.updated) + AHEAD).toISOString();
+        body = Buffer.from(JSON.stringify(json));
+      }
+      return { ...reply, headers, body };
+    };
+    proxy.rule = () => ({ rewrite: shift });
+    const { store } = await open({ serverClock: true });
+    await store.claim('clock-warmup', { leaseMs: 1_000 });
+    const lease = leaseOf(await store.claim('clock', { leaseMs: 60_000 }));
+    expect(Math.abs(lease.leaseExpiresAt - (Date.now() + AHEAD + 60_000))).toBeLessThan(2_000);
+    // The warm-up claim was decided before any reply, by this machine's clock; by the server's its 1 s lease is long dead.
+    expect((await store.claim('clock-warmup')).outcome).toBe('adopted');
+    await expect(createGcsStore({ bucket: viaProxy.bucket(bucketName), serverClock: true, clock: Date.now })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
   });
 
   it('rejects bad adapter options before any request', async () => {
