@@ -1,0 +1,69 @@
+// Startup cost of `idem run -- true` on the embedded store: median wall time
+// minus that of `node -e 0`, and peak RSS. Not a timed test: prints figures.
+//   node packages/cli/bench/startup.mjs [runs]      (pnpm --filter @idem/cli bench)
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const BIN = fileURLToPath(new URL('../dist/bin.js', import.meta.url));
+const RUNS = Number(process.argv[2] ?? 31);
+const GOAL_MS = 80;
+const dir = mkdtempSync(join(tmpdir(), 'idem-bench-'));
+const store = `lmdb:${join(dir, 'store')}`;
+const env = { ...process.env, NO_COLOR: '1' };
+
+function wall(args) {
+  const t = process.hrtime.bigint();
+  const r = spawnSync(process.execPath, args, { env, stdio: ['ignore', 'ignore', 'pipe'] });
+  const ms = Number(process.hrtime.bigint() - t) / 1e6;
+  if (r.status !== 0) throw new Error(`${args.join(' ')} exited ${r.status}: ${r.stderr}`);
+  return ms;
+}
+
+// Peak RSS of the child, reported by the child itself at exit (no /usr/bin/time needed).
+const RSS_HOOK = `data:text/javascript,${encodeURIComponent(
+  `import{writeSync,openSync}from'node:fs';process.on('exit',()=>writeSync(openSync(process.env.IDEM_BENCH_RSS,'w'),String(process.resourceUsage().maxRSS)))`,
+)}`;
+function peakRssKiB(args) {
+  const file = join(dir, 'rss');
+  const r = spawnSync(process.execPath, ['--import', RSS_HOOK, ...args], { env: { ...env, IDEM_BENCH_RSS: file }, stdio: 'ignore' });
+  if (r.status !== 0) throw new Error(`${args.join(' ')} exited ${r.status}`);
+  return Number(readFileSync(file, 'utf8'));
+}
+
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+
+let n = 0;
+const cases = {
+  'node -e 0': () => ['-e', '0'],
+  // A fresh key each time: the full path (open, claim, spawn, complete, close).
+  'idem run -- true (executes)': () => [BIN, 'run', '-q', '--store', store, '--key', `bench-${n++}`, '--', 'true'],
+  // The same key: claim answers completed, nothing is spawned.
+  'idem run -- true (skipped)': () => [BIN, 'run', '-q', '--store', store, '--key', 'bench-0', '--', 'true'],
+  'idem key (no store)': () => [BIN, 'key', 'bench'],
+};
+
+try {
+  for (const make of Object.values(cases)) wall(make()); // warm the page cache
+  const times = Object.fromEntries(Object.keys(cases).map((name) => [name, []]));
+  // Interleaved, so a noisy moment hurts every case alike.
+  for (let i = 0; i < RUNS; i++) for (const [name, make] of Object.entries(cases)) times[name].push(wall(make()));
+  const base = median(times['node -e 0']);
+  console.log(`idem CLI startup, ${RUNS} runs each, median wall time (node ${process.version}, ${process.platform}/${process.arch}):`);
+  for (const [name, xs] of Object.entries(times)) {
+    const m = median(xs);
+    console.log(`  ${name.padEnd(30)} ${m.toFixed(1).padStart(7)} ms${name === 'node -e 0' ? '' : `   (+${(m - base).toFixed(1)} ms over node -e 0)`}`);
+  }
+  const overhead = median(times['idem run -- true (executes)']) - base;
+  console.log(`idem run -- true minus node -e 0: ${overhead.toFixed(1)} ms (goal <= ${GOAL_MS} ms: ${overhead <= GOAL_MS ? 'met' : 'NOT met'})`);
+  const rss = peakRssKiB(cases['idem run -- true (executes)']());
+  const rssNode = peakRssKiB(['-e', '0']);
+  console.log(`peak RSS: idem run -- true ${(rss / 1024).toFixed(1)} MiB (node -e 0: ${(rssNode / 1024).toFixed(1)} MiB)`);
+} finally {
+  rmSync(dir, { recursive: true, force: true });
+}

@@ -1,0 +1,193 @@
+// Operator commands: status, list, check, sweep, release, key.
+import { deriveKey, type IdempotencyStore, type IdemRecord, type Status } from '@idem/core';
+import { duration, keyOf, noPositionals, oneOf, parseFlags, storeOf, type Env } from './args.js';
+import { EXIT, usage } from './errors.js';
+import { HELP } from './help.js';
+import { info, out, paint, printJson, recordJson, toneOf } from './output.js';
+import type { StoreSpec } from './store-url.js';
+
+/** Opens the store for a command; read-only commands do not create an LMDB directory that is not there. */
+async function withStore<T>(spec: StoreSpec, readOnly: boolean, fn: (store: IdempotencyStore | undefined) => Promise<T>): Promise<T> {
+  if (readOnly && !spec.mayExist()) return fn(undefined);
+  const store = await spec.open({});
+  try {
+    return await fn(store);
+  } finally {
+    await store.close();
+  }
+}
+
+async function* allRecords(store: IdempotencyStore | undefined, status?: Status): AsyncGenerator<IdemRecord> {
+  if (!store) return;
+  let cursor: string | undefined;
+  // Bounded by the store's size: every page advances the cursor or ends the scan.
+  do {
+    const page = await store.list({ limit: 1000, ...(status ? { status } : {}), ...(cursor !== undefined ? { cursor } : {}) });
+    yield* page.records;
+    cursor = page.cursor;
+  } while (cursor !== undefined);
+}
+
+const iso = (ms: number | undefined) => (ms === undefined ? '-' : new Date(ms).toISOString());
+
+export async function statusCommand(argv: string[], env: Env): Promise<number> {
+  const { values, positionals } = parseFlags('status', argv, { store: { type: 'string', short: 's' }, json: { type: 'boolean' } });
+  if (values.help) return help('status');
+  if (positionals.length > 1) throw usage(`status: one key only, got ${positionals.length}`);
+  const key = keyOf('status', positionals[0], env);
+  const spec = storeOf(values.store, env);
+  return withStore(spec, true, async (store) => {
+    const record = await store?.get(key);
+    const now = store?.clock() ?? Date.now();
+    if (values.json) printJson({ key, store: spec.display, found: record !== undefined, record: record ? recordJson(record, now) : null });
+    else if (!record) info(`no record of ${JSON.stringify(key)} in ${spec.display}`);
+    else {
+      const rows: [string, string][] = [
+        ['key', record.key],
+        ['status', paint(1, toneOf(record.status), record.status)],
+        ['run_id', record.runId],
+        ['fence', String(record.fence)],
+        ['attempt', String(record.attempt)],
+        ['claimed_at', iso(record.claimedAt)],
+      ];
+      if (record.status === 'in_flight') {
+        const dead = (record.leaseExpiresAt ?? 0) <= now;
+        rows.push(['lease_expires_at', `${iso(record.leaseExpiresAt)}${dead ? paint(1, 'bad', ' (dead: the next run adopts it)') : ''}`]);
+      }
+      if (record.completedAt !== undefined) rows.push(['completed_at', iso(record.completedAt)]);
+      if (record.expiresAt !== undefined) rows.push(['expires_at', iso(record.expiresAt)]);
+      if (record.fingerprint !== undefined) rows.push(['fingerprint', record.fingerprint]);
+      if (record.error !== undefined) rows.push(['error', record.error]);
+      if (record.result !== undefined) rows.push(['result', JSON.stringify(record.result)]);
+      for (const [name, value] of rows) out(`${name.padEnd(17)}${value}`);
+    }
+    return record ? EXIT.OK : EXIT.NEGATIVE;
+  });
+}
+
+function line(record: IdemRecord, now: number): string {
+  const when =
+    record.status === 'in_flight'
+      ? `lease ${iso(record.leaseExpiresAt)}${(record.leaseExpiresAt ?? 0) <= now ? ' DEAD' : ''}`
+      : `done ${iso(record.completedAt)}`;
+  return [paint(1, toneOf(record.status), record.status.padEnd(9)), `#${record.attempt}`.padEnd(4), record.runId, when, JSON.stringify(record.key)].join('  ');
+}
+
+export async function listCommand(argv: string[], env: Env): Promise<number> {
+  const { values, positionals } = parseFlags('list', argv, {
+    store: { type: 'string', short: 's' },
+    status: { type: 'string' },
+    json: { type: 'boolean' },
+  });
+  if (values.help) return help('list');
+  noPositionals('list', positionals);
+  const status = values.status === undefined ? undefined : oneOf('status', values.status, ['in_flight', 'succeeded', 'failed'], 'in_flight');
+  const spec = storeOf(values.store, env);
+  return withStore(spec, true, async (store) => {
+    const now = store?.clock() ?? Date.now();
+    const records: ReturnType<typeof recordJson>[] = [];
+    for await (const record of allRecords(store, status)) {
+      if (values.json) records.push(recordJson(record, now));
+      else out(line(record, now));
+    }
+    if (values.json) printJson({ store: spec.display, count: records.length, records });
+    return EXIT.OK;
+  });
+}
+
+export async function checkCommand(argv: string[], env: Env): Promise<number> {
+  const { values, positionals } = parseFlags('check', argv, {
+    store: { type: 'string', short: 's' },
+    grace: { type: 'string' },
+    json: { type: 'boolean' },
+  });
+  if (values.help) return help('check');
+  noPositionals('check', positionals);
+  const graceMs = values.grace === undefined ? 0 : duration('grace', values.grace, '0');
+  const spec = storeOf(values.store, env);
+  return withStore(spec, true, async (store) => {
+    const now = store?.clock() ?? Date.now();
+    let inFlight = 0;
+    const dead: IdemRecord[] = [];
+    for await (const record of allRecords(store, 'in_flight')) {
+      inFlight++;
+      if ((record.leaseExpiresAt ?? 0) + graceMs <= now) dead.push(record);
+    }
+    if (values.json) printJson({ store: spec.display, ok: dead.length === 0, in_flight: inFlight, dead: dead.map((r) => recordJson(r, now)) });
+    else {
+      for (const record of dead) out(line(record, now));
+      info(
+        dead.length === 0
+          ? `${paint(2, 'ok', 'ok')}: ${inFlight} in flight, no dead lease`
+          : `${paint(2, 'bad', `${dead.length} dead lease${dead.length === 1 ? '' : 's'}`)} of ${inFlight} in flight (crashed runs; the next run of each key adopts it, idem sweep removes them)`,
+      );
+    }
+    return dead.length === 0 ? EXIT.OK : EXIT.NEGATIVE;
+  });
+}
+
+export async function sweepCommand(argv: string[], env: Env): Promise<number> {
+  const { values, positionals } = parseFlags('sweep', argv, { store: { type: 'string', short: 's' }, json: { type: 'boolean' } });
+  if (values.help) return help('sweep');
+  noPositionals('sweep', positionals);
+  const spec = storeOf(values.store, env);
+  return withStore(spec, true, async (store) => {
+    const counts = (await store?.sweep()) ?? { expired: 0, deadLeases: 0 };
+    const native = store?.capabilities.nativeExpiry ?? false;
+    if (values.json) printJson({ store: spec.display, expired: counts.expired, dead_leases: counts.deadLeases, native_expiry: native });
+    else info(native ? 'nothing to do: this backend expires records itself' : `removed ${counts.expired} expired record(s) and ${counts.deadLeases} dead lease(s)`);
+    return EXIT.OK;
+  });
+}
+
+export async function releaseCommand(argv: string[], env: Env): Promise<number> {
+  const { values, positionals } = parseFlags('release', argv, {
+    store: { type: 'string', short: 's' },
+    force: { type: 'boolean' },
+    json: { type: 'boolean' },
+  });
+  if (values.help) return help('release');
+  if (positionals.length > 1) throw usage(`release: one key only, got ${positionals.length}`);
+  const key = keyOf('release', positionals[0], env);
+  const spec = storeOf(values.store, env);
+  if (!values.force) throw usage('release: --force is required: it fences out the current owner and lets the next run execute the key again');
+  return withStore(spec, true, async (store) => {
+    const before = await store?.get(key);
+    if (store && before) {
+      // A forced claim fences the owner out (its complete/fail gets LEASE_LOST); releasing it frees the key.
+      const claimed = await store.claim(key, { force: true, runId: `idem-release-${crypto.randomUUID()}` });
+      if (claimed.outcome === 'acquired' || claimed.outcome === 'adopted') await store.release(claimed.lease);
+    }
+    if (values.json) printJson({ key, store: spec.display, released: before !== undefined, previous: before ? recordJson(before, Date.now()) : null });
+    else info(before ? `released ${JSON.stringify(key)} (was ${before.status}, run ${before.runId}); the next run executes it` : `no record of ${JSON.stringify(key)}: nothing to release`);
+    return EXIT.OK;
+  });
+}
+
+export async function keyCommand(argv: string[], env: Env): Promise<number> {
+  const { values, positionals } = parseFlags('key', argv, {
+    param: { type: 'string', short: 'p', multiple: true },
+    namespace: { type: 'string', short: 'n' },
+    json: { type: 'boolean' },
+  });
+  if (values.help) return help('key');
+  if (positionals.length !== 1) throw usage(`key: give exactly one NAME, got ${positionals.length} (see idem key --help)`);
+  const params: Record<string, string> = {};
+  for (const pair of values.param ?? []) {
+    const at = pair.indexOf('=');
+    if (at < 1) throw usage(`key: --param must be k=v, got ${JSON.stringify(pair)}`);
+    const name = pair.slice(0, at);
+    if (Object.hasOwn(params, name)) throw usage(`key: --param ${JSON.stringify(name)} given twice`);
+    params[name] = pair.slice(at + 1);
+  }
+  const namespace = values.namespace ?? (env.IDEM_NAMESPACE || 'default');
+  const key = deriveKey(namespace, positionals[0]!, params);
+  if (values.json) printJson({ key, namespace, name: positionals[0], params });
+  else out(key);
+  return EXIT.OK;
+}
+
+function help(command: keyof typeof HELP): number {
+  out(HELP[command]);
+  return EXIT.OK;
+}

@@ -1,0 +1,4 @@
+// Programmatic entry: the same as the `idem` binary, without exiting the process.
+export { main, VERSION } from './main.js';
+export { parseStoreUrl, DEFAULT_STORE, type StoreSpec } from './store-url.js';
+export { CliError, EXIT, type CliErrorCode } from './errors.js';

@@ -1,0 +1,43 @@
+import type { Env } from './args.js';
+import { codeOf, EXIT, exitCodeOf, messageOf, usage } from './errors.js';
+import { HELP } from './help.js';
+import { out, printError } from './output.js';
+
+type Command = (argv: string[], env: Env) => Promise<number>;
+
+// Loaded on demand: startup time is the CLI's main cost, and each command needs only its own modules.
+const COMMANDS: Record<string, () => Promise<Command>> = {
+  run: async () => (await import('./run.js')).runCommand,
+  status: async () => (await import('./admin.js')).statusCommand,
+  list: async () => (await import('./admin.js')).listCommand,
+  check: async () => (await import('./admin.js')).checkCommand,
+  sweep: async () => (await import('./admin.js')).sweepCommand,
+  release: async () => (await import('./admin.js')).releaseCommand,
+  key: async () => (await import('./admin.js')).keyCommand,
+};
+
+export const VERSION = '0.1.0';
+
+/** Runs the CLI and returns its exit code; every error becomes one `idem: CODE: message` line. */
+export async function main(argv: string[], env: Env = process.env): Promise<number> {
+  try {
+    const [name, ...rest] = argv;
+    if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+      const topic = name === 'help' ? rest[0] : undefined;
+      if (topic !== undefined && !(topic in COMMANDS)) throw usage(`unknown command ${JSON.stringify(topic)} (see idem --help)`);
+      out(topic === undefined ? HELP.main : HELP[topic as keyof typeof HELP]);
+      return name === undefined ? EXIT.USAGE : EXIT.OK;
+    }
+    if (name === '--version' || name === '-V') {
+      out(VERSION);
+      return EXIT.OK;
+    }
+    const load = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
+    if (!load) throw usage(`unknown command ${JSON.stringify(name)} (commands: ${Object.keys(COMMANDS).join(', ')})`);
+    return await (await load())(rest, env);
+  } catch (error) {
+    printError(codeOf(error), messageOf(error));
+    if (codeOf(error) === 'INTERNAL' && env.IDEM_DEBUG) console.error(error);
+    return exitCodeOf(error);
+  }
+}
