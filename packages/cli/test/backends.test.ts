@@ -1,0 +1,100 @@
+// Every store URL scheme against its real server (scripts/servers.sh start
+// prints the variables). A missing server is a loud skip, and a failure under CI=true.
+import { join } from 'node:path';
+import { findServer, tempDir } from '@idem/test-fixtures';
+import { describe, expect, it } from 'vitest';
+import { idem, lines, type Options } from './helpers.js';
+
+const redis = await findServer({ label: 'idem CLI on redis://', env: ['IDEM_TEST_REDIS_URL'] });
+const redisCluster = await findServer({ label: 'idem CLI on redis:// cluster', env: ['IDEM_TEST_REDIS_CLUSTER'] });
+const s3 = await findServer({
+  label: 'idem CLI on s3://',
+  env: ['IDEM_TEST_S3_ENDPOINT', 'IDEM_TEST_S3_ACCESS_KEY', 'IDEM_TEST_S3_SECRET_KEY', 'IDEM_TEST_S3_BUCKET', 'IDEM_TEST_S3_REGION'],
+});
+const gcs = await findServer({ label: 'idem CLI on gs://', env: ['STORAGE_EMULATOR_HOST', 'IDEM_TEST_GCS_BUCKET'] });
+
+const work = tempDir('idem-cli-backends-');
+const unique = () => `cli-${process.pid}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+
+/** The same story on every backend: run once, skip, fail and retry, race, inspect. */
+function scheme(name: string, url: () => string, options: () => Options) {
+  it(`${name}: runs once, skips the replay, retries a failure, one winner of a race`, async () => {
+    const store = url();
+    const o = options();
+    const file = join(work, unique());
+    const cmd = (tag: string, exit = 0) => ['sh', '-c', `echo ${tag} >> "$1"; sleep 0.3; exit ${exit}`, 'sh', file];
+
+    const first = await idem(['run', '--key', 'job', '--store', store, '--json', '--', ...cmd('first')], o);
+    expect(first.stderr).not.toMatch(/idem: [A-Z_]+:/);
+    expect(first.json).toMatchObject({ status: 'succeeded', outcome: 'acquired', exit_code: 0 });
+    const replay = await idem(['run', '--key', 'job', '--store', store, '--json', '--', ...cmd('replay')], o);
+    expect(replay.json).toMatchObject({ status: 'skipped_idempotent', skipped_by_run_id: first.json.run_id });
+
+    const failed = await idem(['run', '--key', 'flaky', '--store', store, '--json', '--', ...cmd('fail', 5)], o);
+    expect(failed.json).toMatchObject({ status: 'failed', exit_code: 5 });
+    const retried = await idem(['run', '--key', 'flaky', '--store', store, '--json', '--', ...cmd('retry')], o);
+    expect(retried.json).toMatchObject({ status: 'succeeded', attempt: 2 });
+
+    const race = await Promise.all([1, 2, 3].map(() => idem(['run', '--key', 'race', '--store', store, '--json', '--', ...cmd('race')], o)));
+    expect(race.filter((r) => r.json.status === 'succeeded')).toHaveLength(1);
+    expect(lines(file)).toEqual(['first', 'fail', 'retry', 'race']);
+
+    const status = await idem(['status', 'job', '--store', store, '--json'], o);
+    expect(status.json.record).toMatchObject({ key: 'job', status: 'succeeded', run_id: first.json.run_id });
+    const list = await idem(['list', '--store', store, '--json'], o);
+    expect(list.json.records.map((r: { key: string }) => r.key).sort()).toEqual(['flaky', 'job', 'race']);
+    expect((await idem(['check', '--store', store], o)).code).toBe(0);
+    expect((await idem(['sweep', '--store', store], o)).code).toBe(0);
+    expect((await idem(['release', 'job', '--force', '--store', store], o)).code).toBe(0);
+    const rerun = await idem(['run', '--key', 'job', '--store', store, '--json', '--', 'true'], o);
+    expect(rerun.json).toMatchObject({ status: 'succeeded', outcome: 'acquired' });
+  });
+}
+
+describe.skipIf(!redis)('redis:// (Valkey/Redis standalone)', () => {
+  scheme(
+    'redis',
+    () => `${redis!.IDEM_TEST_REDIS_URL}?prefix=${unique()}:`,
+    () => ({}),
+  );
+  it('valkey:// is the same store', async () => {
+    const prefix = `${unique()}:`;
+    const redisUrl = `${redis!.IDEM_TEST_REDIS_URL}?prefix=${prefix}`;
+    const valkeyUrl = redisUrl.replace(/^redis/, 'valkey');
+    const first = await idem(['run', '--key', 'k', '--store', redisUrl, '--json', '--', 'true']);
+    const second = await idem(['run', '--key', 'k', '--store', valkeyUrl, '--json', '--', 'true']);
+    expect(second.json).toMatchObject({ status: 'skipped_idempotent', skipped_by_run_id: first.json.run_id });
+  });
+  it('an unreachable server is BACKEND_UNAVAILABLE (exit 69)', async () => {
+    const r = await idem(['run', '--key', 'k', '--store', 'redis://127.0.0.1:1', '--json', '--', 'true']);
+    expect(r.code).toBe(69);
+    expect(r.json).toMatchObject({ status: 'error', error: { code: 'BACKEND_UNAVAILABLE' } });
+  });
+});
+
+describe.skipIf(!redisCluster)('redis:// cluster (cluster=true&nodes=...)', () => {
+  scheme(
+    'redis cluster',
+    () => {
+      const [first, ...rest] = redisCluster!.IDEM_TEST_REDIS_CLUSTER!.split(',');
+      return `redis://${first}?cluster=true${rest.length ? `&nodes=${rest.join(',')}` : ''}&prefix=${unique()}:`;
+    },
+    () => ({}),
+  );
+});
+
+describe.skipIf(!s3)('s3:// (MinIO)', () => {
+  scheme(
+    's3',
+    () => `s3://${s3!.IDEM_TEST_S3_BUCKET}/${unique()}?endpoint=${encodeURIComponent(s3!.IDEM_TEST_S3_ENDPOINT!)}&region=${s3!.IDEM_TEST_S3_REGION}`,
+    () => ({ env: { AWS_ACCESS_KEY_ID: s3!.IDEM_TEST_S3_ACCESS_KEY, AWS_SECRET_ACCESS_KEY: s3!.IDEM_TEST_S3_SECRET_KEY } }),
+  );
+});
+
+describe.skipIf(!gcs)('gs:// (fake-gcs-server)', () => {
+  scheme(
+    'gcs',
+    () => `gs://${gcs!.IDEM_TEST_GCS_BUCKET}/${unique()}`,
+    () => ({ env: { STORAGE_EMULATOR_HOST: gcs!.STORAGE_EMULATOR_HOST } }),
+  );
+});
