@@ -14,11 +14,13 @@ const dir = mkdtempSync(join(tmpdir(), 'idem-bench-'));
 const store = `lmdb:${join(dir, 'store')}`;
 const env = { ...process.env, NO_COLOR: '1' };
 
+const phases = [];
 function wall(args) {
   const t = process.hrtime.bigint();
-  const r = spawnSync(process.execPath, args, { env, stdio: ['ignore', 'ignore', 'pipe'] });
+  const r = spawnSync(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'pipe'], encoding: 'utf8' });
   const ms = Number(process.hrtime.bigint() - t) / 1e6;
   if (r.status !== 0) throw new Error(`${args.join(' ')} exited ${r.status}: ${r.stderr}`);
+  if (args.includes('--json')) phases.push(JSON.parse(r.stdout).timings);
   return ms;
 }
 
@@ -42,7 +44,7 @@ let n = 0;
 const cases = {
   'node -e 0': () => ['-e', '0'],
   // A fresh key each time: the full path (open, claim, spawn, complete, close).
-  'idem run -- true (executes)': () => [BIN, 'run', '-q', '--store', store, '--key', `bench-${n++}`, '--', 'true'],
+  'idem run -- true (executes)': () => [BIN, 'run', '-q', '--json', '--store', store, '--key', `bench-${n++}`, '--', 'true'],
   // The same key: claim answers completed, nothing is spawned.
   'idem run -- true (skipped)': () => [BIN, 'run', '-q', '--store', store, '--key', 'bench-0', '--', 'true'],
   'idem key (no store)': () => [BIN, 'key', 'bench'],
@@ -59,6 +61,11 @@ try {
     const m = median(xs);
     console.log(`  ${name.padEnd(30)} ${m.toFixed(1).padStart(7)} ms${name === 'node -e 0' ? '' : `   (+${(m - base).toFixed(1)} ms over node -e 0)`}`);
   }
+  const phase = (name) => median(phases.map((p) => p[name])).toFixed(1);
+  console.log(
+    `  inside idem run (executes), medians: ready to open the store ${(median(phases.map((p) => p.total_ms - p.open_ms - p.claim_ms - p.command_ms - p.finish_ms))).toFixed(1)} ms` +
+      ` (node boot, CLI and core), load adapter + open ${phase('open_ms')}, claim ${phase('claim_ms')}, command ${phase('command_ms')}, complete ${phase('finish_ms')}`,
+  );
   const overhead = median(times['idem run -- true (executes)']) - base;
   console.log(`idem run -- true minus node -e 0: ${overhead.toFixed(1)} ms (goal <= ${GOAL_MS} ms: ${overhead <= GOAL_MS ? 'met' : 'NOT met'})`);
   const rss = peakRssKiB(cases['idem run -- true (executes)']());

@@ -1,11 +1,15 @@
 // Human output goes to stderr (so a wrapped command's stdout stays clean);
-// data (JSON, keys, listings) goes to stdout. Colour only on a terminal, and
-// never when NO_COLOR is set (https://no-color.org) or TERM is dumb.
+// data (JSON, keys, listings) goes to stdout. Colour on a terminal or with
+// FORCE_COLOR, never when NO_COLOR is set (https://no-color.org) or TERM is dumb.
 import { writeSync } from 'node:fs';
 import type { IdemRecord } from '@idem/core';
 
-const useColor = (fd: number) =>
-  !process.env.NO_COLOR && process.env.TERM !== 'dumb' && (fd === 1 ? process.stdout.isTTY : process.stderr.isTTY) === true;
+function useColor(fd: number): boolean {
+  const env = process.env;
+  if (env.NO_COLOR) return false;
+  if (env.FORCE_COLOR !== undefined && env.FORCE_COLOR !== '0') return true;
+  return env.TERM !== 'dumb' && (fd === 1 ? process.stdout.isTTY : process.stderr.isTTY) === true;
+}
 
 export type Tone = 'ok' | 'bad' | 'warn' | 'dim';
 const SGR: Record<Tone, string> = { ok: '32', bad: '31', warn: '33', dim: '2' };

@@ -144,7 +144,7 @@ export async function runCommand(argv: string[], env: Env): Promise<number> {
         if (cancel.signal.aborted) throw cancel.signal.reason;
         const previous = claimed && 'previous' in claimed ? claimed.previous : undefined;
         say(
-          `${report.outcome} ${JSON.stringify(key)} (fence ${lease.fence}${previous && report.outcome === 'adopted' ? `, from run ${previous.runId}` : ''}): ${command.join(' ')}`,
+          `${report.outcome} ${JSON.stringify(key)} (fence ${lease.fence}${previous && report.outcome === 'adopted' ? `, from run ${previous.runId}` : ''}); running: ${command.join(' ')}`,
         );
         phase = performance.now();
         const exit = await spawnAndWait(command, { ...process.env, IDEM_RUN_ID: runId, IDEM_FENCE: String(lease.fence), IDEM_ATTEMPT: String(lease.record.attempt) }, ctx.signal, (c) => {

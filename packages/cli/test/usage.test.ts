@@ -126,6 +126,22 @@ describe('--help', () => {
   });
 });
 
+describe('colour', () => {
+  it('only when asked or on a terminal, and never under NO_COLOR', async () => {
+    const store = `lmdb:${tempDir('idem-cli-color-')}/db`;
+    const plain = await idem(['run', ...K, '--store', store, '--', 'true'], { env: { NO_COLOR: undefined, FORCE_COLOR: undefined } });
+    expect(plain.stderr).not.toContain('\u001b[');
+    const forced = await idem(['run', ...K, '--store', store, '--', 'true'], { env: { NO_COLOR: undefined, FORCE_COLOR: '1' } });
+    expect(forced.stderr).toContain('\u001b[');
+    // NO_COLOR wins over FORCE_COLOR (Node itself warns about the pair on stderr).
+    const both = await idem(['run', '--bogus'], { env: { NO_COLOR: '1', FORCE_COLOR: '1' } });
+    expect(both.stderr).toMatch(/^idem: USAGE: /m);
+    expect(both.stderr).not.toContain('\u001b[');
+    const error = await idem(['run', '--bogus'], { env: { NO_COLOR: '1' } });
+    expect(error.stderr).toMatch(/^idem: USAGE: [^\n]*\n$/);
+  });
+});
+
 describe('idem key', () => {
   it('is deterministic and matches deriveKey', async () => {
     const a = await idem(['key', 'load-day', '--param', 'day=2024-05-01', '--param', 'region=eu']);
