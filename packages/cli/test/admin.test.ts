@@ -44,14 +44,15 @@ describe('operator commands', () => {
     const store = freshStore();
     const key = freshKey('dead');
     const file = join(work, key);
-    const victim = start(['run', '--key', key, '--store', store, '--lease', '1s', '--', 'sh', '-c', 'echo $$ > "$1"; exec sleep 20', 'sh', file]);
+    const victim = start(['run', '--key', key, '--store', store, '--lease', '3s', '--', 'sh', '-c', 'echo $$ > "$1"; exec sleep 20', 'sh', file]);
     await until(() => lines(file).length === 1, 15_000, 'the command to start');
     victim.child.kill('SIGKILL');
     await victim.exited;
     process.kill(Number(lines(file)[0]), 'SIGKILL'); // the orphaned command
 
     expect((await idem(['check', '--store', store])).code).toBe(0); // lease still live
-    await sleep(1100);
+    const owner = (await idem(['status', key, '--store', store, '--json'])).json.record;
+    await sleep(Date.parse(owner.lease_expires_at) - Date.now() + 50);
     const check = await idem(['check', '--store', store, '--json']);
     expect(check.code).toBe(1);
     expect(check.json).toMatchObject({ ok: false, in_flight: 1, dead: [{ key, status: 'in_flight', lease_dead: true }] });

@@ -71,11 +71,11 @@ export const idem = (args: string[], options: Options = {}) => start(args, optio
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** Polls until `check` is true; fails after `timeoutMs`. */
-export async function until(check: () => boolean, timeoutMs = 15_000, what = 'condition'): Promise<void> {
+export async function until(check: () => boolean, timeoutMs = 15_000, what = 'condition', everyMs = 20): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!check()) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
+    await sleep(everyMs);
   }
 }
 

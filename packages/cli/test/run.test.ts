@@ -130,12 +130,12 @@ describe('idem run', () => {
     const store = freshStore();
     const key = freshKey('crash');
     const file = counter(key);
-    const victim = start(['run', '--key', key, '--store', store, '--lease', '2s', '--json', '--', 'sh', '-c', 'echo $$ >> "$2"; echo crashed >> "$1"; sleep 20', 'sh', file, orphans]);
+    const victim = start(['run', '--key', key, '--store', store, '--lease', '3s', '--json', '--', 'sh', '-c', 'echo $$ >> "$2"; echo crashed >> "$1"; sleep 20', 'sh', file, orphans]);
     await until(() => lines(file).length === 1, 15_000, 'the first run to start');
     victim.child.kill('SIGKILL');
     await victim.exited;
 
-    // Its lease (renewed every ~0.7s) is still live: nobody may take over yet.
+    // Its lease (3s, renewed every second) is still live: nobody may take over yet.
     const early = await idem(['run', '--key', key, '--store', store, '--json', '--', ...sh('echo early >> "$1"', file)]);
     expect(early.json.status).toBe('skipped_in_flight');
     const owner = (await idem(['status', key, '--store', store, '--json'])).json.record;
@@ -155,7 +155,9 @@ describe('idem run', () => {
     const key = freshKey('zombie');
     const file = counter(key);
     const zombie = start(['run', '--key', key, '--store', store, '--lease', '1s', '--json', '--', ...sh('echo zombie >> "$1"; sleep 1.5', file)]);
-    await until(() => lines(file).length === 1, 15_000, 'the first run to start');
+    // Stopped right after its command starts, so idem is not inside a write transaction
+    // (a stopped process would hold LMDB's writer lock); the first heartbeat is ~333ms later.
+    await until(() => lines(file).length === 1, 15_000, 'the first run to start', 2);
     // SIGSTOP freezes idem (a GC pause, a suspended VM): its heartbeat stops, its command runs on.
     zombie.child.kill('SIGSTOP');
     try {
