@@ -5,6 +5,7 @@ import {
   CorruptRecordError,
   IdempotencyStore,
   InvalidArgumentError,
+  isExpired,
   KeyReuseError,
   LeaseLostError,
   leaseOf,
@@ -22,7 +23,7 @@ import {
   type ListQuery,
   type StoreOptions,
 } from '@idem/core';
-import { CLAIM_LUA, FINISH_LUA } from './lua.js';
+import { CLAIM_LUA, FINISH_LUA, READ_LUA, REMOVE_LUA } from './lua.js';
 
 type Arg = string | number | Buffer;
 /** A script's answer: a tag, then record JSON (or a reason), nil when absent. */
@@ -52,17 +53,18 @@ export interface ValkeyStoreOptions extends StoreOptions {
   cluster?: string[];
   /** Namespace put in front of every key. Default "idem:". No braces: the store sets the hash tags. */
   prefix?: string;
-  /** How long a dead in_flight record stays visible (and a late finish can land) after its lease. Default 10 minutes. */
-  leaseGraceMs?: number;
-  /** How long the fence counter outlives its record. Default 1 day. */
-  fenceMarginMs?: number;
+  /**
+   * How long a record stays in Valkey after it stops counting (past its lease, retention, release
+   * or delete), so that the next claim continues its fence and a late finish can still land.
+   * Fences stay strictly increasing as long as the server's clock never goes back by more. Default 1 hour.
+   */
+  lingerMs?: number;
   /** Bound on one operation, retries included; past it: BACKEND_UNAVAILABLE. Default 5 s. */
   timeoutMs?: number;
 }
 
 const DEFAULT_PREFIX = 'idem:';
-const DEFAULT_GRACE_MS = 10 * 60_000;
-const DEFAULT_MARGIN_MS = 24 * 3600_000;
+const DEFAULT_LINGER_MS = 3600_000;
 const DEFAULT_TIMEOUT_MS = 5_000;
 const SCAN_COUNT = 256;
 
@@ -76,16 +78,14 @@ export async function createValkeyStore(options: ValkeyStoreOptions): Promise<Id
     url,
     cluster,
     prefix = DEFAULT_PREFIX,
-    leaseGraceMs = DEFAULT_GRACE_MS,
-    fenceMarginMs = DEFAULT_MARGIN_MS,
+    lingerMs = DEFAULT_LINGER_MS,
     timeoutMs = DEFAULT_TIMEOUT_MS,
     ...storeOptions
   } = options ?? ({} as ValkeyStoreOptions);
   const sources = [client, url, cluster].filter((x) => x !== undefined).length;
   if (sources !== 1) throw new InvalidArgumentError('give exactly one of client, url or cluster');
   if (typeof prefix !== 'string' || /[{}]/.test(prefix)) throw new InvalidArgumentError('prefix must be a string without { or } (the store sets hash tags itself)');
-  validateDuration('leaseGraceMs', leaseGraceMs);
-  validateDuration('fenceMarginMs', fenceMarginMs);
+  validateDuration('lingerMs', lingerMs);
   validateDuration('timeoutMs', timeoutMs);
   resolveStoreOptions(storeOptions); // bad options fail before any connection is made
   if (client !== undefined) {
@@ -94,7 +94,7 @@ export async function createValkeyStore(options: ValkeyStoreOptions): Promise<Id
     if (client.options?.keyPrefix) throw new InvalidArgumentError('client has keyPrefix set: use the store option prefix instead');
   }
   const owned = client === undefined ? openClient(url, cluster, timeoutMs) : undefined;
-  const driver = new ValkeyDriver(client ?? owned!, owned !== undefined, { prefix, leaseGraceMs, fenceMarginMs, timeoutMs });
+  const driver = new ValkeyDriver(client ?? owned!, owned !== undefined, { prefix, lingerMs, timeoutMs });
   return new IdempotencyStore(driver, storeOptions);
 }
 
@@ -137,8 +137,7 @@ function openClient(url: string | undefined, cluster: string[] | undefined, time
 
 interface Settings {
   prefix: string;
-  leaseGraceMs: number;
-  fenceMarginMs: number;
+  lingerMs: number;
   timeoutMs: number;
 }
 
@@ -146,6 +145,8 @@ class ValkeyDriver implements Driver {
   readonly capabilities = { nativeExpiry: true, clock: 'server', sharedAcrossProcesses: true } as const;
   private readonly claimSha = sha1(CLAIM_LUA);
   private readonly finishSha = sha1(FINISH_LUA);
+  private readonly removeSha = sha1(REMOVE_LUA);
+  private readonly readSha = sha1(READ_LUA);
 
   constructor(
     private readonly client: ValkeyClient,
@@ -153,19 +154,20 @@ class ValkeyDriver implements Driver {
     private readonly s: Settings,
   ) {}
 
-  // One hash tag per key: the record and its fence counter share a cluster slot.
-  private recordKey = (name: string) => `${this.s.prefix}{${name}}:r`;
-  private counterKey = (name: string) => `${this.s.prefix}{${name}}:f`;
+  // The digest is the hash tag: a record's slot depends on its key alone, whatever the prefix.
+  private recordKey = (name: string) => `${this.s.prefix}{${name}}`;
 
   async claim(input: ClaimInput): Promise<ClaimOutcome> {
     const rk = this.recordKey(input.name);
-    const reply = await this.script(CLAIM_LUA, this.claimSha, [rk, this.counterKey(input.name)], [
-      input.recordKey,
+    // The record's constant part is encoded here (JSON.stringify), so the script only appends numbers.
+    const head = `{"v":1,"key":${JSON.stringify(input.recordKey)},"status":"in_flight","runId":${JSON.stringify(input.runId)},"fence":`;
+    const reply = await this.script(CLAIM_LUA, this.claimSha, rk, [
+      head,
+      input.fingerprint !== undefined ? `,"fingerprint":${JSON.stringify(input.fingerprint)}` : '',
+      input.fingerprint ?? '',
       input.runId,
       input.leaseMs,
-      this.s.leaseGraceMs,
-      this.s.fenceMarginMs,
-      input.fingerprint ?? '',
+      this.s.lingerMs,
       input.force ? '1' : '0',
       input.dedupOn,
     ]);
@@ -194,16 +196,7 @@ class ValkeyDriver implements Driver {
   async finish(lease: Lease, op: FinishOp, retentionMs: number): Promise<FinishValue> {
     const rk = this.recordKey(lease.name);
     const payload = op.op === 'complete' && op.result !== undefined ? JSON.stringify(op.result) : op.op === 'fail' && op.error !== undefined ? JSON.stringify(op.error) : '';
-    const [tag, a] = await this.script(FINISH_LUA, this.finishSha, [rk, this.counterKey(lease.name)], [
-      op.op,
-      lease.runId,
-      lease.fence,
-      op.op === 'renew' ? op.leaseMs : 0,
-      retentionMs,
-      this.s.leaseGraceMs,
-      this.s.fenceMarginMs,
-      payload,
-    ]);
+    const [tag, a] = await this.script(FINISH_LUA, this.finishSha, rk, [op.op, lease.runId, lease.fence, op.op === 'renew' ? op.leaseMs : 0, retentionMs, this.s.lingerMs, payload]);
     if (tag === 'lost') throw new LeaseLostError(lease.key, a ? parseRecord(rk, a) : undefined);
     if (tag !== 'ok') throw this.corrupt(rk, a);
     if (!a) return {};
@@ -211,10 +204,22 @@ class ValkeyDriver implements Driver {
     return op.op === 'renew' ? { lease: leaseOf(lease.key, lease.name, record) } : { record };
   }
 
+  /**
+   * Records linger past their end (see lingerMs) and count as absent from
+   * then on; that end is judged here by the server's clock, like every
+   * other deadline of this store, so an expired record is never returned.
+   */
   async read(name: string): Promise<IdemRecord | undefined> {
-    const rk = this.recordKey(name);
-    const raw = await this.getRaw(rk);
-    return raw === null ? undefined : parseRecord(rk, raw);
+    return this.readKey(this.recordKey(name));
+  }
+
+  private async readKey(rk: string): Promise<IdemRecord | undefined> {
+    const reply = (await this.op(() => this.evalsha(READ_LUA, this.readSha, rk, [], true), true)) as Buffer[];
+    const tag = reply[0]?.toString();
+    if (tag === 'none') return undefined;
+    if (tag !== 'found') throw this.corrupt(rk, reply[1]?.toString());
+    const record = parseRecord(rk, reply[1]!);
+    return isExpired(record, Number(reply[2]!.toString())) ? undefined : record;
   }
 
   /**
@@ -226,16 +231,14 @@ class ValkeyDriver implements Driver {
   async list(query: ListQuery): Promise<ListPage> {
     const nodes = this.scanNodes();
     let [node, scanCursor, skip] = decodeCursor(query.cursor);
-    const pattern = `${globEscape(this.s.prefix)}{*}:r`;
+    const pattern = `${globEscape(this.s.prefix)}{*}`;
     const records: IdemRecord[] = [];
     while (node < nodes.length) {
       const [next, keys] = (await this.op(() => nodes[node]!.call('SCAN', scanCursor, 'MATCH', pattern, 'COUNT', SCAN_COUNT))) as [string, string[]];
-      const raws = await Promise.all(keys.slice(skip).map((k) => this.getRaw(k)));
-      for (const [i, raw] of raws.entries()) {
+      const found = await Promise.all(keys.slice(skip).map((k) => this.readKey(k)));
+      for (const [i, record] of found.entries()) {
         if (records.length === query.limit) return { records, cursor: `${node}:${scanCursor}:${skip + i}` };
-        if (raw == null) continue; // expired between SCAN and GET
-        const record = parseRecord(keys[skip + i]!, raw);
-        if (query.filter(record)) records.push(record);
+        if (record !== undefined && query.filter(record)) records.push(record);
       }
       skip = 0;
       if (next === '0') [node, scanCursor] = [node + 1, '0'];
@@ -249,9 +252,10 @@ class ValkeyDriver implements Driver {
     return { expired: 0, deadLeases: 0 };
   }
 
-  /** Removes the record; the fence counter stays, so a later claim still gets a larger fence. */
+  /** Ends the record at once (it lingers to hand its fence on); a foreign or corrupt value is deleted. */
   async remove(name: string): Promise<boolean> {
-    return ((await this.op(() => this.client.call('DEL', this.recordKey(name)))) as number) > 0;
+    const reply = await this.op(() => this.evalsha(REMOVE_LUA, this.removeSha, this.recordKey(name), [this.s.lingerMs]), true);
+    return reply === 1;
   }
 
   async writeRaw(name: string, bytes: string | Uint8Array): Promise<void> {
@@ -289,63 +293,58 @@ class ValkeyDriver implements Driver {
    * budget: both scripts recognise their own earlier write (same runId and
    * fence), so a retry after a lost reply never reports someone else's claim.
    */
-  private async script(lua: string, sha: string, keys: string[], args: Arg[]): Promise<ScriptReply> {
-    const reply = await this.op(async () => {
-      try {
-        return await this.client.call('EVALSHA', sha, keys.length, ...keys, ...args);
-      } catch (error) {
-        if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error;
-        return this.client.call('EVAL', lua, keys.length, ...keys, ...args);
-      }
-    }, true);
+  private async script(lua: string, sha: string, key: string, args: Arg[]): Promise<ScriptReply> {
+    const reply = await this.op(() => this.evalsha(lua, sha, key, args), true);
     const ok = Array.isArray(reply) && typeof reply[0] === 'string' && reply.slice(1).every((x) => x == null || typeof x === 'string');
     if (!ok) throw new BackendUnavailableError(`unexpected script reply ${JSON.stringify(reply)?.slice(0, 100)}: is this Valkey/Redis 7?`);
     return reply as ScriptReply;
+  }
+
+  /** `buffers`: replies as raw bytes, so that a record that is not UTF-8 is seen as it is stored. */
+  private async evalsha(lua: string, sha: string, key: string, args: Arg[], buffers = false): Promise<unknown> {
+    const send = (buffers ? this.client.callBuffer : this.client.call).bind(this.client);
+    try {
+      return await send('EVALSHA', sha, 1, key, ...args);
+    } catch (error) {
+      if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error;
+      return send('EVAL', lua, 1, key, ...args);
+    }
   }
 
   /** Bounds an operation by timeoutMs and maps every failure to BACKEND_UNAVAILABLE; `retry` repeats it within that bound. */
   private async op<T>(fn: () => Promise<T>, retry = false): Promise<T> {
     const deadline = Date.now() + this.s.timeoutMs;
     for (let attempt = 0; ; attempt++) {
-      const left = deadline - Date.now();
-      let timer: NodeJS.Timeout | undefined;
       try {
-        return await Promise.race([
-          fn(),
-          new Promise<never>((_, reject) => {
-            timer = setTimeout(() => reject(new Error(`no reply within ${left} ms`)), left);
-          }),
-        ]);
+        // A client we opened has commandTimeout = timeoutMs; a caller's may queue for a minute, so it gets our own timer.
+        return await (this.owned ? fn() : within(fn(), deadline - Date.now()));
       } catch (error) {
-        if (isWrongType(error)) throw error;
         const pause = Math.min(50 * 2 ** attempt, deadline - Date.now());
         if (!retry || pause <= 0) {
           throw new BackendUnavailableError(`Valkey/Redis unavailable: ${error instanceof Error ? error.message : String(error)}`, error);
         }
         await new Promise((r) => setTimeout(r, pause));
-      } finally {
-        clearTimeout(timer);
       }
     }
   }
+}
 
-  /** GET of a record's raw bytes; a key of another type is a corrupt record, not an outage. */
-  private async getRaw(rk: string): Promise<Buffer | null> {
-    try {
-      return (await this.op(() => this.client.callBuffer('GET', rk))) as Buffer | null;
-    } catch (error) {
-      if (isWrongType(error)) throw this.corrupt(rk, (error as Error).message);
-      throw error;
-    }
+async function within<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`no reply within ${ms} ms`)), ms);
+      }),
+    ]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 
 function sha1(text: string): string {
   return createHash('sha1').update(text).digest('hex');
-}
-
-function isWrongType(error: unknown): boolean {
-  return error instanceof Error && error.message.startsWith('WRONGTYPE');
 }
 
 function decodeCursor(cursor: string | undefined): [number, string, number] {

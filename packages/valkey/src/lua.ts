@@ -1,13 +1,20 @@
-// The two server-side scripts. Each runs atomically inside Valkey/Redis, so
+// The server-side scripts. Each runs atomically inside Valkey/Redis, so
 // reading the record, judging it by the server's own clock (TIME) and writing
 // it back is one indivisible step: no client clock, no read-then-write race.
 // They mirror @idem/core's decideClaim / decideFinish case by case.
 //
-// KEYS[1] is the record, KEYS[2] the fence counter; both carry the same
-// {hash tag}, so they live in one cluster slot. Only redis.call/pcall are used
-// (Redis 7.0 has no server.call).
+// Each script touches one key (KEYS[1], the record), so it runs unchanged on a
+// cluster. Only redis.call/pcall are used (Redis 7.0 has no server.call).
+//
+// Fencing without a second key: a record stays in Valkey for `linger` ms
+// after it stops counting (lease + linger for a claim, retention + linger for
+// a finished record, linger for a released or deleted one), and the next
+// claim continues from its fence. A key with no trace left starts from the
+// server's clock in ms, and every fence is at least the clock at its claim,
+// so that start exceeds any fence the key had unless the server's clock went
+// back by more than the linger.
 
-/** Helpers shared by both scripts: server time, a strict parse (as core's parseRecord), and encoding. */
+/** Helpers: server time, a strict parse (as core's parseRecord), and encoding. */
 const COMMON = `
 local function now_ms()
   local t = redis.call('TIME')
@@ -34,15 +41,7 @@ local function load(k)
   return raw, r, nil
 end
 
--- The fence counter; a foreign value there is as corrupt as one in the record.
-local function counter(k)
-  local c = redis.pcall('GET', k)
-  if type(c) == 'table' and c.err then return nil, c.err end
-  if not c then return 0, nil end
-  local n = tonumber(c)
-  if not int(n) then return nil, 'fence counter is not an integer' end
-  return n, nil
-end
+local function expired(r, now) return r.expiresAt ~= nil and r.expiresAt <= now end
 
 -- tostring() would print 1.7e+12; integers are written digit by digit.
 local function num(x) return string.format('%d', x) end
@@ -61,47 +60,45 @@ local function encode(r, result, err)
   if err then p[#p + 1] = '"error":' .. err end
   return '{' .. table.concat(p, ',') .. '}'
 end
-
--- Writes the record with its native expiry, and the counter so that it outlives the record by marginMs.
-local function store(rk, fk, body, fence, ttl, marginMs)
-  redis.call('SET', rk, body, 'PX', ttl)
-  redis.call('SET', fk, num(fence), 'PX', ttl + marginMs)
-end
 `;
 
 /**
- * claim(KEYS: record, counter; ARGV: recordKey, runId, leaseMs, graceMs, marginMs, fingerprint|'', force '1'|'0', dedupOn)
+ * claim(KEYS: record; ARGV: head, fingerprintPart, fingerprint|'', runId, leaseMs, lingerMs, force '1'|'0', dedupOn)
+ * head is the new record's JSON up to `"fence":`, fingerprintPart is `,"fingerprint":"..."` or '' (both made by the client).
  * -> {outcome, record JSON, previous JSON|false}; outcome: acquired | adopted | own | in_flight | completed | reuse | corrupt
  */
-export const CLAIM_LUA = `${COMMON}
-local rk, fk = KEYS[1], KEYS[2]
-local recordKey, runId = ARGV[1], ARGV[2]
-local leaseMs, graceMs, marginMs = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
-local fp, force, dedupOn = ARGV[6], ARGV[7] == '1', ARGV[8]
+export const CLAIM_LUA = `
+local rk = KEYS[1]
+local head, fpPart, fp, runId = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local leaseMs, lingerMs = tonumber(ARGV[5]), tonumber(ARGV[6])
+local force, dedupOn = ARGV[7] == '1', ARGV[8]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local function body(fence, attempt)
+  return head .. string.format('%d', fence) .. ',"attempt":' .. string.format('%d', attempt) .. fpPart
+    .. ',"claimedAt":' .. string.format('%d', now) .. ',"leaseExpiresAt":' .. string.format('%d', now + leaseMs) .. '}'
+end
 
+-- Timeline of the fast path: t0 SET NX. A key with no trace at all (no record, no lingering one,
+-- nothing foreign) is taken by this one write, and of N racing claimers exactly one gets OK.
+-- It comes before the helpers below are even defined: the common claim runs only what it needs.
+local fresh = body(now, 1)
+if redis.call('SET', rk, fresh, 'NX', 'PX', leaseMs + lingerMs) then return { 'acquired', fresh, false } end
+${COMMON}
 local raw, cur, why = load(rk)
 if why then return { 'corrupt', why } end
-local last, cwhy = counter(fk)
-if cwhy then return { 'corrupt', cwhy } end
-local now = now_ms()
+if not cur then return { 'corrupt', 'vanished inside a script' } end
 local live = cur
-if cur and cur.expiresAt and cur.expiresAt <= now then live = nil end
+if expired(cur, now) then live = nil end
 
 if live and fp ~= '' and live.fingerprint and live.fingerprint ~= fp and not force then return { 'reuse', raw } end
 
--- Timeline of a take:  t0 GET record + counter (above) ... decide ... SET record PX lease+grace, SET counter.
--- Nothing runs between t0 and the SETs (scripts are atomic), so of N racing claimers exactly one takes.
--- The fence continues from the counter, which outlives every record; a key with no trace at all
--- starts from the server's clock in ms, which exceeds any fence the key had before its counter expired.
+-- Timeline of a take: t0 GET (above) ... decide ... t1 SET PX lease + linger. Nothing runs between
+-- t0 and t1 (scripts are atomic): every other claimer sees the record before t0 or ours after t1.
 local function take(outcome)
-  local prev = math.max(last, cur and cur.fence or 0)
-  local fence = prev > 0 and prev + 1 or now
-  local rec = { key = recordKey, status = 'in_flight', runId = runId, fence = fence,
-    attempt = (live and live.attempt or 0) + 1, claimedAt = now, leaseExpiresAt = now + leaseMs }
-  if fp ~= '' then rec.fingerprint = fp end
-  local body = encode(rec)
-  store(rk, fk, body, fence, leaseMs + graceMs, marginMs)
-  return { outcome, body, live and raw or false }
+  local b = body(math.max(cur.fence + 1, now), (live and live.attempt or 0) + 1)
+  redis.call('SET', rk, b, 'PX', leaseMs + lingerMs)
+  return { outcome, b, live and raw or false }
 end
 
 if not live then return take('acquired') end
@@ -117,19 +114,19 @@ return take('acquired')
 `;
 
 /**
- * finish(KEYS: record, counter; ARGV: op, runId, fence, leaseMs, retentionMs, graceMs, marginMs, payload|'')
+ * finish(KEYS: record; ARGV: op, runId, fence, leaseMs, retentionMs, lingerMs, payload|'')
  * -> {'ok', record JSON|false} | {'lost', record JSON|false} | {'corrupt', why}
  */
 export const FINISH_LUA = `${COMMON}
-local rk, fk = KEYS[1], KEYS[2]
+local rk = KEYS[1]
 local op, runId, fence = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local leaseMs, retentionMs, graceMs, marginMs = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
-local payload = ARGV[8] ~= '' and ARGV[8] or nil
+local leaseMs, retentionMs, lingerMs = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local payload = ARGV[7] ~= '' and ARGV[7] or nil
 
 local raw, cur, why = load(rk)
 if why then return { 'corrupt', why } end
 local now = now_ms()
-local gone = cur == nil or (cur.expiresAt ~= nil and cur.expiresAt <= now)
+local gone = cur == nil or expired(cur, now)
 -- Releasing what is already gone leaves the key free, which is all release promises.
 if gone and op == 'release' then return { 'ok', false } end
 if gone then return { 'lost', false } end
@@ -140,32 +137,58 @@ if cur.status ~= 'in_flight' then
   return { 'lost', raw }
 end
 
--- Timeline of every write below: t0 GET record, compare fence and runId ... write. Atomic, so a
--- takeover can only come before t0 (we answer lost) or after the write (it sees what we wrote).
--- A deadline alone never locks the owner out: only a takeover changes the fence.
+-- Timeline of every write below: t0 GET, compare fence and runId ... t1 SET. Atomic, so a takeover
+-- comes before t0 (we answer lost) or after t1 (it sees what we wrote). A deadline alone never locks
+-- the owner out: only a takeover changes the fence.
+local body, ttl
 if op == 'renew' then
   cur.leaseExpiresAt = now + leaseMs
-  local body = encode(cur)
-  store(rk, fk, body, fence, leaseMs + graceMs, marginMs)
-  return { 'ok', body }
-end
-if op == 'release' then
-  -- The record goes; the counter stays, so the next claim still gets a larger fence.
-  redis.call('DEL', rk)
-  redis.call('SET', fk, num(fence), 'PX', marginMs)
-  return { 'ok', false }
-end
-cur.leaseExpiresAt = nil
-cur.completedAt = now
-cur.expiresAt = now + retentionMs
-local body
-if op == 'complete' then
-  cur.status = 'succeeded'
-  body = encode(cur, payload, nil)
+  body, ttl = encode(cur), leaseMs + lingerMs
+elseif op == 'release' then
+  -- Past retention at once, so the key is free; it lingers only to hand its fence on.
+  cur.leaseExpiresAt, cur.expiresAt = now, now
+  body, ttl = encode(cur), lingerMs
 else
-  cur.status = 'failed'
-  body = encode(cur, nil, payload)
+  cur.leaseExpiresAt, cur.completedAt, cur.expiresAt = nil, now, now + retentionMs
+  if op == 'complete' then
+    cur.status = 'succeeded'
+    body = encode(cur, payload, nil)
+  else
+    cur.status = 'failed'
+    body = encode(cur, nil, payload)
+  end
+  ttl = retentionMs + lingerMs
 end
-store(rk, fk, body, fence, retentionMs, marginMs)
+redis.call('SET', rk, body, 'PX', ttl)
+if op == 'release' then return { 'ok', false } end
 return { 'ok', body }
+`;
+
+/**
+ * remove(KEYS: record; ARGV: lingerMs) -> 1 if a live record was there, else 0.
+ * A readable record is made past retention (it lingers to hand its fence on); anything else is deleted.
+ */
+export const REMOVE_LUA = `${COMMON}
+local rk = KEYS[1]
+local raw, cur, why = load(rk)
+if why then return redis.call('DEL', rk) end
+if not cur then return 0 end
+local now = now_ms()
+if expired(cur, now) then return 0 end
+if cur.status == 'in_flight' then cur.leaseExpiresAt = now end
+cur.expiresAt = now
+redis.call('SET', rk, encode(cur), 'PX', tonumber(ARGV[1]))
+return 1
+`;
+
+/**
+ * read(KEYS: record) -> {'none'} | {'found', raw bytes, server ms} | {'corrupt', why}
+ * The server's time comes with the record so that expiry is judged by the same clock that wrote it.
+ */
+export const READ_LUA = `
+local raw = redis.pcall('GET', KEYS[1])
+if type(raw) == 'table' and raw.err then return { 'corrupt', raw.err } end
+if not raw then return { 'none' } end
+local t = redis.call('TIME')
+return { 'found', raw, string.format('%d', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)) }
 `;
