@@ -94,7 +94,10 @@ export async function createValkeyStore(options: ValkeyStoreOptions): Promise<Id
     if (client.options?.keyPrefix) throw new InvalidArgumentError('client has keyPrefix set: use the store option prefix instead');
   }
   const owned = client === undefined ? openClient(url, cluster, timeoutMs) : undefined;
-  const driver = new ValkeyDriver(client ?? owned!, owned !== undefined, { prefix, lingerMs, timeoutMs });
+  // Only a standalone client we opened bounds every command itself (commandTimeout); a Cluster
+  // queues commands while it (re)discovers its nodes, and a caller's client may queue for a minute.
+  const selfBounded = owned !== undefined && url !== undefined;
+  const driver = new ValkeyDriver(client ?? owned!, owned !== undefined, selfBounded, { prefix, lingerMs, timeoutMs });
   return new IdempotencyStore(driver, storeOptions);
 }
 
@@ -126,7 +129,6 @@ function openClient(url: string | undefined, cluster: string[] | undefined, time
           ...(first.password ? { password: decodeURIComponent(first.password) } : {}),
           ...(first.protocol === 'rediss:' ? { tls: {} } : {}),
         },
-        clusterRetryStrategy: (times) => (times > 3 ? null : 100 * times),
       },
     );
   }
@@ -151,6 +153,7 @@ class ValkeyDriver implements Driver {
   constructor(
     private readonly client: ValkeyClient,
     private readonly owned: boolean,
+    private readonly selfBounded: boolean,
     private readonly s: Settings,
   ) {}
 
@@ -316,8 +319,7 @@ class ValkeyDriver implements Driver {
     const deadline = Date.now() + this.s.timeoutMs;
     for (let attempt = 0; ; attempt++) {
       try {
-        // A client we opened has commandTimeout = timeoutMs; a caller's may queue for a minute, so it gets our own timer.
-        return await (this.owned ? fn() : within(fn(), deadline - Date.now()));
+        return await (this.selfBounded ? fn() : within(fn(), deadline - Date.now()));
       } catch (error) {
         const pause = Math.min(50 * 2 ** attempt, deadline - Date.now());
         if (!retry || pause <= 0) {
