@@ -5,8 +5,8 @@
 import type { Storage } from '@google-cloud/storage';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { TestClock } from '@idem/conformance';
-import { IdemError, storageName, type ClaimOutcome, type IdempotencyStore, type Lease, type StoreOptions } from '@idem/core';
-import { createGcsStore } from '../src/index.js';
+import { IdemError, storageName, type ClaimOutcome, type IdempotencyStore, type Lease } from '@idem/core';
+import { createGcsStore, type GcsStoreOptions } from '../src/index.js';
 import { FaultProxy, type Reply, type Seen } from './fault-proxy.js';
 import { server, testStorage, uniquePrefix } from './server.js';
 
@@ -38,7 +38,7 @@ describe.skipIf(!server)('gcs adapter: requests and faults (via a fault-injectin
   let viaProxy: Storage;
   let direct: Storage;
   const stores: IdempotencyStore[] = [];
-  const open = async (options: StoreOptions & { prefix?: string; storage?: Storage } = {}) => {
+  const open = async (options: Omit<GcsStoreOptions, 'bucket'> & { storage?: Storage } = {}) => {
     const { prefix = uniquePrefix('faults'), storage = viaProxy, ...rest } = options;
     const store = await createGcsStore({ ...rest, bucket: storage.bucket(bucketName), prefix });
     stores.push(store);
