@@ -86,10 +86,11 @@ const seen = [];
 mon.on('monitor', (_t, args, source) => {
   if (source !== 'lua') seen.push(String(args[0]).toUpperCase());
 });
+// MONITOR lines trail the replies: wait until none came for 200 ms.
 const settle = async () => {
   for (let n = -1; n !== seen.length; ) {
     n = seen.length;
-    await new Promise((r) => setTimeout(r, 50));
+    await new Promise((r) => setTimeout(r, 200));
   }
   return seen.splice(0).length;
 };

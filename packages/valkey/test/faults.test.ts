@@ -93,7 +93,7 @@ describe.skipIf(!have)('valkey faults against a private server', () => {
     ]) {
       expect(await codeOf(op())).toBe('BACKEND_UNAVAILABLE');
     }
-    expect(Date.now() - t0).toBeLessThan(7 * 1500);
+    expect(Date.now() - t0).toBeLessThan(7 * 3000); // each bounded by timeoutMs, with room for a loaded machine
     await server.restart();
     admin.disconnect();
     admin = server.admin();
@@ -114,7 +114,7 @@ describe.skipIf(!have)('valkey faults against a private server', () => {
       await server.stop();
       const t0 = Date.now();
       expect(await codeOf(store.claim('queued', { runId: 'mine' }))).toBe('BACKEND_UNAVAILABLE');
-      expect(Date.now() - t0).toBeLessThan(2_000);
+      expect(Date.now() - t0).toBeLessThan(3_000);
       await server.restart();
       admin.disconnect();
       admin = server.admin();
@@ -249,10 +249,10 @@ describe.skipIf(!have)('valkey faults against a private server', () => {
     const store = await open({ prefix, lingerMs: 1000, retentionMs: 5_000 });
     const rk = `${prefix}{${storageName('ttl')}}`;
     const first = leaseOf(await store.claim('ttl', { leaseMs: 2000 }));
-    expect(await admin.pttl(rk)).toBeGreaterThan(2500);
+    expect(await admin.pttl(rk)).toBeGreaterThan(2000);
     expect(await admin.pttl(rk)).toBeLessThanOrEqual(3000);
     await store.complete(first);
-    expect(await admin.pttl(rk)).toBeGreaterThan(5500);
+    expect(await admin.pttl(rk)).toBeGreaterThan(5000);
     expect(await admin.pttl(rk)).toBeLessThanOrEqual(6000);
     expect(await store.delete('ttl')).toBe(true);
     expect(await store.get('ttl')).toBeUndefined();

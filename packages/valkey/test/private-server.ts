@@ -97,10 +97,11 @@ export async function watchCommands(admin: Redis): Promise<{ count(): Promise<st
   });
   return {
     async count() {
-      // MONITOR lines trail the replies a little; wait until they stop coming.
-      for (let n = -1; n !== seen.length; ) {
+      // MONITOR lines trail the replies: wait for the first, then until none came for 100 ms (at most 5 s).
+      const until = Date.now() + 5000;
+      for (let n = -1; (n !== seen.length || seen.length === 0) && Date.now() < until; ) {
         n = seen.length;
-        await sleep(30);
+        await sleep(100);
       }
       return seen.splice(0);
     },
