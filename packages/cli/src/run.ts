@@ -144,7 +144,7 @@ export async function runCommand(argv: string[], env: Env): Promise<number> {
         if (cancel.signal.aborted) throw cancel.signal.reason;
         const previous = claimed && 'previous' in claimed ? claimed.previous : undefined;
         say(
-          `${report.outcome} ${JSON.stringify(key)} (fence ${lease.fence}${previous && report.outcome === 'adopted' ? `, from run ${previous.runId}` : ''}); running: ${command.join(' ')}`,
+          `${report.outcome} ${JSON.stringify(key)} (fence ${lease.fence}${previous && report.outcome === 'adopted' ? `, from run ${previous.runId}` : ''}); running: ${command.map(shellQuote).join(' ')}`,
         );
         phase = performance.now();
         const exit = await spawnAndWait(command, { ...process.env, IDEM_RUN_ID: runId, IDEM_FENCE: String(lease.fence), IDEM_ATTEMPT: String(lease.record.attempt) }, ctx.signal, (c) => {
@@ -243,6 +243,9 @@ function checkExecutable(name: string, path: string): void {
     exitCode: denied ? EXIT.NOT_EXECUTABLE : EXIT.NOT_FOUND,
   });
 }
+
+/** The command as one would type it, for the human log line. */
+const shellQuote = (arg: string) => (/^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${arg.replace(/'/g, `'\\''`)}'`);
 
 const fmt = (ms: number) => (ms < 1000 ? `${Math.round(ms)}ms` : `${(ms / 1000).toFixed(1)}s`);
 
