@@ -191,10 +191,13 @@ class GcsDriver implements Driver {
         preconditionOpts: { ifGenerationMatch: generation },
       });
     } catch (error) {
-      if (statusOf(error) === 412) {
+      const status = statusOf(error);
+      if (status === 412) {
         if (attempts <= 1) return CONFLICT;
         throw new BackendUnavailableError(`write of ${this.prefix + name}: 412 after ${attempts} attempts, an earlier attempt may have landed`, error);
       }
+      // GCS answers 412 when the object is gone; should a server say 404 instead, re-read (a missing bucket then shows on create).
+      if (status === 404 && generation !== '0') return CONFLICT;
       throw toIdemError(error, `write of ${this.prefix + name}`);
     }
     // `updated` is the server's commit time, in microseconds: the sharpest clock reading we get.
