@@ -68,6 +68,7 @@ const admin = new Redis(url);
 // Warm both paths (connections, script cache, JIT).
 await throughput((i) => raw.set(`bench:${run}:warm:{${i}}`, record(`w${i}`), 'PX', 300_000, 'NX'), IN_FLIGHT, 2_000);
 await throughput((i) => store.claim(`warm-${i}`, { leaseMs: 300_000 }), IN_FLIGHT, 2_000);
+await store.complete((await store.claim('warm-finish')).lease); // the finish script is loaded too
 
 // Alternate the two sides so that a noisy neighbour hurts both alike; report the median round.
 const rawRuns = [];
