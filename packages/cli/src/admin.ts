@@ -2,8 +2,7 @@
 import { deriveKey, type IdempotencyStore, type IdemRecord, type Status } from '@idem/core';
 import { duration, keyOf, noPositionals, oneOf, parseFlags, storeOf, type Env } from './args.js';
 import { EXIT, usage } from './errors.js';
-import { HELP } from './help.js';
-import { info, out, paint, printJson, recordJson, toneOf } from './output.js';
+import { info, out, paint, printHelp, printJson, recordJson, toneOf } from './output.js';
 import type { StoreSpec } from './store-url.js';
 
 /** Opens the store for a command; read-only commands do not create an LMDB directory that is not there. */
@@ -187,7 +186,4 @@ export async function keyCommand(argv: string[], env: Env): Promise<number> {
   return EXIT.OK;
 }
 
-function help(command: keyof typeof HELP): number {
-  out(HELP[command]);
-  return EXIT.OK;
-}
+const help = printHelp;

@@ -118,3 +118,5 @@ Use it as: idem run --key "$(idem key load-day --param day=2024-05-01)" -- ...
   -n, --namespace NS    namespace (env IDEM_NAMESPACE; default "default")
       --json            one JSON object: { key, namespace, name, params }`,
 } as const;
+
+export type Topic = keyof typeof HELP;

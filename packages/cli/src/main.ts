@@ -1,7 +1,7 @@
 import type { Env } from './args.js';
+import type { Topic } from './help.js';
 import { codeOf, EXIT, exitCodeOf, messageOf, usage } from './errors.js';
-import { HELP } from './help.js';
-import { out, printError } from './output.js';
+import { out, printError, printHelp } from './output.js';
 
 type Command = (argv: string[], env: Env) => Promise<number>;
 
@@ -25,7 +25,7 @@ export async function main(argv: string[], env: Env = process.env): Promise<numb
     if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
       const topic = name === 'help' ? rest[0] : undefined;
       if (topic !== undefined && !(topic in COMMANDS)) throw usage(`unknown command ${JSON.stringify(topic)} (see idem --help)`);
-      out(topic === undefined ? HELP.main : HELP[topic as keyof typeof HELP]);
+      await printHelp(topic === undefined ? 'main' : (topic as Topic));
       return name === undefined ? EXIT.USAGE : EXIT.OK;
     }
     if (name === '--version' || name === '-V') {

@@ -3,6 +3,7 @@
 // FORCE_COLOR, never when NO_COLOR is set (https://no-color.org) or TERM is dumb.
 import { writeSync } from 'node:fs';
 import type { IdemRecord } from '@idem/core';
+import type { Topic } from './help.js';
 
 function useColor(fd: number): boolean {
   const env = process.env;
@@ -32,6 +33,13 @@ export function printError(code: string, message: string): void {
 }
 
 export const printJson = (value: unknown) => out(JSON.stringify(value));
+
+/** Prints a help text; loaded only when asked for, to keep startup small. */
+export async function printHelp(topic: Topic): Promise<number> {
+  const { HELP } = await import('./help.js');
+  out(HELP[topic]);
+  return 0;
+}
 
 const iso = (ms: number | undefined) => (ms === undefined ? null : new Date(ms).toISOString());
 

@@ -17,8 +17,7 @@ import {
 } from '@idem/core';
 import { duration, int, keyOf, oneOf, parseFlags, storeOf, type Env } from './args.js';
 import { CliError, codeOf, EXIT, exitCodeOf, messageOf, usage } from './errors.js';
-import { HELP } from './help.js';
-import { info, out, paint, printError, printJson } from './output.js';
+import { info, paint, printError, printHelp, printJson } from './output.js';
 
 /** The command ran and did not exit 0. Its message is what the failed record stores. */
 class CommandFailed extends Error {
@@ -63,10 +62,7 @@ export async function runCommand(argv: string[], env: Env): Promise<number> {
     json: { type: 'boolean' },
     quiet: { type: 'boolean', short: 'q' },
   });
-  if (values.help) {
-    out(HELP.run);
-    return EXIT.OK;
-  }
+  if (values.help) return printHelp('run');
   if (positionals.length > 0) throw usage(`run: the command goes after --, as in: idem run --key K -- ${positionals.join(' ')}`);
   const command = sep === -1 ? [] : argv.slice(sep + 1);
   // All validation happens here, before the store is opened.
