@@ -1,7 +1,7 @@
 // `idem run`: claim the key, run the command while renewing the lease,
 // record the outcome. The claim/renew/finish cycle is core's runOnce; this
 // file adds the process side: spawning, signals, exit codes and the report.
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { accessSync, constants as fsConstants, statSync } from 'node:fs';
 import { constants } from 'node:os';
@@ -249,12 +249,15 @@ const fmt = (ms: number) => (ms < 1000 ? `${Math.round(ms)}ms` : `${(ms / 1000).
  * Runs the command with inherited stdio. If the lease is lost (another run
  * took the key over), the command is stopped: SIGTERM, then SIGKILL.
  */
-function spawnAndWait(
+async function spawnAndWait(
   command: string[],
   env: NodeJS.ProcessEnv,
   signal: AbortSignal,
   started: (child: ChildProcess) => void,
 ): Promise<{ code: number; signal: NodeJS.Signals | null }> {
+  // Loaded here: a skipped run never spawns, and startup time is the CLI's main cost.
+  const { spawn } = await import('node:child_process');
+  signal.throwIfAborted(); // a signal or a lost lease during that await: do not start
   return new Promise((resolve, reject) => {
     const child = spawn(command[0]!, command.slice(1), { stdio: 'inherit', env });
     started(child);
