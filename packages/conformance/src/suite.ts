@@ -324,7 +324,8 @@ export function runConformance(opts: ConformanceOptions): void {
           cursor = page.cursor;
           if (cursor === undefined) break;
         }
-        expect(all.sort()).toEqual([...keys].sort());
+        // At least once: a scanning backend may repeat a record across pages.
+        expect([...new Set(all)].sort()).toEqual([...keys].sort());
         const failed = await store.list({ status: 'failed' });
         expect(failed.records.map((r) => r.key).sort()).toEqual(keys.filter((_, i) => i % 3 === 2).sort());
         const inFlight = await store.list({ status: 'in_flight' });

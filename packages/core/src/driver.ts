@@ -30,7 +30,11 @@ export interface ListQuery {
 
 export interface ListPage {
   records: IdemRecord[];
-  /** Pass back to get the next page; absent on the last one. */
+  /**
+   * Pass back to get the next page; absent on the last one. A record present
+   * for the whole listing is on some page; a scanning backend (Valkey) may
+   * repeat one across pages when its keyspace is resized meanwhile.
+   */
   cursor?: string;
 }
 

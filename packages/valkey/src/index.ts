@@ -226,24 +226,29 @@ class ValkeyDriver implements Driver {
   }
 
   /**
-   * SCAN over every master (one for standalone). The cursor is node index,
-   * SCAN cursor and how many keys of that SCAN batch were already returned,
-   * so a page can end inside a batch. SCAN's own guarantee holds: a record
-   * present for the whole listing is returned at least once.
+   * SCAN over every master (one for standalone). A page may end inside a SCAN
+   * batch, so the cursor holds node index, SCAN cursor, how many keys of the
+   * sorted batch were returned, and a digest of that batch. Resuming re-runs
+   * the same SCAN; if the keyspace was resized meanwhile the batch differs,
+   * and the whole new batch is returned again: a record may repeat, none is
+   * skipped (SCAN's guarantee: present for the whole listing, seen at least once).
    */
   async list(query: ListQuery): Promise<ListPage> {
     const nodes = this.scanNodes();
-    let [node, scanCursor, skip] = decodeCursor(query.cursor);
+    let [node, scanCursor, skip, digest] = decodeCursor(query.cursor);
     const pattern = `${globEscape(this.s.prefix)}{*}`;
     const records: IdemRecord[] = [];
     while (node < nodes.length) {
-      const [next, keys] = (await this.op(() => nodes[node]!.call('SCAN', scanCursor, 'MATCH', pattern, 'COUNT', SCAN_COUNT))) as [string, string[]];
-      const found = await Promise.all(keys.slice(skip).map((k) => this.readKey(k)));
+      const [next, unsorted] = (await this.op(() => nodes[node]!.call('SCAN', scanCursor, 'MATCH', pattern, 'COUNT', SCAN_COUNT))) as [string, string[]];
+      const keys = unsorted.sort();
+      const batch = batchDigest(keys);
+      const from = batch === digest ? skip : 0;
+      const found = await Promise.all(keys.slice(from).map((k) => this.readKey(k)));
       for (const [i, record] of found.entries()) {
-        if (records.length === query.limit) return { records, cursor: `${node}:${scanCursor}:${skip + i}` };
+        if (records.length === query.limit) return { records, cursor: `${node}:${scanCursor}:${from + i}:${batch}` };
         if (record !== undefined && query.filter(record)) records.push(record);
       }
-      skip = 0;
+      digest = '';
       if (next === '0') [node, scanCursor] = [node + 1, '0'];
       else scanCursor = next;
     }
@@ -349,11 +354,15 @@ function sha1(text: string): string {
   return createHash('sha1').update(text).digest('hex');
 }
 
-function decodeCursor(cursor: string | undefined): [number, string, number] {
-  if (cursor === undefined) return [0, '0', 0];
-  const m = /^(\d+):(\d+):(\d+)$/.exec(cursor);
+function batchDigest(keys: string[]): string {
+  return createHash('sha256').update(keys.join('\n')).digest('hex').slice(0, 16);
+}
+
+function decodeCursor(cursor: string | undefined): [number, string, number, string] {
+  if (cursor === undefined) return [0, '0', 0, ''];
+  const m = /^(\d+):(\d+):(\d+):([0-9a-f]{16})$/.exec(cursor);
   if (!m) throw new InvalidArgumentError('cursor must be a string from a previous page');
-  return [Number(m[1]), m[2]!, Number(m[3])];
+  return [Number(m[1]), m[2]!, Number(m[3]), m[4]!];
 }
 
 function globEscape(text: string): string {

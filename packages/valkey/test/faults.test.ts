@@ -276,4 +276,26 @@ describe.skipIf(!have)('valkey faults against a private server', () => {
     expect(await admin.exists(rk)).toBe(0);
     expect((await store.claim('junk')).outcome).toBe('acquired');
   });
+
+  it('list loses no record when the keyspace is resized between pages (SCAN batches change)', async () => {
+    const store = await open();
+    const keys = Array.from({ length: 60 }, (_, i) => `page-${i}`);
+    for (const k of keys) await store.claim(k, { leaseMs: 60_000 });
+    const seen = new Set<string>();
+    let cursor: string | undefined;
+    for (let page = 0; page < 100; page++) {
+      const got = await store.list({ limit: 3, ...(cursor !== undefined ? { cursor } : {}) });
+      for (const r of got.records) seen.add(r.key);
+      cursor = got.cursor;
+      if (cursor === undefined) break;
+      // Other keys come and go between pages, so the server grows and
+      // shrinks its table: a resumed SCAN then returns a different batch.
+      const filler = admin.pipeline();
+      for (let i = 0; i < 2000; i++) filler.set(`filler:${page}:${i}`, '1');
+      if (page > 2) for (let i = 0; i < 2000; i++) filler.del(`filler:${page - 3}:${i}`);
+      await filler.exec();
+    }
+    expect(cursor).toBeUndefined();
+    expect([...seen].sort()).toEqual([...keys].sort());
+  });
 });
