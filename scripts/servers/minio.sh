@@ -104,10 +104,12 @@ case "$verb" in
       setsid nohup "$bin" server --quiet --anonymous \
         --address "127.0.0.1:$port" --console-address "127.0.0.1:$console" "$rundir/data" \
         > "$rundir/minio.log" 2>&1 < /dev/null &
-    echo $! > "$rundir/minio.pid"
+    pid=$!
+    echo "$pid" > "$rundir/minio.pid"
     ok=""
     for i in $(seq 1 300); do
-      alive || { tail -20 "$rundir/minio.log" >&2; die "minio exited during start (log: $rundir/minio.log)"; }
+      # kill -0, not alive(): until setsid has exec'd minio its cmdline is still this script's.
+      kill -0 "$pid" 2>/dev/null || { tail -20 "$rundir/minio.log" >&2; die "minio exited during start (log: $rundir/minio.log)"; }
       if healthy "$port"; then ok=1; break; fi
       sleep 0.1
     done
