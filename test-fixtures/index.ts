@@ -40,7 +40,7 @@ export async function findServer(spec: ServerSpec): Promise<Record<string, strin
   return undefined;
 }
 
-/** A fresh temporary directory. */
+/** A fresh temporary directory, under the run's root (removed when the run ends) when vitest set one. */
 export function tempDir(prefix = 'idem-test-'): string {
-  return mkdtempSync(join(tmpdir(), prefix));
+  return mkdtempSync(join(process.env.IDEM_TEST_TMP ?? tmpdir(), prefix));
 }
