@@ -1,9 +1,10 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { InvalidArgumentError } from './errors.js';
 import { validateKey } from './validate.js';
 
 export function sha256Hex(text: string): string {
-  return createHash('sha256').update(text, 'utf8').digest('hex');
+  // One-shot hash: under half the cost of createHash for short inputs, and it is on every call's path.
+  return hash('sha256', text, 'hex');
 }
 
 /** The name a key is stored under on every backend: never the raw key. */

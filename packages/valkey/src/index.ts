@@ -174,6 +174,21 @@ class ValkeyDriver implements Driver {
       input.force ? '1' : '0',
       input.dedupOn,
     ]);
+    if (typeof reply === 'number') {
+      // The fast path (SET NX on a key with no trace): the record is the one we sent, stamped with the server's time.
+      const record: IdemRecord = {
+        v: 1,
+        key: input.recordKey,
+        status: 'in_flight',
+        runId: input.runId,
+        fence: reply,
+        attempt: 1,
+        ...(input.fingerprint !== undefined ? { fingerprint: input.fingerprint } : {}),
+        claimedAt: reply,
+        leaseExpiresAt: reply + input.leaseMs,
+      };
+      return { outcome: 'acquired', lease: leaseOf(input.key, input.name, record) };
+    }
     const [tag, a, b] = reply;
     switch (tag) {
       case 'acquired':
@@ -199,7 +214,9 @@ class ValkeyDriver implements Driver {
   async finish(lease: Lease, op: FinishOp, retentionMs: number): Promise<FinishValue> {
     const rk = this.recordKey(lease.name);
     const payload = op.op === 'complete' && op.result !== undefined ? JSON.stringify(op.result) : op.op === 'fail' && op.error !== undefined ? JSON.stringify(op.error) : '';
-    const [tag, a] = await this.script(FINISH_LUA, this.finishSha, rk, [op.op, lease.runId, lease.fence, op.op === 'renew' ? op.leaseMs : 0, retentionMs, this.s.lingerMs, payload]);
+    const reply = await this.script(FINISH_LUA, this.finishSha, rk, [op.op, lease.runId, lease.fence, op.op === 'renew' ? op.leaseMs : 0, retentionMs, this.s.lingerMs, payload]);
+    if (typeof reply === 'number') throw new BackendUnavailableError(`unexpected finish reply ${reply}`);
+    const [tag, a] = reply;
     if (tag === 'lost') throw new LeaseLostError(lease.key, a ? parseRecord(rk, a) : undefined);
     if (tag !== 'ok') throw this.corrupt(rk, a);
     if (!a) return {};
@@ -301,8 +318,9 @@ class ValkeyDriver implements Driver {
    * budget: both scripts recognise their own earlier write (same runId and
    * fence), so a retry after a lost reply never reports someone else's claim.
    */
-  private async script(lua: string, sha: string, key: string, args: Arg[]): Promise<ScriptReply> {
+  private async script(lua: string, sha: string, key: string, args: Arg[]): Promise<ScriptReply | number> {
     const reply = await this.op(() => this.evalsha(lua, sha, key, args), true);
+    if (typeof reply === 'number' && Number.isSafeInteger(reply) && reply > 0) return reply;
     const ok = Array.isArray(reply) && typeof reply[0] === 'string' && reply.slice(1).every((x) => x == null || typeof x === 'string');
     if (!ok) throw new BackendUnavailableError(`unexpected script reply ${JSON.stringify(reply)?.slice(0, 100)}: is this Valkey/Redis 7?`);
     return reply as ScriptReply;

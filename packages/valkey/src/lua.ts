@@ -65,7 +65,8 @@ end
 /**
  * claim(KEYS: record; ARGV: head, fingerprintPart, fingerprint|'', runId, leaseMs, lingerMs, force '1'|'0', dedupOn)
  * head is the new record's JSON up to `"fence":`, fingerprintPart is `,"fingerprint":"..."` or '' (both made by the client).
- * -> {outcome, record JSON, previous JSON|false}; outcome: acquired | adopted | own | in_flight | completed | reuse | corrupt
+ * -> server ms (a fresh key, taken by SET NX), or {outcome, record JSON, previous JSON|false};
+ *    outcome: acquired | adopted | own | in_flight | completed | reuse | corrupt
  */
 export const CLAIM_LUA = `
 local rk = KEYS[1]
@@ -82,8 +83,8 @@ end
 -- Timeline of the fast path: t0 SET NX. A key with no trace at all (no record, no lingering one,
 -- nothing foreign) is taken by this one write, and of N racing claimers exactly one gets OK.
 -- It comes before the helpers below are even defined: the common claim runs only what it needs.
-local fresh = body(now, 1)
-if redis.call('SET', rk, fresh, 'NX', 'PX', leaseMs + lingerMs) then return { 'acquired', fresh, false } end
+-- Its reply is only the time it wrote: the client knows the rest of the record it sent.
+if redis.call('SET', rk, body(now, 1), 'NX', 'PX', leaseMs + lingerMs) then return now end
 ${COMMON}
 local raw, cur, why = load(rk)
 if why then return { 'corrupt', why } end
