@@ -1,7 +1,7 @@
+import { existsSync } from 'node:fs';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
-import lockfile from 'proper-lockfile';
 import {
   BackendUnavailableError,
   claimWith,
@@ -67,18 +67,23 @@ class LmdbDriver implements Driver {
   }
 
   /**
-   * proper-lockfile guards what LMDB cannot: creating the directory and
-   * stamping or checking the schema version must happen once, before any
-   * process writes records with a layout the other cannot read. It is taken
-   * only here; per transaction it would add a lock-file round trip to every
-   * claim (see the bench) while guarding nothing LMDB does not already guard.
+   * proper-lockfile guards the one step LMDB does not order by itself: the
+   * first creation of a store (its directory, its environment file and the
+   * schema-version stamp), so that a crowd of processes starting on an empty
+   * directory meets one finished store. An existing store is opened without
+   * it (the stamp check is an LMDB write transaction, atomic on its own), and
+   * the lock is never taken per claim: there it would add a lock-file round
+   * trip to every claim (see the bench) while guarding nothing LMDB's writer
+   * lock does not. Skipping it on reopen also keeps it, and its import, off
+   * the start of every `idem run`.
    */
   static async open(path: string, durability: 'flush' | 'commit'): Promise<LmdbDriver> {
     try {
       await mkdir(path, { recursive: true });
-      const unlock = await lockfile.lock(path, { lockfilePath: join(path, 'open.lock'), retries: { retries: 100, minTimeout: 10, maxTimeout: 100 }, stale: 10_000 });
+      const file = join(path, 'idem.mdb');
+      const unlock = existsSync(file) ? undefined : await lockCreation(path);
       try {
-        const env = open({ path: join(path, 'idem.mdb') });
+        const env = open({ path: file });
         const meta = env.openDB<number, string>({ name: 'meta' });
         const found = await meta.transaction(() => {
           const schema = meta.get('schema');
@@ -91,7 +96,7 @@ class LmdbDriver implements Driver {
         }
         return new LmdbDriver(env, env.openDB<Buffer, string>({ name: 'records', encoding: 'binary' }), durability);
       } finally {
-        await unlock();
+        await unlock?.();
       }
     } catch (error) {
       if (error instanceof CorruptRecordError) throw error;
@@ -165,4 +170,9 @@ class LmdbDriver implements Driver {
   async close() {
     await this.env.close();
   }
+}
+
+async function lockCreation(path: string): Promise<() => Promise<void>> {
+  const { default: lockfile } = await import('proper-lockfile');
+  return lockfile.lock(path, { lockfilePath: join(path, 'open.lock'), retries: { retries: 100, minTimeout: 10, maxTimeout: 100 }, stale: 10_000 });
 }
