@@ -186,6 +186,18 @@ export function runConformance(opts: ConformanceOptions): void {
         await store.complete(lease);
         expect((await store.claim(k, { force: true })).outcome).toBe('adopted');
       });
+
+      it('a claim repeated with its own runId while the lease lives gets that lease back (a retry after a lost reply)', async () => {
+        const store = await open();
+        const k = key('own');
+        const first = leaseOf(await store.claim(k, { runId: 'run-own', leaseMs: 60_000 }));
+        const again = await store.claim(k, { runId: 'run-own', leaseMs: 60_000 });
+        expect(again.outcome).toBe('acquired');
+        expect(leaseOf(again).fence).toBe(first.fence);
+        expect(await store.claim(k, { runId: 'someone-else' })).toMatchObject({ outcome: 'in_flight', record: { runId: 'run-own' } });
+        await store.complete(leaseOf(again), { result: 1 });
+        expect(await store.get(k)).toMatchObject({ status: 'succeeded', result: 1, fence: first.fence });
+      });
     });
 
     describe('fencing and leases', () => {

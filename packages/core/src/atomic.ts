@@ -81,7 +81,8 @@ export function casUpdate(p: CasPrimitives): AtomicUpdate {
           current = undefined;
           continue;
         }
-        return { value: decided.value };
+        // The version read comes along: a claim that finds its own live record hands out a lease on it.
+        return { value: decided.value, version: current.version };
       }
       const body = serializeRecord(decided.write);
       let written: string | Conflict;

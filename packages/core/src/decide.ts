@@ -36,7 +36,7 @@ export interface Lease {
 }
 
 export type ClaimOutcome =
-  /** Free key (or a retryable failure, or a record past retention): do the work. */
+  /** Free key (or a retryable failure, or a record past retention), or the caller's own live claim asked for again (same runId): do the work. */
   | { outcome: 'acquired'; lease: Lease; previous?: IdemRecord }
   /** A dead lease (crashed owner) or a forced claim: do the work; `previous` is the old owner's record. */
   | { outcome: 'adopted'; lease: Lease; previous: IdemRecord }
@@ -85,7 +85,10 @@ export function decideClaim(current: IdemRecord | undefined, input: ClaimInput, 
   if (input.force) return take('adopted');
   switch (live.status) {
     case 'in_flight':
-      return isLeaseDead(live, now - skewMs) ? take('adopted') : { value: { outcome: 'in_flight', record: live } };
+      if (isLeaseDead(live, now - skewMs)) return take('adopted');
+      // The caller's own live claim asked for again (a retry whose first reply was lost): its lease, nothing written.
+      if (live.runId === input.runId) return { value: { outcome: 'acquired', lease: leaseOf(input.key, input.name, live) } };
+      return { value: { outcome: 'in_flight', record: live } };
     case 'succeeded':
       return { value: { outcome: 'completed', record: live } };
     case 'failed':
