@@ -155,7 +155,9 @@ export class IdempotencyStore {
   async get(key: string): Promise<IdemRecord | undefined> {
     validateKey(key);
     const record = await this.driver.read(storageName(key));
-    return record === undefined || isExpired(record, this.clock()) ? undefined : record;
+    // A server-clock store has judged expiry already, by the clock that wrote the record.
+    if (record === undefined || this.driver.capabilities.clock === 'server') return record;
+    return isExpired(record, this.clock()) ? undefined : record;
   }
 
   /** For operators: stuck in_flight claims, recent failures. Order is the backend's. */
@@ -165,7 +167,8 @@ export class IdempotencyStore {
     if (!Number.isSafeInteger(limit) || limit < 1 || limit > 10_000) throw new InvalidArgumentError(`limit must be a whole number in 1..10000, got ${describe(limit)}`);
     if (cursor !== undefined && typeof cursor !== 'string') throw new InvalidArgumentError('cursor must be a string from a previous page');
     const now = this.clock();
-    const filter = (r: IdemRecord) => !isExpired(r, now) && (status === undefined || r.status === status);
+    const serverClock = this.driver.capabilities.clock === 'server'; // the driver returns only live records
+    const filter = (r: IdemRecord) => (serverClock || !isExpired(r, now)) && (status === undefined || r.status === status);
     return this.driver.list({ limit, filter, ...(cursor !== undefined ? { cursor } : {}) }, this.ctx);
   }
 

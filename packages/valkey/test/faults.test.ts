@@ -244,6 +244,15 @@ describe.skipIf(!have)('valkey faults against a private server', () => {
     expect(got.outcome).toBe('adopted');
   });
 
+  it("get and list judge retention by the server's clock too: a client clock a year ahead still sees live records", async () => {
+    const prefix = freshPrefix();
+    const fair = await open({ prefix, retentionMs: 60_000 });
+    const ahead = await open({ prefix, clock: () => Date.now() + 365 * 86_400_000 });
+    await fair.complete(leaseOf(await fair.claim('kept')), { result: 'r' });
+    expect(await ahead.get('kept')).toMatchObject({ status: 'succeeded', result: 'r' });
+    expect((await ahead.list({ status: 'succeeded' })).records.map((r) => r.key)).toEqual(['kept']);
+  });
+
   it('records expire natively and linger past their end to hand on the fence', async () => {
     const prefix = freshPrefix();
     const store = await open({ prefix, lingerMs: 1000, retentionMs: 5_000 });
