@@ -7,3 +7,4 @@ export * from './driver.js';
 export * from './atomic.js';
 export * from './store.js';
 export * from './runner.js';
+export * from './clock.js';

@@ -19,6 +19,7 @@ import {
   isSweepable,
   parseRecord,
   resolveStoreOptions,
+  ServerClock,
   type AtomicUpdate,
   type Conflict,
   type Driver,
@@ -54,25 +55,6 @@ export async function createGcsStore(options: GcsStoreOptions): Promise<Idempote
   const clock = serverClock ? new ServerClock() : undefined;
   const driver = new GcsDriver(resolveBucket(bucket, storage), checkPrefix(prefix), clock);
   return new IdempotencyStore(driver, clock ? { ...storeOptions, clock: clock.now } : storeOptions);
-}
-
-/** This machine's estimate of the server's clock, from server times seen in replies. */
-class ServerClock {
-  private offset = 0;
-  private uncertainty = Number.POSITIVE_INFINITY;
-  readonly now = (): number => Math.round(Date.now() + this.offset);
-
-  /** `serverTime` was stamped while the request was in flight, `resolutionMs` being the stamp's granularity. */
-  observe(serverTime: number, sent: number, received: number, resolutionMs: number): void {
-    if (!Number.isFinite(serverTime)) return;
-    const estimate = serverTime + resolutionMs / 2 - (sent + received) / 2;
-    const uncertainty = (received - sent) / 2 + resolutionMs / 2;
-    // Take a sharper estimate, or one that disagrees beyond its own error; ignore jitter inside it.
-    if (uncertainty <= this.uncertainty || Math.abs(estimate - this.offset) > uncertainty) {
-      this.offset = estimate;
-      this.uncertainty = uncertainty;
-    }
-  }
 }
 
 function resolveBucket(bucket: unknown, storage: unknown): Bucket {

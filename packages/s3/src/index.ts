@@ -23,6 +23,7 @@ import {
   isSweepable,
   parseRecord,
   resolveStoreOptions,
+  ServerClock,
   type CasPrimitives,
   type Conflict,
   type Driver,
@@ -43,6 +44,12 @@ export interface S3StoreOptions extends StoreOptions {
    * time is resolved by reading the record back. Default 10 s.
    */
   requestTimeoutMs?: number;
+  /**
+   * Judge leases and retention by the S3 server's clock instead of this
+   * machine's: the store's clock follows the `Date` header of every reply.
+   * The header has 1 s resolution, so keep `clockSkewMs` >= 1000. Not with `clock`.
+   */
+  serverClock?: boolean;
 }
 
 const DEFAULT_PREFIX = 'idem/';
@@ -54,7 +61,7 @@ const READ_BATCH = 16;
 /** Opens a store on a bucket. Options are checked before any request. */
 export async function createS3Store(options: S3StoreOptions): Promise<IdempotencyStore> {
   if (typeof options !== 'object' || options === null) throw new InvalidArgumentError('options must be an object');
-  const { client, bucket, prefix = DEFAULT_PREFIX, requestTimeoutMs = DEFAULT_TIMEOUT_MS, ...storeOptions } = options;
+  const { client, bucket, prefix = DEFAULT_PREFIX, requestTimeoutMs = DEFAULT_TIMEOUT_MS, serverClock = false, ...storeOptions } = options;
   if (typeof client?.send !== 'function') throw new InvalidArgumentError('client must be an S3Client');
   if (typeof bucket !== 'string' || !/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket)) {
     throw new InvalidArgumentError(`bucket must be an S3 bucket name, got ${JSON.stringify(bucket)}`);
@@ -63,8 +70,12 @@ export async function createS3Store(options: S3StoreOptions): Promise<Idempotenc
     throw new InvalidArgumentError('prefix must be a string of at most 512 characters, not starting with "/"');
   }
   if (!Number.isSafeInteger(requestTimeoutMs) || requestTimeoutMs <= 0) throw new InvalidArgumentError('requestTimeoutMs must be a positive integer');
+  if (typeof serverClock !== 'boolean') throw new InvalidArgumentError('serverClock must be a boolean');
+  if (serverClock && storeOptions.clock !== undefined) throw new InvalidArgumentError('give either clock or serverClock, not both');
   resolveStoreOptions(storeOptions);
-  return new IdempotencyStore(new S3Driver(client, bucket, prefix, requestTimeoutMs), storeOptions);
+  const clock = serverClock ? new ServerClock() : undefined;
+  const driver = new S3Driver(client, bucket, prefix, requestTimeoutMs, clock);
+  return new IdempotencyStore(driver, clock ? { ...storeOptions, clock: clock.now } : storeOptions);
 }
 
 interface SdkError {
@@ -109,6 +120,7 @@ class S3Driver implements Driver {
     private readonly bucket: string,
     private readonly prefix: string,
     private readonly timeoutMs: number,
+    private readonly clock: ServerClock | undefined,
   ) {
     this.cas = { read: (name) => this.get(name), create: (name, body) => this.create(name, body), replace: (name, body, etag) => this.replace(name, body, etag) };
     const update = casUpdate(this.cas);
@@ -116,7 +128,8 @@ class S3Driver implements Driver {
     this.finish = (lease, op, retentionMs, ctx) => finishWith(update, lease, op, retentionMs, ctx);
   }
 
-  private send<T>(command: { input: unknown }): Promise<T> {
+  private send<T>(command: { input: unknown; middlewareStack: DateWatchable }): Promise<T> {
+    if (this.clock) watchDate(command, this.clock);
     // One deadline for the call and all its SDK retries; an abort is final (the SDK does not retry it).
     return (this.client.send as (c: unknown, o: unknown) => Promise<T>)(command, { abortSignal: AbortSignal.timeout(this.timeoutMs) });
   }
@@ -310,36 +323,34 @@ class S3Driver implements Driver {
   }
 }
 
+type Headers = Record<string, string> | undefined;
+type Handler = (args: unknown) => Promise<{ response: unknown }>;
+/** Any command's middleware stack; each command types it by its own input and output. */
+type DateWatchable = { add(...args: never[]): void };
+
 /**
- * A clock that follows the S3 server's `Date` header: pass it as the store's
- * `clock` so that every client of a bucket judges leases by one time source
- * instead of its own wall clock. The header has 1 s resolution, so keep
- * `clockSkewMs` at least 1000. Registers a middleware on `client`.
+ * Feeds the `Date` header of every reply to this command (each SDK attempt,
+ * errors included) to the store's server clock. Added per command, so the
+ * caller's client is left as it is.
  */
-export function serverClock(client: S3Client): () => number {
-  let offset = 0;
-  const observe = (headers: Record<string, string> | undefined, sent: number) => {
-    const date = headers?.date ?? headers?.Date;
-    const server = date === undefined ? Number.NaN : Date.parse(date);
-    if (Number.isNaN(server)) return;
-    // The server stamped the reply somewhere inside [server, server + 1 s); assume the middle, at our mid-flight time.
-    const estimate = server + 500 - (sent + Date.now()) / 2;
-    // Follow only real drift, not the header's rounding, so the clock does not jitter back and forth.
-    if (Math.abs(estimate - offset) > 1000) offset = estimate;
-  };
-  client.middlewareStack.add(
+function watchDate(command: { middlewareStack: DateWatchable }, clock: ServerClock): void {
+  const stack = command.middlewareStack as unknown as { add(middleware: (next: Handler) => Handler, options: { step: 'deserialize'; name: string }): void };
+  stack.add(
     (next) => async (args) => {
       const sent = Date.now();
+      const seen = (headers: Headers) => {
+        const date = headers?.date ?? headers?.Date;
+        if (date !== undefined) clock.observe(Date.parse(date), sent, Date.now(), 1000);
+      };
       try {
         const out = await next(args);
-        observe((out.response as { headers?: Record<string, string> }).headers, sent);
+        seen((out.response as { headers?: Headers }).headers);
         return out;
       } catch (error) {
-        observe((error as { $response?: { headers?: Record<string, string> } }).$response?.headers, sent);
+        seen((error as { $response?: { headers?: Headers } }).$response?.headers);
         throw error;
       }
     },
-    { step: 'deserialize', name: 'idemServerClock', override: true },
+    { step: 'deserialize', name: 'idemServerClock' },
   );
-  return () => Math.round(Date.now() + offset);
 }

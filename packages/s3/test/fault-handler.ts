@@ -1,6 +1,7 @@
 // An HTTP handler for the S3 client that wraps the real one and injects one
 // network fault per armed rule: the request never arrives, the reply is lost
-// after the server applied it, the reply is too slow, or a canned S3 error.
+// after the server applied it, the reply is too slow, or a canned S3 error;
+// and it can shift the server's Date header.
 import { Readable } from 'node:stream';
 import { S3Client } from '@aws-sdk/client-s3';
 
@@ -31,6 +32,8 @@ const resetError = (message: string) => Object.assign(new Error(message), { code
 
 export class FaultHandler {
   readonly seen: string[] = [];
+  /** Moves the Date header of every forwarded reply, as if the server's clock ran this far ahead. */
+  dateShiftMs = 0;
   private readonly armed: { on: string; fault: Fault }[] = [];
   constructor(private readonly inner: Inner) {}
 
@@ -50,6 +53,8 @@ export class FaultHandler {
       return { response: { statusCode: fault.status, headers: { 'content-type': 'application/xml' }, body: Readable.from([Buffer.from(xml)]) } };
     }
     const out = await this.inner.handle(request, options);
+    const date = out.response.headers.date;
+    if (this.dateShiftMs !== 0 && date !== undefined) out.response.headers.date = new Date(Date.parse(date) + this.dateShiftMs).toUTCString();
     if (fault === undefined) return out;
     (out.response.body as Readable | undefined)?.destroy?.();
     if (fault.kind === 'lose-reply') throw resetError('socket hang up (injected: reply lost)');

@@ -5,7 +5,7 @@ import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-s
 import { describe, expect, it } from 'vitest';
 import { TestClock } from '@idem/conformance';
 import { IdemError, sha256Hex, type ClaimOutcome, type IdempotencyStore, type Lease, type StoreOptions } from '@idem/core';
-import { createS3Store, serverClock } from '../src/index.js';
+import { createS3Store } from '../src/index.js';
 import { defaultHandler, FaultHandler } from './fault-handler.js';
 import { findS3, freshPrefix, testClient } from './server.js';
 
@@ -29,7 +29,7 @@ describe.skipIf(!env)('s3 faults (MinIO)', () => {
   const bucket = env?.IDEM_TEST_S3_BUCKET ?? '';
 
   /** A store whose HTTP traffic goes through a fault handler; SDK retries off unless asked for. */
-  async function faulty(opts: { maxAttempts?: number; requestTimeoutMs?: number; prefix?: string } & StoreOptions = {}) {
+  async function faulty(opts: { maxAttempts?: number; requestTimeoutMs?: number; prefix?: string; serverClock?: boolean } & StoreOptions = {}) {
     const { maxAttempts = 1, requestTimeoutMs = 10_000, prefix = freshPrefix(), ...storeOptions } = opts;
     const faults = new FaultHandler(defaultHandler());
     const client = testClient(env!, { requestHandler: faults as never, maxAttempts });
@@ -237,12 +237,20 @@ describe.skipIf(!env)('s3 faults (MinIO)', () => {
       expect(left.Contents?.map((o) => o.Key).sort()).toEqual([prefix + sha256Hex('corrupt'), `${prefix}README.txt`].sort());
     });
 
-    it('serverClock follows the server Date header', async () => {
-      const client = testClient(env!);
-      const now = serverClock(client);
-      const store = await createS3Store({ client, bucket, prefix: freshPrefix(), clock: now, clockSkewMs: 1_000 });
-      await store.get('any');
-      expect(Math.abs(now() - Date.now())).toBeLessThan(1_500); // same machine: same time, within the header's 1 s
+    it("serverClock: leases follow the server's Date header, not this machine's clock", async () => {
+      const prefix = freshPrefix();
+      await (await plain(prefix)).claim('shifted', { runId: 'owner', leaseMs: 60_000 });
+      // Same request path, this machine's clock: the owner's lease is live.
+      const local = await faulty({ prefix });
+      local.faults.dateShiftMs = 120_000;
+      expect((await local.store.claim('shifted')).outcome).toBe('in_flight');
+      // The server's clock says two minutes later (under the SDK's own 5-minute skew correction): the lease is dead.
+      const { faults, store } = await faulty({ prefix, serverClock: true, clockSkewMs: 1_000 });
+      faults.dateShiftMs = 120_000;
+      const got = await store.claim('shifted', { runId: 'successor' });
+      expect(got).toMatchObject({ outcome: 'adopted', previous: { runId: 'owner' } });
+      await expect(createS3Store({ client: testClient(env!), bucket, serverClock: true, clock: Date.now })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+      await expect(createS3Store({ client: testClient(env!), bucket, serverClock: 'yes' as unknown as boolean })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
     });
 
     it('an uncontended claim is 1 request, a duplicate 2, a complete 1', async () => {
