@@ -39,7 +39,12 @@ export interface StoreOptions {
 }
 
 export interface ClaimOptions {
-  /** Your run's id; a random UUID when absent. */
+  /**
+   * This attempt's id; a random UUID when absent. Unique per attempt, never
+   * shared by two workers (not a message or job id): a claim whose runId
+   * already holds the key's live lease gets that lease back, so that a retry
+   * after a lost reply finds its own claim.
+   */
   runId?: string;
   leaseMs?: number;
   /** Hash of the request's parameters (see fingerprint()); a different one on a known key is a KeyReuseError. */
