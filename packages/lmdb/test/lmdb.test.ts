@@ -61,8 +61,10 @@ describe('@idem/lmdb', () => {
     expect(wins).toEqual(Array.from({ length: 100 }, (_, i) => i));
   });
 
+  // This test found real faults: two winners for one key under CPU load, about
+  // once in 40 runs with lmdb-js's overlappingSync on, and about once in 70
+  // with it off but without write turns (see src). Three rounds per run.
   it('8 processes creating one store at once: all open it, and each key has one winner', async () => {
-    const path = join(tempDir(), 'fresh');
     const script = `
       const { default: open } = await import(${JSON.stringify(openStore)});
       const store = await open({ path: process.argv[1] });
@@ -70,16 +72,19 @@ describe('@idem/lmdb', () => {
       for (let i = 0; i < 50; i++) if ((await store.claim('k' + i, { leaseMs: 600000 })).outcome === 'acquired') won.push(i);
       await store.close();
       process.stdout.write(JSON.stringify(won));`;
-    const runs = Array.from({ length: 8 }, () => {
-      const child = spawn(process.execPath, ['--input-type=module', '-e', script, path], { stdio: ['ignore', 'pipe', 'inherit'] });
-      let out = '';
-      child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-      return new Promise<number[]>((resolve, reject) =>
-        child.once('exit', (code) => (code === 0 ? resolve(JSON.parse(out) as number[]) : reject(new Error(`opener exited ${code}`)))),
-      );
-    });
-    const wins = (await Promise.all(runs)).flat().sort((a, b) => a - b);
-    expect(wins).toEqual(Array.from({ length: 50 }, (_, i) => i));
+    for (let round = 0; round < 3; round++) {
+      const path = join(tempDir(), 'fresh');
+      const runs = Array.from({ length: 8 }, () => {
+        const child = spawn(process.execPath, ['--input-type=module', '-e', script, path], { stdio: ['ignore', 'pipe', 'inherit'] });
+        let out = '';
+        child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+        return new Promise<number[]>((resolve, reject) =>
+          child.once('exit', (code) => (code === 0 ? resolve(JSON.parse(out) as number[]) : reject(new Error(`opener exited ${code}`)))),
+        );
+      });
+      const wins = (await Promise.all(runs)).flat().sort((a, b) => a - b);
+      expect(wins).toEqual(Array.from({ length: 50 }, (_, i) => i));
+    }
   });
 
   it('refuses a store written with another schema version, and leaves it alone', async () => {
