@@ -1,3 +1,6 @@
+import { InvalidArgumentError } from './errors.js';
+import { describe } from './validate.js';
+
 /**
  * This machine's estimate of a server's clock, from the times the server
  * stamps on its replies (an S3 `Date` header, a GCS object's `updated`). A
@@ -26,4 +29,15 @@ export class ServerClock {
       this.uncertainty = uncertainty;
     }
   }
+}
+
+/**
+ * The `serverClock` option of stores that can follow their server's clock:
+ * a new ServerClock when it is true, undefined when false; it excludes an
+ * injected `clock`. Checked before any I/O, like every option.
+ */
+export function serverClockOption(serverClock: unknown, clock: unknown): ServerClock | undefined {
+  if (typeof serverClock !== 'boolean') throw new InvalidArgumentError(`serverClock must be a boolean, got ${describe(serverClock)}`);
+  if (serverClock && clock !== undefined) throw new InvalidArgumentError('give either clock or serverClock, not both');
+  return serverClock ? new ServerClock() : undefined;
 }

@@ -19,7 +19,8 @@ import {
   isSweepable,
   parseRecord,
   resolveStoreOptions,
-  ServerClock,
+  serverClockOption,
+  type ServerClock,
   type AtomicUpdate,
   type Conflict,
   type Driver,
@@ -50,9 +51,7 @@ export interface GcsStoreOptions extends StoreOptions {
 export async function createGcsStore(options: GcsStoreOptions): Promise<IdempotencyStore> {
   const { bucket, storage, prefix = 'idem/', serverClock = false, ...storeOptions } = options ?? ({} as GcsStoreOptions);
   resolveStoreOptions(storeOptions); // bad options fail before any request
-  if (typeof serverClock !== 'boolean') throw new InvalidArgumentError(`serverClock must be a boolean, got ${describe(serverClock)}`);
-  if (serverClock && storeOptions.clock !== undefined) throw new InvalidArgumentError('give either clock or serverClock, not both');
-  const clock = serverClock ? new ServerClock() : undefined;
+  const clock = serverClockOption(serverClock, storeOptions.clock);
   const driver = new GcsDriver(resolveBucket(bucket, storage), checkPrefix(prefix), clock);
   return new IdempotencyStore(driver, clock ? { ...storeOptions, clock: clock.now } : storeOptions);
 }

@@ -23,7 +23,8 @@ import {
   isSweepable,
   parseRecord,
   resolveStoreOptions,
-  ServerClock,
+  serverClockOption,
+  type ServerClock,
   type CasPrimitives,
   type Conflict,
   type Driver,
@@ -70,10 +71,8 @@ export async function createS3Store(options: S3StoreOptions): Promise<Idempotenc
     throw new InvalidArgumentError('prefix must be a string of at most 512 characters, not starting with "/"');
   }
   if (!Number.isSafeInteger(requestTimeoutMs) || requestTimeoutMs <= 0) throw new InvalidArgumentError('requestTimeoutMs must be a positive integer');
-  if (typeof serverClock !== 'boolean') throw new InvalidArgumentError('serverClock must be a boolean');
-  if (serverClock && storeOptions.clock !== undefined) throw new InvalidArgumentError('give either clock or serverClock, not both');
+  const clock = serverClockOption(serverClock, storeOptions.clock);
   resolveStoreOptions(storeOptions);
-  const clock = serverClock ? new ServerClock() : undefined;
   const driver = new S3Driver(client, bucket, prefix, requestTimeoutMs, clock);
   return new IdempotencyStore(driver, clock ? { ...storeOptions, clock: clock.now } : storeOptions);
 }
