@@ -11,6 +11,7 @@ import {
   leaseOf,
   parseRecord,
   resolveStoreOptions,
+  sha256Hex,
   validateDuration,
   type ClaimInput,
   type ClaimOutcome,
@@ -373,7 +374,7 @@ function sha1(text: string): string {
 }
 
 function batchDigest(keys: string[]): string {
-  return createHash('sha256').update(keys.join('\n')).digest('hex').slice(0, 16);
+  return sha256Hex(keys.join('\n')).slice(0, 16);
 }
 
 function decodeCursor(cursor: string | undefined): [number, string, number, string] {
