@@ -525,6 +525,19 @@ export function runConformance(opts: ConformanceOptions): void {
         expect((await store.claim(k)).outcome).toBe('acquired');
       });
 
+      it('an abort that lands while the claim is under way releases the key and never runs fn', async () => {
+        const store = await open();
+        const k = key('run-abort-early');
+        const ac = new AbortController();
+        let ran = false;
+        const run = runOnce(store, k, () => (ran = true), { signal: ac.signal });
+        ac.abort(new Error('cancelled early')); // runOnce is now awaiting its claim
+        await expect(run).rejects.toThrow('cancelled early');
+        expect(ran).toBe(false);
+        expect(await store.get(k)).toBeUndefined();
+        expect((await store.claim(k)).outcome).toBe('acquired');
+      });
+
       it('renews the lease while the work runs longer than one lease', async () => {
         const store = await open();
         const k = key('run-renew');

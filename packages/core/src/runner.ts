@@ -36,6 +36,8 @@ export type RunResult<T> =
 
 const sleep = (ms: number, signal?: AbortSignal) =>
   new Promise<void>((resolve, reject) => {
+    // An abort event never fires again for a signal that is already aborted.
+    if (signal?.aborted) return reject(signal.reason);
     const timer = setTimeout(done, ms);
     function done() {
       signal?.removeEventListener('abort', abort);
@@ -92,6 +94,11 @@ async function execute<T>(
   every: number,
   signal: AbortSignal | undefined,
 ): Promise<RunResult<T>> {
+  // Aborted while the claim was under way: give the key back without starting fn.
+  if (signal?.aborted) {
+    await store.release(first);
+    throw signal.reason;
+  }
   let lease = first;
   let lost: LeaseLostError | undefined;
   const inner = new AbortController();
