@@ -1,5 +1,4 @@
-import { existsSync } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import {
@@ -67,21 +66,27 @@ class LmdbDriver implements Driver {
       });
   }
 
-  /** Opens a store, creating it first if the directory has none; opening takes a write turn. */
+  /**
+   * Opens a store, creating it if the directory has none. Opening takes a
+   * write turn (lmdb-js opens tables in a write transaction): a crowd of
+   * processes starting on an empty directory create it one at a time, the
+   * first stamping the schema version the others then check.
+   */
   static async open(path: string, durability: 'flush' | 'commit'): Promise<LmdbDriver> {
     try {
       await mkdir(path, { recursive: true });
-      const file = join(path, 'idem.mdb');
-      const ready = join(path, 'idem.mdb.ready');
-      if (!existsSync(ready)) await create(path, file, ready);
       const turn = new WriteTurn(path);
-      // Opening writes too (lmdb-js opens tables in a write transaction), so it takes a turn.
       const { env, records } = await turn.run(async () => {
-        const env = openEnv(file, durability);
-        const schema = env.openDB<number, string>({ name: 'meta' }).get('schema');
-        if (schema !== SCHEMA) {
+        const env = openEnv(join(path, 'idem.mdb'), durability);
+        const meta = env.openDB<number, string>({ name: 'meta' });
+        const found = await meta.transaction(() => {
+          const schema = meta.get('schema');
+          if (schema === undefined) meta.putSync('schema', SCHEMA);
+          return schema ?? SCHEMA;
+        });
+        if (found !== SCHEMA) {
           await env.close();
-          throw wrongSchema(path, schema);
+          throw new CorruptRecordError(path, `store schema ${String(found)} is not ${SCHEMA}: written by another version of @idem/lmdb`);
         }
         return { env, records: env.openDB<Buffer, string>({ name: 'records', encoding: 'binary' }) };
       });
@@ -171,40 +176,6 @@ function openEnv(file: string, durability: 'flush' | 'commit'): RootDatabase {
   return open({ path: file, overlappingSync: false, noSync: durability === 'commit' });
 }
 
-function wrongSchema(path: string, found: unknown): CorruptRecordError {
-  return new CorruptRecordError(path, `store schema ${String(found)} is not ${SCHEMA}: written by another version of @idem/lmdb`);
-}
-
-/**
- * The first creation of a store, under proper-lockfile, so that a crowd of
- * processes starting on an empty directory meets one whole store
- * (environment, schema stamp, records table), marked ready by a file written
- * last. A ready store is opened without this lock.
- */
-async function create(path: string, file: string, ready: string): Promise<void> {
-  const { default: lockfile } = await import('proper-lockfile');
-  const unlock = await lockfile.lock(path, { lockfilePath: join(path, 'open.lock'), retries: { retries: 100, minTimeout: 10, maxTimeout: 100 }, stale: 10_000 });
-  try {
-    if (existsSync(ready)) return; // finished by another process while we waited
-    const env = open({ path: file, overlappingSync: false });
-    try {
-      const meta = env.openDB<number, string>({ name: 'meta' });
-      const found = await meta.transaction(() => {
-        const schema = meta.get('schema');
-        if (schema === undefined) meta.putSync('schema', SCHEMA);
-        return schema ?? SCHEMA;
-      });
-      if (found !== SCHEMA) throw wrongSchema(path, found);
-      env.openDB({ name: 'records', encoding: 'binary' });
-    } finally {
-      await env.close();
-    }
-    await writeFile(ready, '');
-  } finally {
-    await unlock();
-  }
-}
-
 type Unlock = () => Promise<void>;
 /** A turn held this long takes no new writers, so that other processes get theirs. */
 const MAX_TURN_MS = 20;
@@ -218,7 +189,8 @@ const STALE_TURN_MS = 5_000;
  * committed. LMDB's own writer lock should be enough, but it was not in our
  * tests: 8 processes claiming the same keys of a new store under CPU load
  * gave one key two winners (the second transaction did not see the first's
- * commit) in 8 of 640 runs, whatever we tried short of this, and 2 of about
+ * commit) in 8 of 640 runs, whatever we tried short of this (creation under
+ * a lock, a ready marker, reopening after creating), and 2 of about
  * 30 with writes but not opens in turns; with opens and writes in turns, 0
  * of 200. Concurrent claims of one process share a turn (lmdb-js batches
  * them), so the lock costs a round trip per turn, not per claim (see the bench).
