@@ -32,10 +32,10 @@ export async function claimWith(update: AtomicUpdate, input: ClaimInput, ctx: Dr
   return value;
 }
 
-export async function finishWith(update: AtomicUpdate, lease: Lease, op: FinishOp, retentionMs: number, ctx: DriverContext): Promise<FinishValue> {
+export async function finishWith(update: AtomicUpdate, lease: Lease, op: FinishOp, ctx: DriverContext): Promise<FinishValue> {
   // Guess that the record is still the one this lease wrote: one conditional write when nobody interfered.
   const guess = lease.version !== undefined ? { record: lease.record, version: lease.version } : undefined;
-  const { value, version } = await update(lease.name, (current) => decideFinish(current, lease, op, ctx.now(), retentionMs), guess);
+  const { value, version } = await update(lease.name, (current) => decideFinish(current, lease, op, ctx.now()), guess);
   if (value.lease && version !== undefined) value.lease.version = version;
   return value;
 }

@@ -1,5 +1,5 @@
 import { InvalidArgumentError } from './errors.js';
-import { describe } from './validate.js';
+import { describeValue } from './validate.js';
 
 /**
  * This machine's estimate of a server's clock, from the times the server
@@ -37,7 +37,7 @@ export class ServerClock {
  * injected `clock`. Checked before any I/O, like every option.
  */
 export function serverClockOption(serverClock: unknown, clock: unknown): ServerClock | undefined {
-  if (typeof serverClock !== 'boolean') throw new InvalidArgumentError(`serverClock must be a boolean, got ${describe(serverClock)}`);
+  if (typeof serverClock !== 'boolean') throw new InvalidArgumentError(`serverClock must be a boolean, got ${describeValue(serverClock)}`);
   if (serverClock && clock !== undefined) throw new InvalidArgumentError('give either clock or serverClock, not both');
   return serverClock ? new ServerClock() : undefined;
 }

@@ -1,7 +1,7 @@
 // The decisions of SEMANTICS.md §2–3 as pure functions of (stored record, request, now).
 // Every backend that can run JS inside its atomic step (LMDB transaction,
 // object-store compare-and-swap) uses these; Valkey mirrors them in Lua.
-import { KeyReuseError, LeaseLostError } from './errors.js';
+import { CorruptRecordError, KeyReuseError, LeaseLostError } from './errors.js';
 import { isExpired, isLeaseDead, RECORD_VERSION, type IdemRecord, type JsonValue } from './record.js';
 
 export type DedupOn = 'success' | 'any';
@@ -16,7 +16,6 @@ export interface ClaimInput {
   name: string;
   runId: string;
   leaseMs: number;
-  retentionMs: number;
   fingerprint?: string;
   force: boolean;
   dedupOn: DedupOn;
@@ -45,9 +44,10 @@ export type ClaimOutcome =
   /** Finished (succeeded, or failed under dedupOn "any"): skip and reuse record.result. */
   | { outcome: 'completed'; record: IdemRecord };
 
+/** complete and fail start the record's retention (`retentionMs` from now); renew and release do not. */
 export type FinishOp =
-  | { op: 'complete'; result?: JsonValue }
-  | { op: 'fail'; error?: string }
+  | { op: 'complete'; retentionMs: number; result?: JsonValue }
+  | { op: 'fail'; retentionMs: number; error?: string }
   | { op: 'renew'; leaseMs: number }
   | { op: 'release' };
 
@@ -64,6 +64,10 @@ export function decideClaim(current: IdemRecord | undefined, input: ClaimInput, 
     throw new KeyReuseError(live, input.fingerprint);
   }
   const take = (outcome: 'acquired' | 'adopted'): Step<ClaimOutcome> => {
+    // The next fence would not be a safe integer, and no later claim could be fenced: refuse before anyone runs.
+    if (current !== undefined && (current.fence >= Number.MAX_SAFE_INTEGER || current.attempt >= Number.MAX_SAFE_INTEGER)) {
+      throw new CorruptRecordError(input.name, 'its fence is 2^53-1, the largest that can be stored: no later claim can be fenced; delete the record to use the key again');
+    }
     const record: IdemRecord = {
       v: RECORD_VERSION,
       key: input.recordKey,
@@ -116,7 +120,7 @@ export type FinishValue = { lease?: Lease; record?: IdemRecord };
  * may be changed, whether or not its deadline has passed: a deadline alone
  * never lets anyone else in, only a takeover does (SEMANTICS.md §3).
  */
-export function decideFinish(current: IdemRecord | undefined, lease: Lease, op: FinishOp, now: number, retentionMs: number): Step<FinishValue> {
+export function decideFinish(current: IdemRecord | undefined, lease: Lease, op: FinishOp, now: number): Step<FinishValue> {
   const gone = current === undefined || isExpired(current, now);
   // Releasing what is already gone leaves the key free, which is all release promises.
   if (gone && op.op === 'release') return { value: {} };
@@ -140,12 +144,12 @@ export function decideFinish(current: IdemRecord | undefined, lease: Lease, op: 
       // fence still continues from this one on backends without a counter.
       return { write: { ...current, leaseExpiresAt: now, expiresAt: now }, value: {} };
     case 'complete': {
-      const record: IdemRecord = { ...base, status: 'succeeded', completedAt: now, expiresAt: now + retentionMs };
+      const record: IdemRecord = { ...base, status: 'succeeded', completedAt: now, expiresAt: now + op.retentionMs };
       if (op.result !== undefined) record.result = op.result;
       return { write: record, value: { record } };
     }
     case 'fail': {
-      const record: IdemRecord = { ...base, status: 'failed', completedAt: now, expiresAt: now + retentionMs };
+      const record: IdemRecord = { ...base, status: 'failed', completedAt: now, expiresAt: now + op.retentionMs };
       if (op.error !== undefined) record.error = op.error;
       return { write: record, value: { record } };
     }

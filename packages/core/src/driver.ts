@@ -9,8 +9,6 @@ export interface Capabilities {
   nativeExpiry: boolean;
   /** 'client': leases and retention are judged with the store's injectable clock. 'server': with the backend's. */
   clock: 'client' | 'server';
-  /** Several OS processes may share one store (a path, a server, a bucket). */
-  sharedAcrossProcesses: boolean;
 }
 
 /** Policy the store hands to every driver call. */
@@ -28,8 +26,21 @@ export interface ListQuery {
   filter: (record: IdemRecord) => boolean;
 }
 
+/** A record list() could not read: named, never hidden, never removed. */
+export interface CorruptEntry {
+  /** Storage name (sha256(key) in hex), as in CorruptRecordError.storageName. */
+  name: string;
+  /** Why it cannot be read (not JSON, unknown schema version…). */
+  reason: string;
+}
+
 export interface ListPage {
   records: IdemRecord[];
+  /**
+   * Records met on this page that cannot be read; the others are listed all
+   * the same. Absent when there are none (and on stores that do not report them).
+   */
+  corrupt?: CorruptEntry[];
   /**
    * Pass back to get the next page; absent on the last one. A record present
    * for the whole listing is on some page; a scanning backend (Valkey) may
@@ -49,7 +60,7 @@ export interface Driver {
   readonly capabilities: Capabilities;
   claim(input: ClaimInput, ctx: DriverContext): Promise<ClaimOutcome>;
   /** Fenced: throws LeaseLostError unless the stored fence and runId are the lease's. */
-  finish(lease: Lease, op: FinishOp, retentionMs: number, ctx: DriverContext): Promise<FinishValue>;
+  finish(lease: Lease, op: FinishOp, ctx: DriverContext): Promise<FinishValue>;
   /** The stored record, expired or not (the store filters); throws CorruptRecordError. */
   read(name: string): Promise<IdemRecord | undefined>;
   list(query: ListQuery, ctx: DriverContext): Promise<ListPage>;

@@ -11,6 +11,13 @@ export type IdemErrorCode =
   | 'BACKEND_UNAVAILABLE'
   | 'INVALID_STORE_URL';
 
+/**
+ * Marks every IdemError with the names of its classes, under a registry-wide
+ * symbol: two copies of @idem/core in one process (an adapter's next to the
+ * app's) then still recognise each other's errors with `instanceof`.
+ */
+const BRAND: unique symbol = Symbol.for('@idem/core.IdemError') as never;
+
 export class IdemError extends Error {
   readonly code: IdemErrorCode;
   /** True when the same call may succeed later (network, throttling). */
@@ -20,7 +27,23 @@ export class IdemError extends Error {
     this.name = new.target.name;
     this.code = code;
     this.retryable = options?.retryable ?? false;
+    const kinds: string[] = [];
+    for (let c: unknown = new.target; typeof c === 'function' && c !== Error; c = Object.getPrototypeOf(c)) kinds.push((c as { name: string }).name);
+    Object.defineProperty(this, BRAND, { value: Object.freeze(kinds), enumerable: false });
   }
+
+  /** `e instanceof IdemError` (or any subclass) holds for errors from another copy of @idem/core too. */
+  static [Symbol.hasInstance](value: unknown): boolean {
+    if (Function.prototype[Symbol.hasInstance].call(this, value)) return true;
+    if (typeof value !== 'object' || value === null) return false;
+    const kinds = (value as { [BRAND]?: unknown })[BRAND];
+    return Array.isArray(kinds) && kinds.includes(this.name);
+  }
+}
+
+/** True for an IdemError from any copy of @idem/core, with the given code if one is given. */
+export function isIdemError(error: unknown, code?: IdemErrorCode): error is IdemError {
+  return error instanceof IdemError && (code === undefined || error.code === code);
 }
 
 export class InvalidKeyError extends IdemError {
@@ -77,8 +100,16 @@ export class InFlightError extends IdemError {
   }
 }
 
-/** A stored value that cannot be parsed or has an unknown schema version; it is never overwritten. */
+/**
+ * A stored value that cannot be parsed, has an unknown schema version, or
+ * cannot be claimed again (fence at its maximum); it is never overwritten.
+ */
 export class CorruptRecordError extends IdemError {
+  /**
+   * The record's storage name: sha256(key) in hex, as `storageName(key)`
+   * returns it (never a backend prefix or path). For a whole store that is
+   * unreadable (an LMDB file), the store's path.
+   */
   readonly storageName: string;
   constructor(storageName: string, detail: string, cause?: unknown) {
     super('CORRUPT_RECORD', `record ${storageName} is corrupt: ${detail}`, { cause });
@@ -86,9 +117,41 @@ export class CorruptRecordError extends IdemError {
   }
 }
 
-/** The backend could not be reached or timed out; nothing may be assumed about the write. */
+/** The backend could not be reached or timed out; nothing may be assumed about the write. Retryable. */
 export class BackendUnavailableError extends IdemError {
   constructor(message: string, cause?: unknown) {
     super('BACKEND_UNAVAILABLE', message, { cause, retryable: true });
+  }
+}
+
+/**
+ * The backend answered and refused (bad credentials, no permission, missing
+ * bucket, bad request): nothing was written, and the same call will fail
+ * again until someone fixes the setup. Same code as BackendUnavailableError
+ * (the store cannot be used), but not retryable.
+ */
+export class BackendRefusedError extends IdemError {
+  constructor(message: string, cause?: unknown) {
+    super('BACKEND_UNAVAILABLE', message, { cause, retryable: false });
+  }
+}
+
+/**
+ * The one mapping from a backend client's failure to a typed error, used by
+ * every adapter: an IdemError passes through; otherwise the adapter says
+ * whether the backend refused (not retryable) or could not be reached.
+ */
+export function backendError(error: unknown, what: string, refused: boolean): IdemError {
+  if (error instanceof IdemError) return error;
+  return refused ? new BackendRefusedError(`${what}: refused (${detailOf(error)})`, error) : new BackendUnavailableError(`${what}: ${detailOf(error)}`, error);
+}
+
+/** A thrown value's message, whatever was thrown (never throws itself). */
+function detailOf(error: unknown): string {
+  try {
+    return error instanceof Error ? `${error.name}: ${error.message}` : String(error);
+  } catch (cause) {
+    // A hostile getter or toString: say so rather than fail while reporting a failure.
+    return `unprintable ${typeof error} (${cause instanceof Error ? cause.name : 'error'})`;
   }
 }

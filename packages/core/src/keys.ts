@@ -15,8 +15,9 @@ export function storageName(key: string): string {
 /**
  * JSON with object keys sorted, so equal values give equal text whatever
  * their construction order. Only plain JSON data is accepted: anything with
- * no single obvious encoding (NaN, BigInt, functions, class instances other
- * than Date) is rejected instead of being guessed at.
+ * no single obvious encoding (NaN, BigInt, functions, undefined, class
+ * instances other than Date) is rejected instead of being guessed at. A Date
+ * hashes as its ISO string and -0 as 0.
  */
 export function canonicalJson(value: unknown): string {
   return encode(value, '$');
@@ -31,12 +32,11 @@ function encode(value: unknown, path: string): string {
   if (Array.isArray(value)) return `[${value.map((v, i) => encode(v, `${path}[${i}]`)).join(',')}]`;
   if (value instanceof Date) return JSON.stringify(value.toISOString());
   if (typeof value === 'object' && (Object.getPrototypeOf(value) === Object.prototype || Object.getPrototypeOf(value) === null)) {
-    const entries = Object.entries(value as Record<string, unknown>)
-      .filter(([, v]) => v !== undefined)
-      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    const entries = Object.entries(value as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
     return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${encode(v, `${path}.${k}`)}`).join(',')}}`;
   }
-  throw new InvalidArgumentError(`${path} is a ${typeof value === 'object' ? 'non-plain object' : typeof value}: only JSON data can be hashed`);
+  // undefined included: `{a: undefined}` and `{}` must not silently give the same key.
+  throw new InvalidArgumentError(`${path} is ${value === undefined ? 'undefined' : `a ${typeof value === 'object' ? 'non-plain object' : typeof value}`}: only JSON data can be hashed`);
 }
 
 /**

@@ -28,7 +28,8 @@ export interface IdemRecord {
   error?: string;
 }
 
-const STATUSES: ReadonlySet<string> = new Set(['in_flight', 'succeeded', 'failed']);
+/** Every status, once: records are parsed and list filters checked against it. */
+export const STATUSES: ReadonlySet<string> = new Set<Status>(['in_flight', 'succeeded', 'failed']);
 
 export function serializeRecord(record: IdemRecord): string {
   return JSON.stringify(record);

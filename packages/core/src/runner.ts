@@ -4,7 +4,7 @@ import type { Lease } from './decide.js';
 import { InFlightError, InvalidArgumentError, LeaseLostError } from './errors.js';
 import type { IdemRecord, JsonValue } from './record.js';
 import type { ClaimOptions, IdempotencyStore } from './store.js';
-import { validateDuration } from './validate.js';
+import { MAX_TIMER_MS, validateDuration, validateLeaseMs } from './validate.js';
 
 export type OnInFlight = 'skip' | 'wait' | 'throw';
 
@@ -38,7 +38,7 @@ const sleep = (ms: number, signal?: AbortSignal) =>
   new Promise<void>((resolve, reject) => {
     // An abort event never fires again for a signal that is already aborted.
     if (signal?.aborted) return reject(signal.reason);
-    const timer = setTimeout(done, ms);
+    const timer = setTimeout(done, Math.min(ms, MAX_TIMER_MS));
     function done() {
       signal?.removeEventListener('abort', abort);
       resolve();
@@ -60,8 +60,10 @@ export async function runOnce<T>(store: IdempotencyStore, key: string, fn: (ctx:
     throw new InvalidArgumentError(`onInFlight must be skip, wait or throw, got ${String(onInFlight)}`);
   }
   if (typeof fn !== 'function') throw new InvalidArgumentError('fn must be a function');
-  const leaseMs = validateDuration('leaseMs', claimOptions.leaseMs ?? store.leaseMs);
-  const every = validateDuration('renewEveryMs', renewEveryMs ?? Math.max(1, Math.floor(leaseMs / 3)));
+  const leaseMs = validateLeaseMs('leaseMs', claimOptions.leaseMs ?? store.leaseMs);
+  // Node fires a timer longer than 2^31-1 ms (about 24.8 days) after 1 ms, which would renew a
+  // 75-day lease every millisecond: clamp. Renewing a little sooner than asked is always safe.
+  const every = Math.min(validateDuration('renewEveryMs', renewEveryMs ?? Math.max(1, Math.floor(leaseMs / 3))), MAX_TIMER_MS);
   validateDuration('waitTimeoutMs', waitTimeoutMs);
   signal?.throwIfAborted();
 

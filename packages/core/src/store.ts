@@ -4,17 +4,19 @@ import type { ClaimOutcome, DedupOn, Lease } from './decide.js';
 import type { Capabilities, Driver, DriverContext, ListPage, SweepCounts } from './driver.js';
 import { InvalidArgumentError } from './errors.js';
 import { sha256Hex, storageName } from './keys.js';
-import { isExpired, type IdemRecord, type JsonValue, type Status } from './record.js';
+import { isExpired, STATUSES, type IdemRecord, type JsonValue, type Status } from './record.js';
 import {
-  describe,
+  describeValue,
   summarizeError,
   validateBoolean,
   validateDedupOn,
   validateDuration,
   validateFingerprint,
   validateKey,
+  validateLeaseMs,
   validateResult,
   validateRunId,
+  validateSize,
 } from './validate.js';
 
 export const DEFAULT_LEASE_MS = 5 * 60_000;
@@ -22,9 +24,13 @@ export const DEFAULT_RETENTION_MS = 30 * 24 * 3600_000;
 export const DEFAULT_MAX_RESULT_BYTES = 64 * 1024;
 
 export interface StoreOptions {
-  /** Lease of a claim unless the claim says otherwise. Default 5 minutes. */
+  /** Lease of a claim unless the claim says otherwise. Default 5 minutes; at least 100 ms. */
   leaseMs?: number;
-  /** How long finished records are kept. Default 30 days. */
+  /**
+   * How long finished records are kept, counted from the finish. Default 30
+   * days. Independent of the lease: a retention shorter than the lease is
+   * allowed (the key may run again that soon after finishing).
+   */
   retentionMs?: number;
   /** "success" (default): a failed run may be retried. "any": a failure is final too. */
   dedupOn?: DedupOn;
@@ -60,24 +66,30 @@ export interface ListOptions {
   cursor?: string;
 }
 
-/** Validates store options with their defaults. Adapters call it before any I/O so bad options never reach the backend. */
-export function resolveStoreOptions(options: StoreOptions = {}): Required<StoreOptions> {
-  if (typeof options !== 'object' || options === null) throw new InvalidArgumentError(`options must be an object, got ${describe(options)}`);
+export type ResolvedStoreOptions = Required<StoreOptions>;
+
+/** Options already checked by resolveStoreOptions, so that the store does not check them twice. */
+const resolvedOptions = new WeakSet<object>();
+
+/** Validates store options and applies their defaults. createStore calls it before the adapter does any I/O. */
+export function resolveStoreOptions(options: StoreOptions = {}): ResolvedStoreOptions {
+  if (typeof options !== 'object' || options === null) throw new InvalidArgumentError(`options must be an object, got ${describeValue(options)}`);
+  if (resolvedOptions.has(options)) return options as ResolvedStoreOptions;
   const skew = options.clockSkewMs ?? 0;
   if (skew !== 0) validateDuration('clockSkewMs', skew);
   if (options.clock !== undefined && typeof options.clock !== 'function') throw new InvalidArgumentError('clock must be a function returning epoch milliseconds');
-  return {
-    leaseMs: validateDuration('leaseMs', options.leaseMs ?? DEFAULT_LEASE_MS),
+  const resolved: ResolvedStoreOptions = {
+    leaseMs: validateLeaseMs('leaseMs', options.leaseMs ?? DEFAULT_LEASE_MS),
     retentionMs: validateDuration('retentionMs', options.retentionMs ?? DEFAULT_RETENTION_MS),
     dedupOn: validateDedupOn(options.dedupOn ?? 'success'),
     hashKeys: validateBoolean('hashKeys', options.hashKeys ?? false),
-    maxResultBytes: validateDuration('maxResultBytes', options.maxResultBytes ?? DEFAULT_MAX_RESULT_BYTES),
+    maxResultBytes: validateSize('maxResultBytes', options.maxResultBytes ?? DEFAULT_MAX_RESULT_BYTES),
     clock: options.clock ?? Date.now,
     clockSkewMs: skew,
   };
+  resolvedOptions.add(Object.freeze(resolved));
+  return resolved;
 }
-
-const STATUSES = new Set(['in_flight', 'succeeded', 'failed']);
 
 export class IdempotencyStore {
   readonly driver: Driver;
@@ -89,6 +101,7 @@ export class IdempotencyStore {
   readonly clock: () => number;
   private readonly ctx: DriverContext;
 
+  /** Prefer createStore (factory.ts), which checks options before the backend is touched. */
   constructor(driver: Driver, options: StoreOptions = {}) {
     const resolved = resolveStoreOptions(options);
     this.driver = driver;
@@ -108,7 +121,7 @@ export class IdempotencyStore {
   /** One atomic claim; see ClaimOutcome for the four answers. */
   async claim(key: string, options: ClaimOptions = {}): Promise<ClaimOutcome> {
     validateKey(key);
-    if (typeof options !== 'object' || options === null) throw new InvalidArgumentError(`claim options must be an object, got ${describe(options)}`);
+    if (typeof options !== 'object' || options === null) throw new InvalidArgumentError(`claim options must be an object, got ${describeValue(options)}`);
     const fingerprint = options.fingerprint === undefined ? undefined : validateFingerprint(options.fingerprint);
     return this.driver.claim(
       {
@@ -116,8 +129,7 @@ export class IdempotencyStore {
         recordKey: this.hashKeys ? `sha256:${sha256Hex(key)}` : key,
         name: storageName(key),
         runId: options.runId === undefined ? crypto.randomUUID() : validateRunId(options.runId),
-        leaseMs: validateDuration('leaseMs', options.leaseMs ?? this.leaseMs),
-        retentionMs: this.retentionMs,
+        leaseMs: validateLeaseMs('leaseMs', options.leaseMs ?? this.leaseMs),
         force: validateBoolean('force', options.force ?? false),
         dedupOn: validateDedupOn(options.dedupOn ?? this.dedupOn),
         ...(fingerprint !== undefined ? { fingerprint } : {}),
@@ -130,30 +142,31 @@ export class IdempotencyStore {
   async complete(lease: Lease, options: { result?: unknown } = {}): Promise<IdemRecord> {
     checkLease(lease);
     const result: JsonValue | undefined = options.result === undefined ? undefined : validateResult(options.result, this.maxResultBytes);
-    const done = await this.driver.finish(lease, result === undefined ? { op: 'complete' } : { op: 'complete', result }, this.retentionMs, this.ctx);
+    const op = { op: 'complete', retentionMs: this.retentionMs, ...(result !== undefined ? { result } : {}) } as const;
+    const done = await this.driver.finish(lease, op, this.ctx);
     return done.record!;
   }
 
   /** Records a failure: retryable at once under dedupOn "success", final under "any". Fenced. */
   async fail(lease: Lease, options: { error?: unknown } = {}): Promise<IdemRecord> {
     checkLease(lease);
-    const op = options.error === undefined ? ({ op: 'fail' } as const) : ({ op: 'fail', error: summarizeError(options.error) } as const);
-    const done = await this.driver.finish(lease, op, this.retentionMs, this.ctx);
+    const op = { op: 'fail', retentionMs: this.retentionMs, ...(options.error !== undefined ? { error: summarizeError(options.error) } : {}) } as const;
+    const done = await this.driver.finish(lease, op, this.ctx);
     return done.record!;
   }
 
   /** Extends the lease (heartbeat); use the returned lease from then on. Fenced. */
   async renew(lease: Lease, leaseMs?: number): Promise<Lease> {
     checkLease(lease);
-    const ms = validateDuration('leaseMs', leaseMs ?? this.leaseMs);
-    const done = await this.driver.finish(lease, { op: 'renew', leaseMs: ms }, this.retentionMs, this.ctx);
+    const ms = validateLeaseMs('leaseMs', leaseMs ?? this.leaseMs);
+    const done = await this.driver.finish(lease, { op: 'renew', leaseMs: ms }, this.ctx);
     return done.lease!;
   }
 
   /** Gives the claim back without an outcome (cancelled run): the key is free again. Fenced. */
   async release(lease: Lease): Promise<void> {
     checkLease(lease);
-    await this.driver.finish(lease, { op: 'release' }, this.retentionMs, this.ctx);
+    await this.driver.finish(lease, { op: 'release' }, this.ctx);
   }
 
   /** The live record of a key; records past retention count as absent. */
@@ -168,8 +181,8 @@ export class IdempotencyStore {
   /** For operators: stuck in_flight claims, recent failures. Order is the backend's. */
   async list(options: ListOptions = {}): Promise<ListPage> {
     const { status, limit = 100, cursor } = options;
-    if (status !== undefined && !STATUSES.has(status)) throw new InvalidArgumentError(`status must be in_flight, succeeded or failed, got ${describe(status)}`);
-    if (!Number.isSafeInteger(limit) || limit < 1 || limit > 10_000) throw new InvalidArgumentError(`limit must be a whole number in 1..10000, got ${describe(limit)}`);
+    if (status !== undefined && !STATUSES.has(status)) throw new InvalidArgumentError(`status must be in_flight, succeeded or failed, got ${describeValue(status)}`);
+    if (!Number.isSafeInteger(limit) || limit < 1 || limit > 10_000) throw new InvalidArgumentError(`limit must be a whole number in 1..10000, got ${describeValue(limit)}`);
     if (cursor !== undefined && typeof cursor !== 'string') throw new InvalidArgumentError('cursor must be a string from a previous page');
     const now = this.clock();
     const serverClock = this.driver.capabilities.clock === 'server'; // the driver returns only live records

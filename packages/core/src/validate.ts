@@ -7,11 +7,19 @@ export const MAX_FINGERPRINT_LENGTH = 512;
 export const MAX_ERROR_LENGTH = 1024;
 /** Ten years: longer durations are almost certainly a unit mistake (seconds vs ms). */
 export const MAX_DURATION_MS = 10 * 365 * 24 * 3600 * 1000;
+/**
+ * Shortest lease: a lease must outlast a round trip to the store and a
+ * heartbeat (a third of it), or its owner loses it while working. 1 ms
+ * leases were accepted before and could never be held.
+ */
+export const MIN_LEASE_MS = 100;
+/** Longest delay Node's timers take (2^31-1 ms, about 24.8 days); a longer one fires after 1 ms. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
 
 const encoder = new TextEncoder();
 
 export function validateKey(key: unknown): string {
-  if (typeof key !== 'string') throw new InvalidKeyError(`key must be a string, got ${describe(key)}`);
+  if (typeof key !== 'string') throw new InvalidKeyError(`key must be a string, got ${describeValue(key)}`);
   if (key.length === 0) throw new InvalidKeyError('key must not be empty');
   if (!key.isWellFormed()) throw new InvalidKeyError('key is not well-formed UTF-16 (lone surrogate): it has no UTF-8 form');
   const bytes = encoder.encode(key).length;
@@ -19,16 +27,27 @@ export function validateKey(key: unknown): string {
   return key;
 }
 
-export function validateDuration(name: string, value: unknown): number {
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= 0 || value > MAX_DURATION_MS) {
-    throw new InvalidArgumentError(`${name} must be a whole number of milliseconds in 1..${MAX_DURATION_MS}, got ${describe(value)}`);
+export function validateDuration(name: string, value: unknown, min = 1): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < min || value > MAX_DURATION_MS) {
+    throw new InvalidArgumentError(`${name} must be a whole number of milliseconds in ${min}..${MAX_DURATION_MS}, got ${describeValue(value)}`);
+  }
+  return value;
+}
+
+/** A lease duration: at least MIN_LEASE_MS. */
+export const validateLeaseMs = (name: string, value: unknown): number => validateDuration(name, value, MIN_LEASE_MS);
+
+/** A size in bytes: a positive safe integer. */
+export function validateSize(name: string, value: unknown): number {
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value <= 0) {
+    throw new InvalidArgumentError(`${name} must be a whole number of bytes greater than 0, got ${describeValue(value)}`);
   }
   return value;
 }
 
 function validateText(name: string, value: unknown, max: number): string {
   if (typeof value !== 'string' || value.length === 0 || value.length > max || !value.isWellFormed()) {
-    throw new InvalidArgumentError(`${name} must be a non-empty string of at most ${max} characters, got ${describe(value)}`);
+    throw new InvalidArgumentError(`${name} must be a non-empty string of at most ${max} characters, got ${describeValue(value)}`);
   }
   return value;
 }
@@ -38,34 +57,78 @@ export const validateFingerprint = (value: unknown) => validateText('fingerprint
 
 export function validateDedupOn(value: unknown): 'success' | 'any' {
   if (value !== 'success' && value !== 'any') {
-    throw new InvalidArgumentError(`dedupOn must be "success" or "any", got ${describe(value)}`);
+    throw new InvalidArgumentError(`dedupOn must be "success" or "any", got ${describeValue(value)}`);
   }
   return value;
 }
 
 export function validateBoolean(name: string, value: unknown): boolean {
-  if (typeof value !== 'boolean') throw new InvalidArgumentError(`${name} must be a boolean, got ${describe(value)}`);
+  if (typeof value !== 'boolean') throw new InvalidArgumentError(`${name} must be a boolean, got ${describeValue(value)}`);
   return value;
 }
 
-/** Checks that a result survives JSON and fits the store's limit; returns the JSON form. */
+/**
+ * Checks that a result is JSON data that comes back exactly as given, and
+ * fits the store's limit; returns the JSON form. A duplicate must get the
+ * very value the first run returned, so nothing JSON would silently change
+ * is accepted: not NaN/Infinity, -0, integers beyond 2^53-1, undefined
+ * (in arrays, objects or alone), functions, symbols, BigInt, sparse arrays,
+ * symbol keys, Date/Map/Set/class instances (anything but plain objects and
+ * arrays), cycles. Checked before any I/O.
+ */
 export function validateResult(value: unknown, maxBytes: number): JsonValue {
-  let text: string | undefined;
-  try {
-    text = JSON.stringify(value);
-  } catch (cause) {
-    throw new InvalidArgumentError('result must be JSON-serializable', cause);
-  }
-  if (text === undefined) throw new InvalidArgumentError(`result must be JSON-serializable, got ${describe(value)}`);
+  checkJson(value, '$', new Set());
+  const text = JSON.stringify(value);
   const bytes = encoder.encode(text).length;
   if (bytes > maxBytes) throw new InvalidArgumentError(`result is ${bytes} bytes of JSON; the store's limit is ${maxBytes}`);
   return JSON.parse(text) as JsonValue;
 }
 
-/** A short, storable summary of whatever was thrown. */
+function checkJson(value: unknown, path: string, seen: Set<object>): void {
+  const bad = (why: string) => new InvalidArgumentError(`result ${path} ${why}: JSON would not give it back as it is`);
+  switch (typeof value) {
+    case 'string':
+    case 'boolean':
+      return;
+    case 'number':
+      if (!Number.isFinite(value)) throw bad(`is ${value}`);
+      if (Object.is(value, -0)) throw bad('is -0');
+      if (Number.isInteger(value) && !Number.isSafeInteger(value)) throw bad(`is ${value}, an integer beyond 2^53-1 (store it as a string)`);
+      return;
+    case 'object':
+      break;
+    default:
+      throw bad(`is ${typeof value === 'undefined' ? 'undefined' : `a ${typeof value}`}`);
+  }
+  if (value === null) return;
+  if (seen.has(value)) throw bad('is circular');
+  const proto = Object.getPrototypeOf(value);
+  if (Array.isArray(value)) {
+    if (proto !== Array.prototype) throw bad('is an array subclass');
+    seen.add(value);
+    for (let i = 0; i < value.length; i++) {
+      if (!(i in value)) throw bad(`has a hole at [${i}]`);
+      checkJson(value[i], `${path}[${i}]`, seen);
+    }
+  } else {
+    if (proto !== Object.prototype && proto !== null) throw bad(`is a ${(value as object).constructor?.name ?? 'non-plain object'}, not a plain object`);
+    if (Object.getOwnPropertySymbols(value).length > 0) throw bad('has symbol keys');
+    seen.add(value);
+    for (const [k, v] of Object.entries(value)) checkJson(v, `${path}.${k}`, seen);
+  }
+  seen.delete(value);
+}
+
+/** A short, storable summary of whatever was thrown. Never throws, whatever the value's getters do. */
 export function summarizeError(error: unknown): string {
-  const text =
-    error instanceof Error ? `${error.name}: ${error.message}` : typeof error === 'string' ? error : safeJson(error);
+  let text: string;
+  try {
+    text = error instanceof Error ? `${error.name}: ${error.message}` : typeof error === 'string' ? error : safeJson(error);
+    if (typeof text !== 'string') text = String(text);
+  } catch (cause) {
+    // A getter or toString that throws: record that something failed rather than leave the claim in flight.
+    text = `unprintable ${typeof error} thrown (reading it threw ${cause instanceof Error ? cause.name : typeof cause})`;
+  }
   return text.length > MAX_ERROR_LENGTH ? `${text.slice(0, MAX_ERROR_LENGTH - 1)}…` : text;
 }
 
@@ -73,12 +136,13 @@ function safeJson(value: unknown): string {
   try {
     return JSON.stringify(value) ?? String(value);
   } catch {
-    // Circular or BigInt values: fall back to the default conversion, which never throws for these.
+    // Circular or BigInt values: fall back to the default conversion (the caller catches a throwing toString).
     return String(value);
   }
 }
 
-export function describe(value: unknown): string {
+/** A short, safe description of a bad argument for error messages (no long strings echoed). */
+export function describeValue(value: unknown): string {
   if (typeof value === 'string') return value.length > 40 ? `a string of length ${value.length}` : JSON.stringify(value);
   if (typeof value === 'number' || typeof value === 'boolean' || value == null) return String(value);
   return typeof value;

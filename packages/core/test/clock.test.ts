@@ -1,6 +1,6 @@
 // Pure arithmetic of the server-clock estimate: no backend involved.
 import { describe, expect, it } from 'vitest';
-import { ServerClock } from '../src/index.js';
+import { ServerClock } from '../src/adapter.js';
 
 describe('ServerClock', () => {
   it('is this machine clock until it observes the server, then follows the server', () => {

@@ -1,10 +1,15 @@
 import { describe, expect, it } from 'vitest';
-import { canonicalJson, deriveKey, fingerprint, parseDuration, parseRecord, storageName, validateKey, IdemError } from '../src/index.js';
+import { canonicalJson, deriveKey, fingerprint, parseDuration, parseRecord, storageName, validateKey, IdemError } from '../src/adapter.js';
 
 describe('canonical JSON and derived keys', () => {
-  it('ignores key order and undefined members, and normalises -0', () => {
-    expect(canonicalJson({ b: 1, a: [2, { d: -0, c: undefined, e: 'x' }] })).toBe('{"a":[2,{"d":0,"e":"x"}],"b":1}');
+  it('ignores key order and normalises -0', () => {
+    expect(canonicalJson({ b: 1, a: [2, { d: -0, e: 'x' }] })).toBe('{"a":[2,{"d":0,"e":"x"}],"b":1}');
     expect(canonicalJson({ z: 1, a: 2 })).toBe(canonicalJson({ a: 2, z: 1 }));
+  });
+
+  it('rejects undefined members: {a: undefined} and {} must not give the same key', () => {
+    expect(() => deriveKey('ns', 'task', { a: undefined })).toThrow(IdemError);
+    expect(() => canonicalJson({ b: 1, c: [{ d: undefined }] })).toThrow(/\$\.c\[0\]\.d is undefined/);
   });
 
   it('rejects values with no single JSON form', () => {
