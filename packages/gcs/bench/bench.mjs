@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Storage } from '@google-cloud/storage';
-import { serializeRecord, storageName } from '@idem/core';
+import { serializeRecord, storageName } from '@idem/core/adapter';
 import { createGcsStore } from '@idem/gcs';
 
 const quick = process.argv.includes('--quick');

@@ -5,32 +5,24 @@
 // ifGenerationMatch=<generation read or last written>.
 import type { Bucket, File, Storage } from '@google-cloud/storage';
 import {
+  backendError,
   BackendUnavailableError,
-  casUpdate,
-  claimWith,
   CONFLICT,
-  CorruptRecordError,
-  describe,
-  finishWith,
-  IdemError,
-  IdempotencyStore,
+  createStore,
+  describeValue,
   InvalidArgumentError,
-  isExpired,
-  isSweepable,
   parseRecord,
-  resolveStoreOptions,
   serverClockOption,
-  type ServerClock,
-  type AtomicUpdate,
+  type CasParts,
   type Conflict,
-  type Driver,
-  type DriverContext,
+  type IdempotencyStore,
+  type IdemError,
   type IdemRecord,
-  type ListPage,
-  type ListQuery,
+  type ScanPage,
+  type ServerClock,
   type StoreOptions,
-  type SweepCounts,
-} from '@idem/core';
+  type Versioned,
+} from '@idem/core/adapter';
 
 export interface GcsStoreOptions extends StoreOptions {
   /** Your Bucket, or its name together with `storage`. */
@@ -50,10 +42,11 @@ export interface GcsStoreOptions extends StoreOptions {
 /** Opens a store on a bucket. No request is made until the first call. */
 export async function createGcsStore(options: GcsStoreOptions): Promise<IdempotencyStore> {
   const { bucket, storage, prefix = 'idem/', serverClock = false, ...storeOptions } = options ?? ({} as GcsStoreOptions);
-  resolveStoreOptions(storeOptions); // bad options fail before any request
   const clock = serverClockOption(serverClock, storeOptions.clock);
-  const driver = new GcsDriver(resolveBucket(bucket, storage), checkPrefix(prefix), clock);
-  return new IdempotencyStore(driver, clock ? { ...storeOptions, clock: clock.now } : storeOptions);
+  const resolvedBucket = resolveBucket(bucket, storage);
+  const checkedPrefix = checkPrefix(prefix);
+  // createStore checks the store options before the driver exists: no request is made with bad ones.
+  return createStore(clock ? { ...storeOptions, clock: clock.now } : storeOptions, () => new GcsDriver(resolvedBucket, checkedPrefix, clock));
 }
 
 function resolveBucket(bucket: unknown, storage: unknown): Bucket {
@@ -65,7 +58,7 @@ function resolveBucket(bucket: unknown, storage: unknown): Bucket {
     return (storage as Storage).bucket(bucket);
   }
   if (typeof (bucket as Bucket | undefined)?.file !== 'function' || typeof (bucket as Bucket).getFiles !== 'function') {
-    throw new InvalidArgumentError(`bucket must be a @google-cloud/storage Bucket or a bucket name, got ${describe(bucket)}`);
+    throw new InvalidArgumentError(`bucket must be a @google-cloud/storage Bucket or a bucket name, got ${describeValue(bucket)}`);
   }
   return bucket as Bucket;
 }
@@ -73,7 +66,7 @@ function resolveBucket(bucket: unknown, storage: unknown): Bucket {
 function checkPrefix(prefix: unknown): string {
   // Object names are at most 1024 bytes; 64 of them are the digest.
   if (typeof prefix !== 'string' || Buffer.byteLength(prefix) > 900 || /[\r\n]/.test(prefix)) {
-    throw new InvalidArgumentError(`prefix must be a string of at most 900 bytes without line breaks, got ${describe(prefix)}`);
+    throw new InvalidArgumentError(`prefix must be a string of at most 900 bytes without line breaks, got ${describeValue(prefix)}`);
   }
   return prefix;
 }
@@ -97,14 +90,10 @@ function isNetworkError(error: unknown): boolean {
  * fault: nothing was written and retrying will not help, so not retryable.
  */
 function toIdemError(error: unknown, what: string): IdemError {
-  if (error instanceof IdemError) return error;
   const status = statusOf(error);
-  const detail = error instanceof Error ? error.message : String(error);
-  if (status === 408 || status === 429 || (status !== undefined && status >= 500) || (status === undefined && isNetworkError(error))) {
-    return new BackendUnavailableError(`${what}: ${status !== undefined ? `HTTP ${status}` : 'no answer'} (${detail})`, error);
-  }
-  const why = status === 404 ? 'bucket not found' : status !== undefined ? `refused with HTTP ${status}` : 'client error';
-  return new IdemError('BACKEND_UNAVAILABLE', `${what}: ${why} (${detail})`, { cause: error });
+  const unavailable = status === 408 || status === 429 || (status !== undefined && status >= 500) || (status === undefined && isNetworkError(error));
+  const why = unavailable ? (status !== undefined ? `HTTP ${status}` : 'no answer') : status === 404 ? 'bucket not found' : status !== undefined ? `HTTP ${status}` : 'client error';
+  return backendError(error, `${what}: ${why}`, !unavailable);
 }
 
 /** When sweep may remove the record (lease or retention deadline), stored as the object's customTime. */
@@ -119,24 +108,24 @@ const READ_CONCURRENCY = 16;
 const READ_ATTEMPTS = 3;
 const READ_BACKOFF_MS = 100;
 
-class GcsDriver implements Driver {
-  readonly capabilities = { nativeExpiry: false, clock: 'client', sharedAcrossProcesses: true } as const;
-  private readonly update: AtomicUpdate;
+/** The primitives core composes into a store: conditional writes for claims and finishes, a name scan for list and sweep. */
+class GcsDriver implements CasParts {
+  readonly capabilities = { nativeExpiry: false, clock: 'client' } as const;
+  readonly concurrency = READ_CONCURRENCY;
 
   constructor(
     private readonly bucket: Bucket,
     private readonly prefix: string,
     private readonly clock: ServerClock | undefined,
-  ) {
-    this.update = casUpdate({
-      read: (name) => this.readVersioned(name),
-      create: (name, body) => this.write(name, body, '0'),
-      replace: (name, body, version) => this.write(name, body, version),
-    });
+  ) {}
+
+  create(name: string, body: string): Promise<string | Conflict> {
+    return this.write(name, body, '0');
   }
 
-  claim: Driver['claim'] = (input, ctx) => claimWith(this.update, input, ctx);
-  finish: Driver['finish'] = (lease, op, retentionMs, ctx) => finishWith(this.update, lease, op, retentionMs, ctx);
+  replace(name: string, body: string, generation: string): Promise<string | Conflict> {
+    return this.write(name, body, generation);
+  }
 
   /**
    * The one conditional write, a single-request multipart upload.
@@ -234,120 +223,69 @@ class GcsDriver implements Driver {
     });
   }
 
-  private async readVersioned(name: string): Promise<{ record: IdemRecord; version: string } | undefined> {
-    const objectName = this.prefix + name;
-    const got = await this.fetch(objectName);
-    return got === undefined ? undefined : { record: parseRecord(objectName, got.body), version: got.generation };
-  }
-
-  async read(name: string): Promise<IdemRecord | undefined> {
-    return (await this.readVersioned(name))?.record;
-  }
-
-  /** One page of object names (with generation and customTime) from `startOffset` on. */
-  private async page(startOffset: string | undefined, pageToken: string | undefined, maxResults: number) {
-    try {
-      const [files, next] = await this.bucket.getFiles({
-        prefix: this.prefix,
-        autoPaginate: false,
-        maxResults,
-        ...(pageToken !== undefined ? { pageToken } : startOffset !== undefined ? { startOffset } : {}),
-      });
-      return { files, pageToken: (next as { pageToken?: string } | null | undefined)?.pageToken };
-    } catch (error) {
-      throw toIdemError(error, `list of ${this.prefix}`);
-    }
-  }
-
-  /** Storage names only (prefix + 64 hex); anything else under the prefix is not ours. */
-  private ours(file: File): string | undefined {
-    const rest = file.name.slice(this.prefix.length);
-    return file.name.startsWith(this.prefix) && /^[0-9a-f]{64}$/.test(rest) ? rest : undefined;
-  }
-
-  /** Records in name order; `cursor` is the storage name of the first record not yet returned. */
-  async list(query: ListQuery): Promise<ListPage> {
-    const records: IdemRecord[] = [];
-    let pageToken: string | undefined;
-    let first = true;
-    do {
-      const page = await this.page(first && query.cursor !== undefined ? this.prefix + query.cursor : undefined, pageToken, 1000);
-      first = false;
-      pageToken = page.pageToken;
-      const names = page.files.map((f) => this.ours(f)).filter((n): n is string => n !== undefined);
-      for (let i = 0; i < names.length; i += READ_CONCURRENCY) {
-        const batch = names.slice(i, i + READ_CONCURRENCY);
-        const read = await Promise.all(batch.map((n) => this.read(n)));
-        for (const [j, record] of read.entries()) {
-          if (records.length === query.limit) return { records, cursor: batch[j]! };
-          if (record !== undefined && query.filter(record)) records.push(record);
-        }
-      }
-    } while (pageToken !== undefined);
-    return { records };
+  /** The record at its live generation, or at `generation` (as listed) when given. */
+  async read(name: string, generation?: string): Promise<Versioned | undefined> {
+    const got = await this.fetch(this.prefix + name, generation);
+    // Named by its storage name, like on every backend, not by the object's full name.
+    return got === undefined ? undefined : { record: parseRecord(name, got.body), version: got.generation };
   }
 
   /**
-   * Lists under the prefix; objects whose customTime (the record's deadline)
-   * is still ahead are skipped unread. The rest are read at the listed
-   * generation and, if sweepable, deleted at that generation only.
+   * One page of object names in name order, strictly after `after`; the
+   * listed generation and customTime (the record's deadline) come along, so
+   * sweep reads at that generation and skips objects not yet due, unread.
+   */
+  async scan(after: string | undefined, limit: number): Promise<ScanPage> {
+    let files: File[];
+    let more: boolean;
+    try {
+      const [got, next] = await this.bucket.getFiles({
+        prefix: this.prefix,
+        autoPaginate: false,
+        maxResults: limit,
+        // startOffset is inclusive: core skips `after` itself.
+        ...(after !== undefined ? { startOffset: this.prefix + after } : {}),
+      });
+      files = got;
+      more = (next as { pageToken?: string } | null | undefined)?.pageToken !== undefined;
+    } catch (error) {
+      throw toIdemError(error, `list of ${this.prefix}`);
+    }
+    const entries = files
+      .filter((f) => f.name.startsWith(this.prefix))
+      .map((f) => {
+        const at = f.metadata.customTime;
+        return {
+          name: f.name.slice(this.prefix.length),
+          version: String(f.metadata.generation),
+          ...(typeof at === 'string' ? { sweepAt: Date.parse(at) } : {}),
+        };
+      });
+    // An empty page ends the scan even if a page token came with it: there is no name to continue after.
+    const last = entries.at(-1)?.name;
+    return more && last !== undefined ? { entries, next: last } : { entries };
+  }
+
+  /**
+   * Sweep's delete, at the generation read; unconditional without `expected`.
    * Timeline: list -> read g -> delete?generation=g&ifGenerationMatch=g.
    *   If the key was re-claimed or renewed after the read, the live generation
    *   is no longer g and the delete answers 404/412: the new record stays.
    * (fake-gcs-server v1.56.1 ignores ifGenerationMatch on delete but honours
    * the generation parameter; real GCS honours both.)
    */
-  async sweep(ctx: DriverContext): Promise<SweepCounts> {
-    const counts = { expired: 0, deadLeases: 0 };
-    let pageToken: string | undefined;
-    do {
-      const page = await this.page(undefined, pageToken, 1000);
-      pageToken = page.pageToken;
-      const now = ctx.now();
-      const due = page.files.filter((f) => {
-        const at = f.metadata.customTime;
-        return this.ours(f) !== undefined && (typeof at !== 'string' || Date.parse(at) <= now);
-      });
-      for (let i = 0; i < due.length; i += READ_CONCURRENCY) {
-        await Promise.all(due.slice(i, i + READ_CONCURRENCY).map((f) => this.sweepOne(f, ctx, counts)));
-      }
-    } while (pageToken !== undefined);
-    return counts;
-  }
-
-  private async sweepOne(listed: File, ctx: DriverContext, counts: SweepCounts): Promise<void> {
-    const generation = String(listed.metadata.generation);
-    const got = await this.fetch(listed.name, generation);
-    if (got === undefined) return;
-    let record: IdemRecord;
+  async delete(name: string, expected?: Versioned): Promise<boolean> {
+    const objectName = this.prefix + name;
+    const generation = expected?.version;
     try {
-      record = parseRecord(listed.name, got.body);
-    } catch (error) {
-      // Corrupt records are left for a human: sweep never deletes what it cannot read.
-      if (error instanceof CorruptRecordError) return;
-      throw error;
-    }
-    const now = ctx.now();
-    if (!isSweepable(record, now)) return;
-    try {
-      await this.bucket.file(listed.name, { generation }).delete({ ifGenerationMatch: generation });
-    } catch (error) {
-      const status = statusOf(error);
-      if (status === 404 || status === 412) return; // changed since it was read: not ours to remove
-      throw toIdemError(error, `delete of ${listed.name}`);
-    }
-    if (isExpired(record, now)) counts.expired++;
-    else counts.deadLeases++;
-  }
-
-  /** Administrative removal, unconditional by contract. */
-  async remove(name: string): Promise<boolean> {
-    try {
-      await this.bucket.file(this.prefix + name).delete();
+      if (generation === undefined) await this.bucket.file(objectName).delete();
+      else await this.bucket.file(objectName, { generation }).delete({ ifGenerationMatch: generation });
       return true;
     } catch (error) {
-      if (statusOf(error) === 404) return false;
-      throw toIdemError(error, `delete of ${this.prefix + name}`);
+      const status = statusOf(error);
+      if (status === 404) return false; // gone (or, at a generation, replaced since the read)
+      if (status === 412 && generation !== undefined) return false; // changed since it was read: not ours to remove
+      throw toIdemError(error, `delete of ${objectName}`);
     }
   }
 

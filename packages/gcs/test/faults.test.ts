@@ -5,7 +5,7 @@
 import type { Storage } from '@google-cloud/storage';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { TestClock } from '@idem/conformance';
-import { IdemError, storageName, type ClaimOutcome, type IdempotencyStore, type Lease } from '@idem/core';
+import { BackendRefusedError, IdemError, storageName, type ClaimOutcome, type IdempotencyStore, type Lease } from '@idem/core';
 import { createGcsStore, type GcsStoreOptions } from '../src/index.js';
 import { FaultProxy, type Reply, type Seen } from './fault-proxy.js';
 import { server, testStorage, uniquePrefix } from './server.js';
@@ -153,6 +153,7 @@ describe.skipIf(!server)('gcs adapter: requests and faults (via a fault-injectin
     const nowhere = await createGcsStore({ bucket: viaProxy.bucket('idem-no-such-bucket'), prefix: 'x/' });
     const error = await failure(nowhere.claim('k'));
     expect(error).toMatchObject({ code: 'BACKEND_UNAVAILABLE', retryable: false });
+    expect(error).toBeInstanceOf(BackendRefusedError);
     expect(error.message).toMatch(/bucket not found/);
   });
 
@@ -204,7 +205,9 @@ describe.skipIf(!server)('gcs adapter: requests and faults (via a fault-injectin
     await direct.bucket(bucketName).file(prefix + storageName('garbage')).save('<html>not json</html>', { resumable: false });
     const error = await failure(store.claim('garbage'));
     expect(error.code).toBe('CORRUPT_RECORD');
-    expect(error.message).toContain(prefix + storageName('garbage'));
+    // Named by its storage name, the same form on every backend.
+    expect(error).toMatchObject({ storageName: storageName('garbage') });
+    expect(error.message).toContain(storageName('garbage'));
     await store.sweep();
     expect((await failure(store.get('garbage'))).code).toBe('CORRUPT_RECORD');
   });
