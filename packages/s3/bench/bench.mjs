@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { serializeRecord, storageName } from '@idem/core';
+import { serializeRecord, storageName } from '@idem/core/adapter';
 import { createS3Store } from '@idem/s3';
 
 const quick = process.argv.includes('--quick');

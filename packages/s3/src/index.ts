@@ -10,29 +10,23 @@ import {
   type S3Client,
 } from '@aws-sdk/client-s3';
 import {
+  backendError,
   BackendUnavailableError,
-  casUpdate,
-  claimWith,
   CONFLICT,
-  CorruptRecordError,
-  finishWith,
+  createStore,
   IdemError,
-  IdempotencyStore,
   InvalidArgumentError,
-  isExpired,
-  isSweepable,
   parseRecord,
-  resolveStoreOptions,
   serverClockOption,
-  type ServerClock,
-  type CasPrimitives,
+  type CasParts,
   type Conflict,
-  type Driver,
-  type DriverContext,
+  type IdempotencyStore,
   type IdemRecord,
-  type ListQuery,
+  type ScanPage,
+  type ServerClock,
   type StoreOptions,
-} from '@idem/core';
+  type Versioned,
+} from '@idem/core/adapter';
 
 export interface S3StoreOptions extends StoreOptions {
   /** Your configured client (credentials, region, endpoint; `forcePathStyle` for MinIO). Not closed by the store. */
@@ -55,7 +49,6 @@ export interface S3StoreOptions extends StoreOptions {
 
 const DEFAULT_PREFIX = 'idem/';
 const DEFAULT_TIMEOUT_MS = 10_000;
-const NAME = /^[0-9a-f]{64}$/;
 /** Concurrent GETs while listing or sweeping: enough to hide latency, few enough not to be throttled. */
 const READ_BATCH = 16;
 
@@ -72,9 +65,8 @@ export async function createS3Store(options: S3StoreOptions): Promise<Idempotenc
   }
   if (!Number.isSafeInteger(requestTimeoutMs) || requestTimeoutMs <= 0) throw new InvalidArgumentError('requestTimeoutMs must be a positive integer');
   const clock = serverClockOption(serverClock, storeOptions.clock);
-  resolveStoreOptions(storeOptions);
-  const driver = new S3Driver(client, bucket, prefix, requestTimeoutMs, clock);
-  return new IdempotencyStore(driver, clock ? { ...storeOptions, clock: clock.now } : storeOptions);
+  // createStore checks the store options before the driver exists: no request is made with bad ones.
+  return createStore(clock ? { ...storeOptions, clock: clock.now } : storeOptions, () => new S3Driver(client, bucket, prefix, requestTimeoutMs, clock));
 }
 
 interface SdkError {
@@ -93,26 +85,22 @@ const wasRetried = (e: unknown) => ((e as SdkError)?.$metadata?.attempts ?? 1) >
 /**
  * Maps an S3 failure to a typed error. Throttling, 5xx, timeouts and network
  * errors are BackendUnavailableError (retryable, and for a write: it may have
- * landed). Other 4xx (credentials, missing bucket, bad request) are not
- * retryable and prove the request was refused.
+ * landed). Other 4xx (credentials, missing bucket, bad request) are
+ * BackendRefusedError: not retryable, and proof the request was refused.
  */
 export function s3Failure(error: unknown, what: string): IdemError {
   const status = statusOf(error);
   const name = (error as SdkError)?.name ?? 'Error';
-  const message = error instanceof Error ? error.message : String(error);
   const throttled = status === 429 || THROTTLING.has(name);
-  if (status === undefined || status >= 500 || status === 408 || throttled || name === 'RequestTimeout') {
-    const why = throttled ? 'throttled' : status === undefined ? 'unreachable or timed out' : `server error ${status}`;
-    return new BackendUnavailableError(`S3 ${what}: ${why} (${name}: ${message})`, error);
-  }
-  return new IdemError('BACKEND_UNAVAILABLE', `S3 ${what}: refused with ${status} ${name}: ${message}`, { cause: error, retryable: false });
+  const unavailable = status === undefined || status >= 500 || status === 408 || throttled || name === 'RequestTimeout';
+  const why = !unavailable ? `HTTP ${status}` : throttled ? 'throttled' : status === undefined ? 'unreachable or timed out' : `server error ${status}`;
+  return backendError(error, `S3 ${what}: ${why}`, !unavailable);
 }
 
-class S3Driver implements Driver {
-  readonly capabilities = { nativeExpiry: false, clock: 'client', sharedAcrossProcesses: true } as const;
-  readonly claim: Driver['claim'];
-  readonly finish: Driver['finish'];
-  private readonly cas: CasPrimitives;
+/** The primitives core composes into a store: conditional PUTs for claims and finishes, a key scan for list and sweep. */
+class S3Driver implements CasParts {
+  readonly capabilities = { nativeExpiry: false, clock: 'client' } as const;
+  readonly concurrency = READ_BATCH;
 
   constructor(
     private readonly client: S3Client,
@@ -120,12 +108,7 @@ class S3Driver implements Driver {
     private readonly prefix: string,
     private readonly timeoutMs: number,
     private readonly clock: ServerClock | undefined,
-  ) {
-    this.cas = { read: (name) => this.get(name), create: (name, body) => this.create(name, body), replace: (name, body, etag) => this.replace(name, body, etag) };
-    const update = casUpdate(this.cas);
-    this.claim = (input, ctx) => claimWith(update, input, ctx);
-    this.finish = (lease, op, retentionMs, ctx) => finishWith(update, lease, op, retentionMs, ctx);
-  }
+  ) {}
 
   private send<T>(command: { input: unknown; middlewareStack: DateWatchable }): Promise<T> {
     if (this.clock) watchDate(command, this.clock);
@@ -174,7 +157,7 @@ class S3Driver implements Driver {
   // The server checks absence and writes under one lock, so exactly one creator wins.
   // A lost reply (timeout, reset) throws BackendUnavailableError; core reads back
   // and recognises its own body by runId, fence and times.
-  private async create(name: string, body: string): Promise<string | Conflict> {
+  async create(name: string, body: string): Promise<string | Conflict> {
     const what = `PUT If-None-Match ${name}`;
     try {
       const out = await this.send<{ ETag?: string }>(
@@ -192,7 +175,7 @@ class S3Driver implements Driver {
   //   zombie: PUT If-Match: <older ETag>                  -> 412: core reads, sees another fence: LEASE_LOST
   //   anyone: PUT If-Match on a deleted record            -> 404: CONFLICT, core reads "absent"
   // Of many concurrent takeovers of one ETag exactly one gets 200 (S3 may answer the rest 409).
-  private async replace(name: string, body: string, etag: string): Promise<string | Conflict> {
+  async replace(name: string, body: string, etag: string): Promise<string | Conflict> {
     const what = `PUT If-Match ${name}`;
     try {
       const out = await this.send<{ ETag?: string }>(
@@ -205,105 +188,45 @@ class S3Driver implements Driver {
     }
   }
 
-  async read(name: string): Promise<IdemRecord | undefined> {
-    return (await this.get(name))?.record;
+  read(name: string): Promise<Versioned | undefined> {
+    return this.get(name);
   }
 
-  /** Storage names under the prefix, in S3's (lexicographic) order, starting after `after`. */
-  private async *names(after?: string): AsyncGenerator<{ names: string[]; more: boolean }> {
-    let token: string | undefined;
-    do {
-      let page: { Contents?: { Key?: string }[]; IsTruncated?: boolean; NextContinuationToken?: string };
-      try {
-        page = await this.send(
-          new ListObjectsV2Command({
-            Bucket: this.bucket,
-            Prefix: this.prefix,
-            ...(token !== undefined ? { ContinuationToken: token } : after !== undefined ? { StartAfter: this.prefix + after } : {}),
-          }),
-        );
-      } catch (error) {
-        throw s3Failure(error, `LIST ${this.prefix}`);
-      }
-      // Objects in "sub-folders" of the prefix are not ours: only <prefix><64 hex> is a record.
-      const names = (page.Contents ?? []).map((o) => (o.Key ?? '').slice(this.prefix.length)).filter((n) => NAME.test(n));
-      token = page.IsTruncated ? page.NextContinuationToken : undefined;
-      yield { names, more: token !== undefined };
-    } while (token !== undefined);
-  }
-
-  private readBatch(names: string[], skipCorrupt: boolean) {
-    return Promise.all(
-      names.map(async (name) => {
-        try {
-          return { name, found: await this.get(name) };
-        } catch (error) {
-          // Sweep leaves corrupt records for a human; list reports them like get does.
-          if (skipCorrupt && error instanceof CorruptRecordError) return { name, found: undefined };
-          throw error;
-        }
-      }),
-    );
-  }
-
-  async list(query: ListQuery): Promise<{ records: IdemRecord[]; cursor?: string }> {
-    const records: IdemRecord[] = [];
-    for await (const { names, more } of this.names(query.cursor)) {
-      for (let i = 0; i < names.length; i += READ_BATCH) {
-        const batch = await this.readBatch(names.slice(i, i + READ_BATCH), false);
-        for (const [j, { name, found }] of batch.entries()) {
-          if (found === undefined || !query.filter(found.record)) continue;
-          records.push(found.record);
-          if (records.length === query.limit) {
-            const rest = more || i + j + 1 < names.length;
-            return rest ? { records, cursor: name } : { records };
-          }
-        }
-      }
+  /** Keys under the prefix in S3's (lexicographic) order, strictly after `after`. */
+  async scan(after: string | undefined, limit: number): Promise<ScanPage> {
+    let page: { Contents?: { Key?: string }[]; IsTruncated?: boolean };
+    try {
+      page = await this.send(
+        new ListObjectsV2Command({ Bucket: this.bucket, Prefix: this.prefix, MaxKeys: limit, ...(after !== undefined ? { StartAfter: this.prefix + after } : {}) }),
+      );
+    } catch (error) {
+      throw s3Failure(error, `LIST ${this.prefix}`);
     }
-    return { records };
+    const entries = (page.Contents ?? []).map((o) => ({ name: (o.Key ?? '').slice(this.prefix.length) }));
+    const last = entries.at(-1)?.name;
+    return page.IsTruncated && last !== undefined ? { entries, next: last } : { entries };
   }
 
-  // Timeline of a sweep delete:
+  // Timeline of a sweep delete (`expected` given):
   //   sweeper: GET -> record past retention or with a dead lease, ETag E
   //   sweeper: DELETE If-Match: E   -> S3 deletes only if nobody rewrote it since (412 otherwise)
   // MinIO ignores If-Match on DELETE: there a takeover landing between the GET
   // and the DELETE is removed with it (see README: run sweep off-peak or use a lifecycle rule).
-  async sweep(ctx: DriverContext): Promise<{ expired: number; deadLeases: number }> {
-    const counts = { expired: 0, deadLeases: 0 };
-    for await (const { names } of this.names()) {
-      for (let i = 0; i < names.length; i += READ_BATCH) {
-        const batch = await this.readBatch(names.slice(i, i + READ_BATCH), true);
-        await Promise.all(
-          batch.map(async ({ name, found }) => {
-            const now = ctx.now();
-            if (found === undefined || !isSweepable(found.record, now)) return;
-            try {
-              await this.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: this.prefix + name, IfMatch: found.version }));
-            } catch (error) {
-              if (statusOf(error) === 412 || statusOf(error) === 409 || isNoSuchKey(error)) return; // changed or gone since the read
-              throw s3Failure(error, `DELETE ${name}`);
-            }
-            if (isExpired(found.record, now)) counts.expired++;
-            else counts.deadLeases++;
-          }),
-        );
+  // Without `expected` (administrative delete): HEAD to tell whether something was there, then DELETE.
+  async delete(name: string, expected?: Versioned): Promise<boolean> {
+    const Key = this.prefix + name;
+    if (expected === undefined) {
+      try {
+        await this.send(new HeadObjectCommand({ Bucket: this.bucket, Key }));
+      } catch (error) {
+        if (isNoSuchKey(error)) return false;
+        throw s3Failure(error, `HEAD ${name}`);
       }
     }
-    return counts;
-  }
-
-  async remove(name: string): Promise<boolean> {
-    const Key = this.prefix + name;
     try {
-      await this.send(new HeadObjectCommand({ Bucket: this.bucket, Key }));
+      await this.send(new DeleteObjectCommand({ Bucket: this.bucket, Key, ...(expected !== undefined ? { IfMatch: expected.version } : {}) }));
     } catch (error) {
-      if (isNoSuchKey(error)) return false;
-      throw s3Failure(error, `HEAD ${name}`);
-    }
-    try {
-      await this.send(new DeleteObjectCommand({ Bucket: this.bucket, Key }));
-    } catch (error) {
+      if (expected !== undefined && (statusOf(error) === 412 || statusOf(error) === 409 || isNoSuchKey(error))) return false; // changed or gone since the read
       throw s3Failure(error, `DELETE ${name}`);
     }
     return true;

@@ -1,0 +1,20 @@
+import { expectFenceCeilingRefused, expectListNamesCorrupt } from '@idem/test-fixtures';
+import { BackendRefusedError } from '@idem/core';
+import { describe, expect, it } from 'vitest';
+import { createS3Store } from '../src/index.js';
+import { findS3, freshPrefix, testClient } from './server.js';
+
+const env = await findS3();
+const client = env && testClient(env);
+const open = () => createS3Store({ client: client!, bucket: env!.IDEM_TEST_S3_BUCKET, prefix: freshPrefix() });
+
+describe.skipIf(env === undefined)('@idem/s3: list, sweep and fences through core', () => {
+  it('one corrupt record hides no other in list', async () => expectListNamesCorrupt(await open()));
+  it('a missing bucket is BackendRefusedError (BACKEND_UNAVAILABLE, not retryable)', async () => {
+    const store = await createS3Store({ client: client!, bucket: 'idem-no-such-bucket', prefix: freshPrefix() });
+    const error = await store.claim('k').then(() => undefined, (e: unknown) => e);
+    expect(error).toBeInstanceOf(BackendRefusedError);
+    expect(error).toMatchObject({ code: 'BACKEND_UNAVAILABLE', retryable: false });
+  });
+  it('a record at fence 2^53-1 refuses the next claim', async () => expectFenceCeilingRefused(await open()));
+});
