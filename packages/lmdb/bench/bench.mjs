@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { open } from 'lmdb';
-import { serializeRecord, storageName } from '@idem/core';
+import { serializeRecord, storageName } from '@idem/core/adapter';
 import { createLmdbStore } from '@idem/lmdb';
 
 const quick = process.argv.includes('--quick');

@@ -3,23 +3,20 @@ import { join } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import {
   BackendUnavailableError,
-  claimWith,
   CorruptRecordError,
-  finishWith,
-  IdempotencyStore,
+  createStore,
   InvalidArgumentError,
-  isSweepable,
-  isExpired,
   parseRecord,
-  resolveStoreOptions,
   serializeRecord,
   type AtomicUpdate,
-  type Driver,
+  type IdempotencyStore,
+  type ScanPage,
   type StoreOptions,
-} from '@idem/core';
+  type TransactionalParts,
+  type Versioned,
+} from '@idem/core/adapter';
 
 const SCHEMA = 1;
-const SWEEP_BATCH = 512;
 
 export interface LmdbStoreOptions extends StoreOptions {
   /** Directory of the store; created if missing. Every process that shares it shares the keys. */
@@ -37,13 +34,14 @@ export async function createLmdbStore(options: LmdbStoreOptions): Promise<Idempo
   const { path, durability = 'flush', ...storeOptions } = options ?? ({} as LmdbStoreOptions);
   if (typeof path !== 'string' || path.length === 0) throw new InvalidArgumentError('path must be a non-empty directory path');
   if (durability !== 'flush' && durability !== 'commit') throw new InvalidArgumentError('durability must be "flush" or "commit"');
-  resolveStoreOptions(storeOptions); // bad options fail before the disk is touched
-  return new IdempotencyStore(await LmdbDriver.open(path, durability), storeOptions);
+  // createStore checks the store options before open runs: bad options fail before the disk is touched.
+  return createStore(storeOptions, () => LmdbDriver.open(path, durability));
 }
 
-class LmdbDriver implements Driver {
-  readonly capabilities = { nativeExpiry: false, clock: 'client', sharedAcrossProcesses: true } as const;
-  private readonly update: AtomicUpdate;
+/** The primitives core composes into a store: a transactional atomic step for claims and finishes, a key range scan for list and sweep. */
+class LmdbDriver implements TransactionalParts {
+  readonly capabilities = { nativeExpiry: false, clock: 'client' } as const;
+  readonly update: AtomicUpdate;
 
   private constructor(
     private readonly env: RootDatabase,
@@ -97,63 +95,36 @@ class LmdbDriver implements Driver {
     }
   }
 
-  claim: Driver['claim'] = (input, ctx) => claimWith(this.update, input, ctx);
-  finish: Driver['finish'] = (lease, op, retentionMs, ctx) => finishWith(this.update, lease, op, retentionMs, ctx);
-
-  async read(name: string) {
+  async read(name: string): Promise<Versioned | undefined> {
     const raw = this.records.getBinary(name);
-    return raw === undefined ? undefined : parseRecord(name, raw);
+    return raw === undefined ? undefined : { record: parseRecord(name, raw) };
   }
 
-  async list(query: Parameters<Driver['list']>[0]) {
-    const records = [];
-    for (const { key, value } of this.records.getRange(query.cursor !== undefined ? { start: query.cursor } : {})) {
-      if (records.length === query.limit) return { records, cursor: key };
-      const record = parseRecord(key, value);
-      if (query.filter(record)) records.push(record);
+  /** Keys in LMDB's (byte) order, strictly after `after`. */
+  async scan(after: string | undefined, limit: number): Promise<ScanPage> {
+    const names: string[] = [];
+    for (const key of this.records.getKeys({ ...(after !== undefined ? { start: after } : {}), limit: limit + 1 })) {
+      if (key !== after) names.push(key);
+      if (names.length === limit) break;
     }
-    return { records };
+    const last = names.at(-1);
+    return { entries: names.map((name) => ({ name })), ...(names.length === limit && last !== undefined ? { next: last } : {}) };
   }
 
-  async sweep(ctx: Parameters<Driver['sweep']>[0]) {
-    const counts = { expired: 0, deadLeases: 0 };
-    let batch: string[] = [];
-    const flush = async () => {
-      const names = batch;
-      batch = [];
-      // Re-check inside the transaction: a record may have been renewed or reclaimed since it was scanned.
-      await this.turn.run(() => this.records.transaction(() => {
-        const now = ctx.now();
-        for (const name of names) {
-          const raw = this.records.getBinary(name);
-          if (raw === undefined) continue;
-          const record = parseRecord(name, raw);
-          if (!isSweepable(record, now)) continue;
-          this.records.removeSync(name);
-          if (isExpired(record, now)) counts.expired++;
-          else counts.deadLeases++;
-        }
-      }));
-    };
-    const now = ctx.now();
-    for (const { key, value } of this.records.getRange()) {
-      let sweepable: boolean;
-      try {
-        sweepable = isSweepable(parseRecord(key, value), now);
-      } catch (error) {
-        // Corrupt records are left for a human: sweep never deletes what it cannot read.
-        if (error instanceof CorruptRecordError) continue;
-        throw error;
-      }
-      if (sweepable) batch.push(key);
-      if (batch.length >= SWEEP_BATCH) await flush();
-    }
-    if (batch.length > 0) await flush();
-    return counts;
-  }
-
-  async remove(name: string) {
-    return this.turn.run(() => this.records.transaction(() => this.records.getBinary(name) !== undefined && this.records.removeSync(name)));
+  /**
+   * One write transaction: with `expected` (sweep), removes the record only
+   * if it is still the one read (a renewal or re-claim since the scan keeps
+   * it); without, unconditionally.
+   */
+  async delete(name: string, expected?: Versioned): Promise<boolean> {
+    return this.turn.run(() =>
+      this.records.transaction(() => {
+        const raw = this.records.getBinary(name);
+        if (raw === undefined) return false;
+        if (expected !== undefined && !sameRecord(name, raw, expected.record)) return false;
+        return this.records.removeSync(name);
+      }),
+    );
   }
 
   async writeRaw(name: string, bytes: string | Uint8Array) {
@@ -162,6 +133,17 @@ class LmdbDriver implements Driver {
 
   async close() {
     await this.env.close();
+  }
+}
+
+/** Whether stored bytes still hold `record` (compared parsed, so formatting does not matter). */
+function sameRecord(name: string, raw: Buffer, record: Versioned['record']): boolean {
+  try {
+    return serializeRecord(parseRecord(name, raw)) === serializeRecord(record);
+  } catch (error) {
+    // Turned corrupt since the scan read it: not the record read, so not removed.
+    if (error instanceof CorruptRecordError) return false;
+    throw error;
   }
 }
 
