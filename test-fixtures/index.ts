@@ -44,3 +44,4 @@ export async function findServer(spec: ServerSpec): Promise<Record<string, strin
 export function tempDir(prefix = 'idem-test-'): string {
   return mkdtempSync(join(process.env.IDEM_TEST_TMP ?? tmpdir(), prefix));
 }
+export { expectFenceCeilingRefused, expectListNamesCorrupt } from './store-checks.js';

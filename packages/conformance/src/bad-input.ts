@@ -41,9 +41,40 @@ export const BAD_DURATIONS: ReadonlyArray<readonly [string, unknown]> = [
   ['unsafe integer', 2 ** 53],
 ];
 
-/** Results that cannot be stored as JSON. */
+/**
+ * Lease durations refused (INVALID_ARGUMENT) on top of BAD_DURATIONS: a
+ * lease is at least 100 ms (MIN_LEASE_MS), since a shorter one cannot be held.
+ */
+export const BAD_LEASES: ReadonlyArray<readonly [string, unknown]> = [
+  ['1 ms', 1],
+  ['99 ms', 99],
+];
+
+class Point {
+  x = 1;
+}
+const circular: Record<string, unknown> = {};
+circular.self = circular;
+
+/**
+ * Results refused with INVALID_ARGUMENT before any I/O: anything JSON
+ * cannot store, or would give back as something else (a duplicate must get
+ * exactly what the first run returned).
+ */
 export const BAD_RESULTS: ReadonlyArray<readonly [string, unknown]> = [
   ['BigInt', 1n],
   ['function', () => 1],
   ['symbol', Symbol('x')],
+  ['NaN', Number.NaN],
+  ['Infinity in an object', { a: Number.POSITIVE_INFINITY }],
+  ['undefined, a function and a symbol in an array', [undefined, () => 1, Symbol('x')]],
+  ['Map', new Map([['a', 1]])],
+  ['Set', new Set([1])],
+  ['an undefined property', { a: 1, b: undefined }],
+  ['-0', -0],
+  ['Date', new Date(0)],
+  ['an integer beyond 2^53-1', 2 ** 53 + 2],
+  ['class instance', new Point()],
+  ['sparse array', Object.assign(new Array(3), { 0: 1, 2: 3 })],
+  ['circular', circular],
 ];

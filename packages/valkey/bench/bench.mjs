@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
-import { serializeRecord } from '@idem/core';
+import { serializeRecord } from '@idem/core/adapter';
 import { createValkeyStore } from '@idem/valkey';
 
 const quick = process.argv.includes('--quick');

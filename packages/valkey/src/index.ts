@@ -23,7 +23,7 @@ import {
   type ListPage,
   type ListQuery,
   type StoreOptions,
-} from '@idem/core';
+} from '@idem/core/adapter';
 import { CLAIM_LUA, FINISH_LUA, READ_LUA, REMOVE_LUA } from './lua.js';
 
 type Arg = string | number | Buffer;
@@ -88,7 +88,7 @@ export async function createValkeyStore(options: ValkeyStoreOptions): Promise<Id
   if (typeof prefix !== 'string' || /[{}]/.test(prefix)) throw new InvalidArgumentError('prefix must be a string without { or } (the store sets hash tags itself)');
   validateDuration('lingerMs', lingerMs);
   validateDuration('timeoutMs', timeoutMs);
-  resolveStoreOptions(storeOptions); // bad options fail before any connection is made
+  const resolved = resolveStoreOptions(storeOptions); // bad options fail before any connection is made
   if (client !== undefined) {
     if (typeof client !== 'object' || client === null || typeof client.call !== 'function') throw new InvalidArgumentError('client must be an ioredis-compatible Redis or Cluster');
     // ioredis prefixes command keys but not SCAN results: list would then read the wrong keys.
@@ -99,7 +99,7 @@ export async function createValkeyStore(options: ValkeyStoreOptions): Promise<Id
   // queues commands while it (re)discovers its nodes, and a caller's client may queue for a minute.
   const selfBounded = owned !== undefined && url !== undefined;
   const driver = new ValkeyDriver(client ?? owned!, owned !== undefined, selfBounded, { prefix, lingerMs, timeoutMs });
-  return new IdempotencyStore(driver, storeOptions);
+  return new IdempotencyStore(driver, resolved);
 }
 
 function openClient(url: string | undefined, cluster: string[] | undefined, timeoutMs: number): ValkeyClient {
@@ -212,8 +212,9 @@ class ValkeyDriver implements Driver {
     }
   }
 
-  async finish(lease: Lease, op: FinishOp, retentionMs: number): Promise<FinishValue> {
+  async finish(lease: Lease, op: FinishOp): Promise<FinishValue> {
     const rk = this.recordKey(lease.name);
+    const retentionMs = op.op === 'complete' || op.op === 'fail' ? op.retentionMs : 0; // only a finish starts retention
     const payload = op.op === 'complete' && op.result !== undefined ? JSON.stringify(op.result) : op.op === 'fail' && op.error !== undefined ? JSON.stringify(op.error) : '';
     const reply = await this.script(FINISH_LUA, this.finishSha, rk, [op.op, lease.runId, lease.fence, op.op === 'renew' ? op.leaseMs : 0, retentionMs, this.s.lingerMs, payload]);
     if (typeof reply === 'number') throw new BackendUnavailableError(`unexpected finish reply ${reply}`);
