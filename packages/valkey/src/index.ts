@@ -15,6 +15,7 @@ import {
   validateDuration,
   type ClaimInput,
   type ClaimOutcome,
+  type CorruptEntry,
   type Driver,
   type FinishOp,
   type FinishValue,
@@ -257,21 +258,32 @@ class ValkeyDriver implements Driver {
     let [node, scanCursor, skip, digest] = decodeCursor(query.cursor);
     const pattern = `${globEscape(this.s.prefix)}{*}`;
     const records: IdemRecord[] = [];
+    const corrupt: CorruptEntry[] = [];
+    const page = (cursor?: string): ListPage => ({ records, ...(corrupt.length > 0 ? { corrupt } : {}), ...(cursor !== undefined ? { cursor } : {}) });
     while (node < nodes.length) {
       const [next, unsorted] = (await this.op(() => nodes[node]!.call('SCAN', scanCursor, 'MATCH', pattern, 'COUNT', SCAN_COUNT))) as [string, string[]];
       const keys = unsorted.sort();
       const batch = batchDigest(keys);
       const from = batch === digest ? skip : 0;
-      const found = await Promise.all(keys.slice(from).map((k) => this.readKey(k)));
+      // A corrupt record is named (by its storage name) and the listing goes on: one hides no other.
+      const found = await Promise.all(
+        keys.slice(from).map((k) =>
+          this.readKey(k).catch((error: unknown) => {
+            if (!(error instanceof CorruptRecordError)) throw error;
+            return { name: k.slice(this.s.prefix.length + 1, -1), reason: error.message };
+          }),
+        ),
+      );
       for (const [i, record] of found.entries()) {
-        if (records.length === query.limit) return { records, cursor: `${node}:${scanCursor}:${from + i}:${batch}` };
-        if (record !== undefined && query.filter(record)) records.push(record);
+        if (records.length === query.limit) return page(`${node}:${scanCursor}:${from + i}:${batch}`);
+        if (record !== undefined && 'reason' in record) corrupt.push(record);
+        else if (record !== undefined && query.filter(record)) records.push(record);
       }
       digest = '';
       if (next === '0') [node, scanCursor] = [node + 1, '0'];
       else scanCursor = next;
     }
-    return { records };
+    return page();
   }
 
   /** Never called (nativeExpiry): Valkey removes records when their PX runs out. */
