@@ -16,6 +16,7 @@ import {
   createStore,
   IdemError,
   InvalidArgumentError,
+  MAX_TIMER_MS,
   parseRecord,
   serverClockOption,
   type CasParts,
@@ -63,7 +64,10 @@ export async function createS3Store(options: S3StoreOptions): Promise<Idempotenc
   if (typeof prefix !== 'string' || prefix.length > 512 || prefix.startsWith('/')) {
     throw new InvalidArgumentError('prefix must be a string of at most 512 characters, not starting with "/"');
   }
-  if (!Number.isSafeInteger(requestTimeoutMs) || requestTimeoutMs <= 0) throw new InvalidArgumentError('requestTimeoutMs must be a positive integer');
+  // Above 2^31-1 ms Node's timers fire at once: every request would be aborted.
+  if (!Number.isSafeInteger(requestTimeoutMs) || requestTimeoutMs <= 0 || requestTimeoutMs > MAX_TIMER_MS) {
+    throw new InvalidArgumentError(`requestTimeoutMs must be a whole number of milliseconds in 1..${MAX_TIMER_MS}`);
+  }
   const clock = serverClockOption(serverClock, storeOptions.clock);
   // createStore checks the store options before the driver exists: no request is made with bad ones.
   return createStore(clock ? { ...storeOptions, clock: clock.now } : storeOptions, () => new S3Driver(client, bucket, prefix, requestTimeoutMs, clock));

@@ -16,5 +16,9 @@ describe.skipIf(env === undefined)('@idem/s3: list, sweep and fences through cor
     expect(error).toBeInstanceOf(BackendRefusedError);
     expect(error).toMatchObject({ code: 'BACKEND_UNAVAILABLE', retryable: false });
   });
+  it('a requestTimeoutMs Node cannot time (over 2^31-1 ms) is refused, not turned into instant aborts', async () => {
+    const error = await createS3Store({ client: client!, bucket: env!.IDEM_TEST_S3_BUCKET, requestTimeoutMs: 2 ** 31 }).then(() => undefined, (e: unknown) => e);
+    expect(error).toMatchObject({ code: 'INVALID_ARGUMENT' });
+  });
   it('a record at fence 2^53-1 refuses the next claim', async () => expectFenceCeilingRefused(await open()));
 });
