@@ -33,6 +33,13 @@ export function parse(url: string): ValkeyUrlConfig {
   }
   if (!/^\/\//.test(url.slice(u.protocol.length))) throw storeUrlError(url, 'write redis://host:port (with "//")');
   if (u.hostname === '') throw storeUrlError(url, 'a host is required, e.g. redis://127.0.0.1:6379');
+  try {
+    decodeURIComponent(u.username);
+    decodeURIComponent(u.password);
+  } catch (error) {
+    if (!(error instanceof URIError)) throw error;
+    throw storeUrlError(url, 'bad percent-encoding in the user name or password (write "%" as %25)');
+  }
   if (u.hash !== '') throw storeUrlError(url, 'a #fragment has no meaning here (percent-encode "#" in a password as %23)');
   const path = u.pathname.replace(/^\//, '');
   if (path !== '' && !/^(0|[1-9]\d{0,9})$/.test(path)) {
