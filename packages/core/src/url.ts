@@ -191,7 +191,9 @@ function isNotFound(error: unknown, pkg: string): boolean {
   const code = (error as { code?: unknown } | null)?.code;
   if (code !== 'ERR_MODULE_NOT_FOUND' && code !== 'ERR_PACKAGE_PATH_NOT_EXPORTED') return false;
   const message = error instanceof Error ? error.message : '';
-  return message.includes(`'${pkg}'`) || message.includes(`'${pkg}/url'`) || message.includes(`${pkg}/package.json`) || message.includes(`/${pkg}/`);
+  // "Cannot find package '@idem/x'", or an older @idem/x without the ./url export; a
+  // module missing INSIDE the package names another specifier and is rethrown.
+  return message.includes(`'${pkg}'`) || message.includes(`'${pkg}/url'`) || message.includes(`${pkg}/package.json`);
 }
 
 /**
@@ -210,7 +212,7 @@ export async function loadOptional<T>(scheme: string, install: string, load: () 
 
 /** An INVALID_STORE_URL error for handlers: the URL is shown redacted; `why` must not quote secret parts. */
 export function storeUrlError(url: string, why: string): InvalidStoreUrlError {
-  return new InvalidStoreUrlError(scrub(`store URL ${JSON.stringify(redactStoreUrl(url))}: ${why}`, url));
+  return new InvalidStoreUrlError(scrubUrlSecrets(`store URL ${JSON.stringify(redactStoreUrl(url))}: ${why}`, url));
 }
 
 /** Quotes a piece of a URL for an error message, unless it could carry a credential. */
@@ -343,7 +345,7 @@ function secretParts(url: string): string[] {
 }
 
 /** `text` with every possibly secret part of `url` replaced by ***. */
-export function scrub(text: string, url: string): string {
+export function scrubUrlSecrets(text: string, url: string): string {
   let out = text;
   for (const part of secretParts(url)) out = out.split(part).join('***');
   return out;
@@ -351,12 +353,12 @@ export function scrub(text: string, url: string): string {
 
 /** Removes secrets of `url` from an error's message and stack; drops causes that may quote the URL. */
 function scrubError(error: unknown, url: string): unknown {
-  if (!(error instanceof Error)) return new InvalidStoreUrlError(scrub(String(error), url));
-  const message = scrub(error.message, url);
+  if (!(error instanceof Error)) return new InvalidStoreUrlError(scrubUrlSecrets(String(error), url));
+  const message = scrubUrlSecrets(error.message, url);
   if (message !== error.message) {
     try {
       error.message = message;
-      if (typeof error.stack === 'string') error.stack = scrub(error.stack, url);
+      if (typeof error.stack === 'string') error.stack = scrubUrlSecrets(error.stack, url);
     } catch (cause) {
       // A frozen error cannot be cleaned: replace it, keeping the code.
       const code = (error as { code?: unknown }).code;
