@@ -67,7 +67,7 @@ export async function runCommand(argv: string[], env: Env): Promise<number> {
   const command = sep === -1 ? [] : argv.slice(sep + 1);
   // All validation happens here, before the store is opened.
   const key = keyOf('run', values.key, env);
-  const spec = storeOf(values.store, env);
+  const spec = await storeOf(values.store, env);
   const leaseMs = duration('lease', values.lease, '5m');
   const retentionMs = duration('retention', values.retention, '30d');
   const dedupOn = oneOf('dedup-on', values['dedup-on'], ['success', 'any'], 'success');
