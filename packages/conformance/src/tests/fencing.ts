@@ -43,6 +43,20 @@ export function fencingTests(s: Suite): void {
       expect((await store.complete(second, { result: 'fresh' })).result).toBe('fresh');
     });
 
+    it('after delete, a lease from before is fenced out by its runId even if the fence starts over', async () => {
+      const store = await s.open();
+      const k = s.key('deleted');
+      const before = expectLease(await store.claim(k, { runId: 'before' }));
+      expect(await store.delete(k)).toBe(true);
+      const after = expectLease(await store.claim(k, { runId: 'after' }));
+      const stored = await store.get(k);
+      for (const act of [() => store.complete(before, { result: 'stale' }), () => store.fail(before), () => store.renew(before, 60_000)]) {
+        await expectCode(act, 'LEASE_LOST');
+        expect(await store.get(k)).toEqual(stored);
+      }
+      expect((await store.complete(after, { result: 'fresh' })).result).toBe('fresh');
+    });
+
     it('a late finish succeeds when nobody took over', async () => {
       const t = await s.timed();
       for (const finish of ['complete', 'fail', 'renew'] as const) {

@@ -2,7 +2,7 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { runOnce } from '@idem/core';
+import { IdemError, runOnce } from '@idem/core';
 import type { Suite } from '../context.js';
 import { expectLease, sleep, TestClock } from '../testing.js';
 
@@ -40,6 +40,33 @@ export function raceTests(s: Suite): void {
       expect(expectLease(winners[0]!).fence).toBeGreaterThan(first.fence);
     });
 
+    it('a finish racing a takeover: the finish lands first or is refused, never both', async () => {
+      const t = await s.timed();
+      const keys = Array.from({ length: 16 }, (_, i) => s.key(`finish-race-${i}`));
+      const leases = await Promise.all(keys.map(async (k) => expectLease(await t.store.claim(k, { runId: 'old', leaseMs: t.leaseMs }))));
+      await t.pass(t.leaseMs * 1.5);
+      await Promise.all(
+        keys.map(async (k, i) => {
+          const [finished, taken] = await Promise.all([
+            t.store.complete(leases[i]!, { result: 'old' }).then(
+              () => 'completed',
+              (error: unknown) => (error instanceof IdemError ? error.code : Promise.reject(error)),
+            ),
+            t.store.claim(k, { runId: 'new', leaseMs: 60_000 }),
+          ]);
+          const stored = await t.store.get(k);
+          if (taken.outcome === 'adopted' || taken.outcome === 'acquired') {
+            expect(finished, k).toBe('LEASE_LOST');
+            expect(stored).toMatchObject({ runId: 'new', status: 'in_flight', fence: taken.lease.fence });
+          } else {
+            expect(taken.outcome, k).toBe('completed');
+            expect(finished, k).toBe('completed');
+            expect(stored).toMatchObject({ runId: 'old', status: 'succeeded', result: 'old' });
+          }
+        }),
+      );
+    });
+
     it('4 handles on one store, 16 claimers each, over free and dead keys: one winner per key', async (ctx) => {
       if (!s.openShared) ctx.skip(); // the adapter offers no createSharedStores
       const clock = new TestClock();
@@ -67,7 +94,8 @@ export function raceTests(s: Suite): void {
       if (!probe.capabilities.sharedAcrossProcesses) ctx.skip(); // declared: the store lives in one process
       const { module, options } = s.opts.processes!;
       const shared = await options();
-      const worker = fileURLToPath(new URL('../worker.js', import.meta.url));
+      // From dist/ the compiled worker; from src/ (the suite's own tests) the source, run by Node's type stripping.
+      const worker = fileURLToPath(new URL(import.meta.url.endsWith('.ts') ? '../worker.ts' : '../worker.js', import.meta.url));
       const keys = 200;
       const startAt = Date.now() + 1500;
       const results = await Promise.all(Array.from({ length: 4 }, (_, i) => runWorker(worker, { module, options: shared, keys, startAt, worker: i })));
