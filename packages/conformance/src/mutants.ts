@@ -214,7 +214,14 @@ export const MUTANTS: readonly Mutant[] = [
       override async sweep(ctx: DriverContext): Promise<SweepCounts> {
         const now = ctx.now();
         const doomed = [...this.backend.keys()].flatMap((name) => {
-          const r = this.load(name);
+          let r: IdemRecord | undefined;
+          try {
+            r = this.load(name);
+          } catch (error) {
+            // Corrupt records left alone, as they should be: this mutant's mistake is elsewhere.
+            if (error instanceof CorruptRecordError) return [];
+            throw error;
+          }
           return r && isSweepable(r, now) ? [[name, r] as const] : [];
         });
         await roundTrip();
@@ -373,6 +380,11 @@ export const MUTANTS: readonly Mutant[] = [
         const { expiresAt: _e, ...kept } = c;
         return decideClaim(kept, i, now, skew);
       };
+    })(b),
+  ),
+  mutant('expiry-boundary-exclusive', 'retention', 'a claim counts a record as past retention only after expiresAt, not at it', (b) =>
+    new (class extends Base {
+      protected override decideClaim: ClaimDecision = (c, i, now, skew) => decideClaim(c?.expiresAt === now ? { ...c, expiresAt: now + 1 } : c, i, now, skew);
     })(b),
   ),
   mutant('retention-from-claim', 'retention', 'expiresAt counted from claimedAt instead of completion', (b) =>
@@ -580,6 +592,21 @@ export const MUTANTS: readonly Mutant[] = [
       }
     })(b),
   ),
+  mutant('list-offset-cursor', 'listing', 'the cursor is an offset into the sorted names: a deletion meanwhile skips a record', (b) =>
+    new (class extends Base {
+      override async list(q: ListQuery): Promise<ListPage> {
+        const names = [...this.backend.keys()].sort();
+        const from = q.cursor === undefined ? 0 : Number(q.cursor);
+        const records: IdemRecord[] = [];
+        for (let at = from; at < names.length; at++) {
+          if (records.length === q.limit) return { records, cursor: String(at) };
+          const r = this.load(names[at]!);
+          if (r && q.filter(r)) records.push(r);
+        }
+        return { records };
+      }
+    })(b),
+  ),
   mutant('list-ignores-filter', 'listing', "list ignores core's filter (status, expiry)", (b) =>
     new (class extends Base {
       override async list(q: ListQuery, ctx: DriverContext) {
@@ -639,6 +666,22 @@ export const MUTANTS: readonly Mutant[] = [
           }
         }
         return (await this.update(input.name, (c) => decideClaim(c, input, ctx.now(), ctx.clockSkewMs))).value;
+      };
+    })(b),
+  ),
+  mutant('finish-over-corrupt', 'corrupt', "a finish that cannot read the record writes over it on the lease's word", (b) =>
+    new (class extends Base {
+      override finish: Driver['finish'] = async (lease, op, retentionMs, ctx) => {
+        try {
+          this.load(lease.name);
+        } catch (error) {
+          // The mistake under test: decide on the lease's copy of the record.
+          if (!(error instanceof CorruptRecordError)) throw error;
+          const decided = decideFinish(lease.record, lease, op, ctx.now(), retentionMs);
+          if (decided.write !== undefined) this.backend.set(lease.name, serializeRecord(decided.write));
+          return decided.value;
+        }
+        return (await this.update(lease.name, (c) => decideFinish(c, lease, op, ctx.now(), retentionMs))).value;
       };
     })(b),
   ),

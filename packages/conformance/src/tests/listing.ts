@@ -5,8 +5,7 @@ import type { Suite } from '../context.js';
 import { expectLease } from '../testing.js';
 
 /** Every page of a listing, keys only; fails if it does not end within maxPages. */
-async function listAll(store: IdempotencyStore, options: ListOptions, maxPages: number, between?: (page: number) => Promise<void>) {
-  const keys: string[] = [];
+async function listAll(store: IdempotencyStore, options: ListOptions, maxPages: number, between?: (page: number) => Promise<void>, keys: string[] = []) {
   let cursor: string | undefined;
   for (let page = 0; page < maxPages; page++) {
     const got = await store.list({ ...options, ...(cursor !== undefined ? { cursor } : {}) });
@@ -54,14 +53,19 @@ export function listingTests(s: Suite): void {
     it('every record present for the whole listing appears, while others come and go, and the listing ends', async () => {
       const store = await s.open();
       const stable = Array.from({ length: 15 }, (_, i) => s.key(`stable-${i}`));
-      const churn = Array.from({ length: 6 }, (_, i) => s.key(`churn-${i}`));
+      const churn = new Set(Array.from({ length: 10 }, (_, i) => s.key(`churn-${i}`)));
       for (const k of [...stable, ...churn]) await store.claim(k, { leaseMs: 60_000 });
+      const seen: string[] = [];
       let added = 0;
-      const seen = await listAll(store, { limit: 2 }, 60, async (page) => {
-        // Between pages: one record goes, another comes.
-        if (page < churn.length) await store.delete(churn[page]!);
+      const listed = await listAll(store, { limit: 2 }, 60, async () => {
+        // Between pages: records already listed go (shifting any offset), new ones come.
+        for (const k of seen.filter((k) => churn.has(k)).slice(0, 2)) {
+          churn.delete(k);
+          await store.delete(k);
+        }
         await store.claim(s.key(`added-${added++}`), { leaseMs: 60_000 });
-      });
+      }, seen);
+      expect(listed).toBe(seen);
       for (const k of stable) expect(seen).toContain(k);
     });
 
