@@ -53,8 +53,9 @@ export function recordTests(s: Suite): void {
       const renewed = await t.store.renew(owner, renewMs);
       const afterRenew = await t.store.get(k);
       expect(afterRenew).toEqual({ ...claimed, leaseExpiresAt: afterRenew!.leaseExpiresAt });
+      // From the renewal's instant (a quarter of the owner's lease after the claim), by the renewer's lease.
       if (t.client) expect(afterRenew!.leaseExpiresAt).toBe(t.clock.now() + renewMs);
-      else expect(afterRenew!.leaseExpiresAt).toBeGreaterThan(claimed!.leaseExpiresAt!);
+      else expect(afterRenew!.leaseExpiresAt).toBeGreaterThanOrEqual(claimed!.claimedAt + ownerMs / 4 + renewMs);
       await held(t, k, renewed, afterRenew);
 
       // Adopt after the renewed lease died: by the claimant's lease, one more fence and attempt.
@@ -64,7 +65,8 @@ export function recordTests(s: Suite): void {
       const afterAdopt = await t.store.get(k);
       if (adopted.outcome === 'adopted') {
         expect(adopted.previous).toEqual(afterRenew);
-        expect(afterAdopt).toMatchObject({ fence: owner.fence + 1, attempt: 2 });
+        expect(afterAdopt).toMatchObject({ attempt: 2 });
+        expect(afterAdopt!.fence).toBeGreaterThan(owner.fence); // only growth is specified (Valkey's fences follow its clock)
       } else {
         // Only where native expiry removed the dead claim first; the fence still grows.
         expect(t.store.capabilities.nativeExpiry).toBe(true);
@@ -79,7 +81,8 @@ export function recordTests(s: Suite): void {
       await t.pass(10);
       const forced = expectLease(await t.store.claim(k, { runId: 'operator', force: true, leaseMs: forceMs }));
       const afterForce = await t.store.get(k);
-      expect(afterForce).toMatchObject({ status: 'in_flight', runId: 'operator', fence: afterAdopt!.fence + 1, attempt: afterAdopt!.attempt + 1 });
+      expect(afterForce).toMatchObject({ status: 'in_flight', runId: 'operator', attempt: afterAdopt!.attempt + 1 });
+      expect(afterForce!.fence).toBeGreaterThan(afterAdopt!.fence);
       expect(afterForce!.leaseExpiresAt! - afterForce!.claimedAt).toBe(forceMs);
       at(t, afterForce!.claimedAt);
       await held(t, k, forced, afterForce);
@@ -125,11 +128,12 @@ export function recordTests(s: Suite): void {
         key: k,
         status: 'in_flight',
         runId: 'r2',
-        fence: first.fence + 1,
+        fence: reclaimed!.fence,
         attempt: 2,
         claimedAt: reclaimed!.claimedAt,
         leaseExpiresAt: reclaimed!.claimedAt + t.leaseMs * 2,
       });
+      expect(reclaimed!.fence).toBeGreaterThan(first.fence);
       at(t, reclaimed!.claimedAt);
       await held(t, k, lease, reclaimed);
     });
