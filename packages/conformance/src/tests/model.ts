@@ -338,11 +338,11 @@ export function modelTests(s: Suite): void {
         },
       );
       try {
-        await fc.assert(property, { seed, numRuns, ...(path ? { path, endOnFailure: true } : {}) });
+        await fc.assert(property, { seed, numRuns, includeErrorInReport: true, ...(path ? { path, endOnFailure: true } : {}) });
       } catch (error) {
         const text = error instanceof Error ? error.message : String(error);
         const found = /seed: (-?\d+), path: "([^"]*)"/.exec(text);
-        const replay = /replayPath: "([^"]*)"/.exec(text);
+        const replay = /replayPath="([^"]*)"/.exec(text);
         throw new Error(
           `model-based test failed on ${s.opts.name}; replay with IDEM_MODEL_SEED=${found?.[1] ?? seed}` +
             (found ? ` IDEM_MODEL_PATH=${found[2]}` : '') +
