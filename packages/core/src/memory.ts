@@ -6,7 +6,8 @@
 import { claimWith, finishWith, type AtomicUpdate } from './atomic.js';
 import type { Capabilities, Driver, DriverContext, ListPage, ListQuery, SweepCounts } from './driver.js';
 import { CorruptRecordError, InvalidArgumentError } from './errors.js';
-import { isExpired, isSweepable, parseRecord, serializeRecord, type IdemRecord } from './record.js';
+import { isSweepable } from './decide.js';
+import { isExpired, parseRecord, serializeRecord, type IdemRecord } from './record.js';
 import { IdempotencyStore, type StoreOptions } from './store.js';
 
 /** What a backend holds: storage name → stored bytes. Bytes, not objects, so that corrupt records can exist as they do on disk. */
