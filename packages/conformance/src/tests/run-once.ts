@@ -70,16 +70,21 @@ export function runOnceTests(s: Suite): void {
     it('onInFlight "wait" waits for the owner and reuses its result; "throw" raises IN_FLIGHT', async () => {
       const store = await s.open();
       const k = s.key('run-wait');
+      // The owner finishes when the test says so, not after a sleep a loaded machine could outlast.
+      let finish!: () => void;
+      const gate = new Promise<void>((resolve) => (finish = resolve));
       const owner = runOnce(store, k, async () => {
-        await sleep(300);
+        await gate;
         return 'from-owner';
       });
-      await sleep(50);
+      while ((await store.get(k)) === undefined) await sleep(10);
       await expectCode(runOnce(store, k, () => 'x', { onInFlight: 'throw' }), 'IN_FLIGHT');
       const skipped = await runOnce(store, k, () => 'x');
       expect(skipped.status).toBe('in_flight');
-      const waited = await runOnce(store, k, () => 'must not run', { onInFlight: 'wait' });
-      expect(waited).toMatchObject({ status: 'completed', result: 'from-owner' });
+      const waiting = runOnce(store, k, () => 'must not run', { onInFlight: 'wait' });
+      await sleep(50);
+      finish();
+      expect(await waiting).toMatchObject({ status: 'completed', result: 'from-owner' });
       await owner;
     });
   });
