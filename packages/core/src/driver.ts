@@ -9,6 +9,8 @@ export interface Capabilities {
   nativeExpiry: boolean;
   /** 'client': leases and retention are judged with the store's injectable clock. 'server': with the backend's. */
   clock: 'client' | 'server';
+  /** Several OS processes may share one store (a path, a server, a bucket); the suite's multi-process race runs only then. */
+  sharedAcrossProcesses: boolean;
 }
 
 /** Policy the store hands to every driver call. */

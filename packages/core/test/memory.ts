@@ -21,7 +21,7 @@ export class MemoryBackend {
 
   private common() {
     return {
-      capabilities: { nativeExpiry: false, clock: 'client' } as const,
+      capabilities: { nativeExpiry: false, clock: 'client', sharedAcrossProcesses: false } as const,
       concurrency: 4,
       read: async (name: string): Promise<Versioned | undefined> => {
         this.count('read');

@@ -110,7 +110,7 @@ const READ_BACKOFF_MS = 100;
 
 /** The primitives core composes into a store: conditional writes for claims and finishes, a name scan for list and sweep. */
 class GcsDriver implements CasParts {
-  readonly capabilities = { nativeExpiry: false, clock: 'client' } as const;
+  readonly capabilities = { nativeExpiry: false, clock: 'client', sharedAcrossProcesses: true } as const;
   readonly concurrency = READ_CONCURRENCY;
 
   constructor(

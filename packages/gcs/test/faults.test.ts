@@ -4,8 +4,8 @@
 // requests and injects the faults.
 import type { Storage } from '@google-cloud/storage';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { TestClock } from '@idem/conformance';
-import { BackendRefusedError, IdemError, storageName, type ClaimOutcome, type IdempotencyStore, type Lease } from '@idem/core';
+import { expectIdemError as failure, expectLease as leaseOf, TestClock } from '@idem/conformance/testing';
+import { BackendRefusedError, storageName, type IdempotencyStore } from '@idem/core';
 import { createGcsStore, type GcsStoreOptions } from '../src/index.js';
 import { FaultProxy, type Reply, type Seen } from './fault-proxy.js';
 import { server, testStorage, uniquePrefix } from './server.js';
@@ -18,20 +18,6 @@ const FAST_RETRIES = { maxRetries: 1, retryDelayMultiplier: 1, maxRetryDelay: 1 
 const UPLOAD = `POST /upload/storage/v1/b/${bucketName}/o`;
 const isUpload = (s: Seen) => s.method === 'POST' && s.url.startsWith('/upload/');
 const objectPath = (prefix: string, key: string) => `/storage/v1/b/${bucketName}/o/${encodeURIComponent(prefix + storageName(key))}`;
-
-function leaseOf(got: ClaimOutcome): Lease {
-  if (got.outcome !== 'acquired' && got.outcome !== 'adopted') throw new Error(`expected a lease, got ${got.outcome}`);
-  return got.lease;
-}
-
-async function failure(promise: Promise<unknown>): Promise<IdemError> {
-  const error = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(error).toBeInstanceOf(IdemError);
-  return error as IdemError;
-}
 
 describe.skipIf(!server)('gcs adapter: requests and faults (via a fault-injecting proxy)', () => {
   let proxy: FaultProxy;

@@ -1,5 +1,6 @@
 // Locates the GCS test server and builds clients for it.
 import { Storage, type StorageOptions } from '@google-cloud/storage';
+import { uniqueName } from '@idem/conformance/testing';
 import { findServer } from '@idem/test-fixtures';
 import { newStorage } from '../src/url.js';
 
@@ -33,5 +34,5 @@ export function testStorage(apiEndpoint: string, options: StorageOptions = {}): 
 
 /** A prefix no other store uses: isolates stores sharing the bucket. */
 export function uniquePrefix(label = 'test'): string {
-  return `idem-${label}/${process.pid}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}/`;
+  return `idem-${label}/${uniqueName('gcs')}/`;
 }

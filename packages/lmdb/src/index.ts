@@ -40,7 +40,7 @@ export async function createLmdbStore(options: LmdbStoreOptions): Promise<Idempo
 
 /** The primitives core composes into a store: a transactional atomic step for claims and finishes, a key range scan for list and sweep. */
 class LmdbDriver implements TransactionalParts {
-  readonly capabilities = { nativeExpiry: false, clock: 'client' } as const;
+  readonly capabilities = { nativeExpiry: false, clock: 'client', sharedAcrossProcesses: true } as const;
   readonly update: AtomicUpdate;
 
   private constructor(

@@ -103,7 +103,7 @@ export function s3Failure(error: unknown, what: string): IdemError {
 
 /** The primitives core composes into a store: conditional PUTs for claims and finishes, a key scan for list and sweep. */
 class S3Driver implements CasParts {
-  readonly capabilities = { nativeExpiry: false, clock: 'client' } as const;
+  readonly capabilities = { nativeExpiry: false, clock: 'client', sharedAcrossProcesses: true } as const;
   readonly concurrency = READ_BATCH;
 
   constructor(

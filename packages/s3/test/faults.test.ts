@@ -3,27 +3,13 @@
 // Network faults are injected by an HTTP handler around the SDK's own.
 import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-sdk/client-s3';
 import { describe, expect, it } from 'vitest';
-import { TestClock } from '@idem/conformance';
-import { IdemError, sha256Hex, type ClaimOutcome, type IdempotencyStore, type Lease, type StoreOptions } from '@idem/core';
+import { expectIdemError as failure, expectLease as leaseOf, TestClock } from '@idem/conformance/testing';
+import { sha256Hex, type IdempotencyStore, type StoreOptions } from '@idem/core';
 import { createS3Store } from '../src/index.js';
 import { defaultHandler, FaultHandler } from './fault-handler.js';
 import { findS3, freshPrefix, testClient } from './server.js';
 
 const env = await findS3();
-
-async function failure(promise: Promise<unknown>): Promise<IdemError> {
-  const error = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(error).toBeInstanceOf(IdemError);
-  return error as IdemError;
-}
-
-function leaseOf(got: ClaimOutcome): Lease {
-  if (got.outcome !== 'acquired' && got.outcome !== 'adopted') throw new Error(`expected a lease, got ${got.outcome}`);
-  return got.lease;
-}
 
 describe.skipIf(!env)('s3 faults (MinIO)', () => {
   const bucket = env?.IDEM_TEST_S3_BUCKET ?? '';

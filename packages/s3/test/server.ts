@@ -1,6 +1,7 @@
 // Where the s3 tests find MinIO: the env written by scripts/servers/minio.sh,
 // else a testcontainers MinIO where Docker is available, else a loud skip (a failure under CI=true).
 import { CreateBucketCommand, S3Client, type S3ClientConfig } from '@aws-sdk/client-s3';
+import { uniqueName } from '@idem/conformance/testing';
 import { findServer, type ServerSpec } from '@idem/test-fixtures';
 
 export type S3Env = Record<'IDEM_TEST_S3_ENDPOINT' | 'IDEM_TEST_S3_ACCESS_KEY' | 'IDEM_TEST_S3_SECRET_KEY' | 'IDEM_TEST_S3_BUCKET' | 'IDEM_TEST_S3_REGION', string>;
@@ -39,6 +40,5 @@ export function testClient(env: S3Env, config: Partial<S3ClientConfig> = {}): S3
   });
 }
 
-let seq = 0;
 /** A prefix no other store of any test run shares: isolation without a bucket per store. */
-export const freshPrefix = () => `test/${process.pid}-${Date.now().toString(36)}-${seq++}/`;
+export const freshPrefix = () => `test/${uniqueName('s3')}/`;

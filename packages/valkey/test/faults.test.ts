@@ -2,28 +2,14 @@
 // restarted, slowed down, or reached through a proxy that loses replies).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
-import { IdemError, storageName, type ClaimOutcome, type IdempotencyStore, type Lease } from '@idem/core';
+import { codeOf, expectLease as leaseOf } from '@idem/conformance/testing';
+import { IdemError, storageName, type IdempotencyStore } from '@idem/core';
 import { createValkeyStore, type ValkeyStoreOptions } from '../src/index.js';
 import { calls, haveRedisServer, PrivateServer, ReplyLosingProxy, scriptRuns, watchCommands } from './private-server.js';
 import { freshPrefix } from './server.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const have = haveRedisServer();
-
-function leaseOf(got: ClaimOutcome): Lease {
-  if (got.outcome !== 'acquired' && got.outcome !== 'adopted') throw new Error(`expected a lease, got ${got.outcome}`);
-  return got.lease;
-}
-
-async function codeOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-  } catch (error) {
-    if (error instanceof IdemError) return error.code;
-    throw error;
-  }
-  return 'no error';
-}
 
 /** Retries `fn` while the backend is unavailable (a client reconnecting), up to `ms`. */
 async function whenBack<T>(fn: () => Promise<T>, ms = 15_000): Promise<T> {

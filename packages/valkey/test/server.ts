@@ -2,6 +2,7 @@
 // IDEM_TEST_REDIS_CLUSTER (comma-separated host:port of cluster masters), as
 // printed by scripts/servers/redis.sh; else a testcontainers Valkey where a
 // container runtime exists (standalone only); else a loud skip, and a failure under CI=true.
+import { uniqueName } from '@idem/conformance/testing';
 import { findServer, type ServerSpec } from '@idem/test-fixtures';
 
 // A pinned Valkey image for people with Docker (not exercised here: these machines have none).
@@ -22,6 +23,5 @@ export const CLUSTER: ServerSpec = { label: 'valkey cluster', env: ['IDEM_TEST_R
 export const findStandalone = async () => (await findServer(STANDALONE))?.IDEM_TEST_REDIS_URL;
 export const findCluster = async () => (await findServer(CLUSTER))?.IDEM_TEST_REDIS_CLUSTER?.split(',');
 
-let seq = 0;
 /** A prefix no other store of any test run shares: isolation on one server. */
-export const freshPrefix = () => `idem-test:${process.pid}-${Date.now().toString(36)}-${seq++}:`;
+export const freshPrefix = () => `idem-test:${uniqueName('valkey')}:`;

@@ -1,0 +1,3 @@
+import { registerShard } from './register.js';
+
+registerShard(1, 2);
