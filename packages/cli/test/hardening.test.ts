@@ -395,7 +395,8 @@ describe('packaging', () => {
           types: ['node'],
           typeRoots: [join(root, 'node_modules', '@types')],
         },
-        files: [...dts('cli'), join(root, 'packages', 'core', 'dist', 'report.d.ts')],
+        // errors.d.ts re-exports @idem/core/report, so core's report types are checked too.
+        files: dts('cli'),
       }),
     );
     const tsc = spawnSync(process.execPath, [join(root, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', dir], { encoding: 'utf8' });
