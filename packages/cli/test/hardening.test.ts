@@ -215,7 +215,7 @@ describe("idem's own stderr failing (issue 9 item 10)", () => {
         env: { ...process.env, NO_COLOR: '1' },
         stdio: ['ignore', 'pipe', full],
       });
-      child.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+      child.stdout!.setEncoding('utf8').on('data', (d: string) => (stdout += d));
       code = await new Promise((resolve) => child.once('close', (c) => resolve(c)));
     } finally {
       closeSync(full);
