@@ -13,8 +13,6 @@ import { CliError, EXIT, messageOf, usage } from './errors.js';
 import { clean, info, paint, printError, printHelp, printJson, quote } from './output.js';
 import type { StoreSpec } from './store-url.js';
 
-export type { RunReport, RunStatus } from '@idem/core/report';
-
 /** The command ran and did not exit 0. Its message is what the failed record stores. */
 class CommandFailed extends Error {
   constructor(
@@ -122,6 +120,8 @@ class Signals {
   /** Aborted by the first signal that arrives while no command runs. */
   readonly cancel = new AbortController();
   cancelledBy: NodeJS.Signals | undefined;
+  /** True once a cancelled run stopped waiting for the store. */
+  gaveUp = false;
   private child: ChildProcess | undefined;
 
   constructor() {
@@ -164,7 +164,10 @@ class Signals {
     const cancelled = new Promise<never>((_, reject) => {
       onAbort = () => {
         if (this.running()) return; // a forwarded signal: the command decides when the run ends
-        const timer = setTimeout(() => reject(signal.reason), STORE_GRACE_MS);
+        const timer = setTimeout(() => {
+          this.gaveUp = true;
+          reject(signal.reason);
+        }, STORE_GRACE_MS);
         timer.unref();
         work.finally(() => clearTimeout(timer)).catch(() => undefined); // settles through `work` below
       };
@@ -274,8 +277,8 @@ async function execute(plan: RunPlan, runId: string, signals: Signals, clock: Re
     return { end: { kind: 'error', error: new BackendUnavailableError(`the store failed: ${messageOf(error)}${errnoOf(error)}`, error) }, claim };
   } finally {
     const closing = store?.close().catch((error: unknown) => printError('BACKEND_UNAVAILABLE', `closing the store: ${messageOf(error)}`));
-    // A cancelled run does not wait for an unreachable store to close (the process exits right after).
-    if (!signals.cancel.signal.aborted) await closing;
+    // A run that gave up on an unanswering store does not wait for it to close (the process exits right after).
+    if (!signals.gaveUp) await closing;
   }
 }
 
