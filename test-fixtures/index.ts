@@ -44,3 +44,5 @@ export async function findServer(spec: ServerSpec): Promise<Record<string, strin
 export function tempDir(prefix = 'idem-test-'): string {
   return mkdtempSync(join(process.env.IDEM_TEST_TMP ?? tmpdir(), prefix));
 }
+
+export { SECRET, SECRET_URLS, USER } from './secret-urls.js';

@@ -49,7 +49,7 @@ export async function statusCommand(argv: string[], env: Env): Promise<number> {
   if (values.help) return help('status');
   if (positionals.length > 1) throw usage(`status: one key only, got ${positionals.length}`);
   const key = keyOf('status', positionals[0], env);
-  const spec = storeOf(values.store, env);
+  const spec = await storeOf(values.store, env);
   return withStore(spec, true, values.json ? { key, found: null, record: null } : undefined, async (store) => {
     const record = await store?.get(key);
     const now = store?.clock() ?? Date.now();
@@ -97,7 +97,7 @@ export async function listCommand(argv: string[], env: Env): Promise<number> {
   if (values.help) return help('list');
   noPositionals('list', positionals);
   const status = values.status === undefined ? undefined : oneOf('status', values.status, ['in_flight', 'succeeded', 'failed'], 'in_flight');
-  const spec = storeOf(values.store, env);
+  const spec = await storeOf(values.store, env);
   return withStore(spec, true, values.json ? { count: null, records: null } : undefined, async (store) => {
     const now = store?.clock() ?? Date.now();
     const records: ReturnType<typeof recordJson>[] = [];
@@ -119,7 +119,7 @@ export async function checkCommand(argv: string[], env: Env): Promise<number> {
   if (values.help) return help('check');
   noPositionals('check', positionals);
   const graceMs = values.grace === undefined ? 0 : duration('grace', values.grace, '0');
-  const spec = storeOf(values.store, env);
+  const spec = await storeOf(values.store, env);
   return withStore(spec, true, values.json ? { ok: false, in_flight: null, dead: null } : undefined, async (store) => {
     const now = store?.clock() ?? Date.now();
     let inFlight = 0;
@@ -145,7 +145,7 @@ export async function sweepCommand(argv: string[], env: Env): Promise<number> {
   const { values, positionals } = parseFlags('sweep', argv, { store: { type: 'string', short: 's' }, json: { type: 'boolean' } });
   if (values.help) return help('sweep');
   noPositionals('sweep', positionals);
-  const spec = storeOf(values.store, env);
+  const spec = await storeOf(values.store, env);
   return withStore(spec, true, values.json ? { expired: null, dead_leases: null, native_expiry: null } : undefined, async (store) => {
     const counts = (await store?.sweep()) ?? { expired: 0, deadLeases: 0 };
     const native = store?.capabilities.nativeExpiry ?? false;
@@ -166,7 +166,7 @@ export async function releaseCommand(argv: string[], env: Env): Promise<number> 
   if (values.help) return help('release');
   if (positionals.length > 1) throw usage(`release: one key only, got ${positionals.length}`);
   const key = keyOf('release', positionals[0], env);
-  const spec = storeOf(values.store, env);
+  const spec = await storeOf(values.store, env);
   if (!values.force) throw usage('release: --force is required: it fences out the current owner and lets the next run execute the key again');
   return withStore(spec, true, values.json ? { key, released: false, previous: null } : undefined, async (store) => {
     const before = await store?.get(key);

@@ -44,7 +44,7 @@ export function oneOf<const V extends string>(flag: string, text: string | undef
 }
 
 /** --store, else IDEM_STORE, else the embedded store in ./.idem. */
-export function storeOf(flag: string | undefined, env: Env): StoreSpec {
+export function storeOf(flag: string | undefined, env: Env): Promise<StoreSpec> {
   return parseStoreUrl(flag ?? (env.IDEM_STORE || DEFAULT_STORE));
 }
 

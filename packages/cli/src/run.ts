@@ -60,7 +60,7 @@ interface RunPlan {
 }
 
 /** Parses and validates everything before any I/O; undefined when --help was asked. */
-function parseRun(argv: string[], env: Env): RunPlan | undefined {
+async function parseRun(argv: string[], env: Env): Promise<RunPlan | undefined> {
   // Everything after the first `--` is the command, never parsed as flags.
   const sep = argv.indexOf('--');
   const { values, positionals } = parseFlags('run', sep === -1 ? argv : argv.slice(0, sep), {
@@ -81,7 +81,7 @@ function parseRun(argv: string[], env: Env): RunPlan | undefined {
   if (positionals.length > 0) throw usage(`run: the command goes after --, as in: idem run --key K -- ${positionals.join(' ')}`);
   const command = sep === -1 ? [] : argv.slice(sep + 1);
   const key = keyOf('run', values.key, env);
-  const store = storeOf(values.store, env);
+  const store = await storeOf(values.store, env);
   const leaseMs = duration('lease', values.lease, '5m');
   const retentionMs = duration('retention', values.retention, '30d');
   if (leaseMs < MIN_LEASE_MS) throw usage(`--lease must be at least 1s, got ${JSON.stringify(values.lease)}`);
@@ -288,7 +288,7 @@ const errnoOf = (error: unknown) => {
 };
 
 export async function runCommand(argv: string[], env: Env): Promise<number> {
-  const plan = parseRun(argv, env);
+  const plan = await parseRun(argv, env);
   if (!plan) return printHelp('run');
   const say = plan.quiet ? () => {} : info;
   const runId = randomUUID();

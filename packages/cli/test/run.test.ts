@@ -261,7 +261,7 @@ describe('idem run', () => {
     const r = await idem(['run', '--key', 'k', '--store', freshStore(), '--', 'true'], { nodeArgs: ['--import', hook] });
     expect(r.code).toBe(0);
     const loaded = lines(log);
-    expect(loaded).toContain('@idem/lmdb');
+    expect(loaded).toContain('@idem/lmdb/url');
     expect(loaded.filter((s) => /@aws-sdk|@google-cloud|ioredis|@idem\/(s3|gcs|valkey)/.test(s))).toEqual([]);
   });
 });

@@ -187,3 +187,40 @@ describe('a scheme whose adapter is not installed', () => {
     expect((await idem(['run', ...K, '--', 'true'], { bin, cwd })).code).toBe(0);
   });
 });
+
+describe('a backend the CLI has never heard of', () => {
+  it('is served by @idem/<scheme>/url with no CLI or core edit (x: and x+y: convention)', async () => {
+    // An install with @idem/core, @idem/lmdb and a third-party @idem/memtest whose handler
+    // keeps its records in an LMDB directory: the CLI finds it by the scheme's name alone.
+    const app = tempDir('idem-cli-app-');
+    const here = dirname(fileURLToPath(import.meta.url));
+    const scope = join(app, 'node_modules', '@idem');
+    mkdirSync(join(scope, 'memtest'), { recursive: true });
+    for (const name of ['core', 'lmdb']) symlinkSync(join(here, '..', '..', name), join(scope, name), 'dir');
+    writeFileSync(join(scope, 'memtest', 'package.json'), JSON.stringify({ name: '@idem/memtest', type: 'module', exports: { './url': './url.js' } }));
+    writeFileSync(
+      join(scope, 'memtest', 'url.js'),
+      [
+        "import * as lmdb from '@idem/lmdb/url';",
+        "export const schemes = ['memtest', 'memtest+dir'];",
+        "export const parse = (url, context) => lmdb.parse(`lmdb:${url.slice(url.indexOf(':') + 1)}`, context);",
+        'export const redact = (url) => url;',
+        'export const mayExist = lmdb.mayExist;',
+        'export const open = lmdb.open;',
+      ].join('\n'),
+    );
+    cpSync(dirname(BIN), join(app, 'cli', 'dist'), { recursive: true });
+    writeFileSync(join(app, 'cli', 'package.json'), JSON.stringify({ name: '@idem/cli', type: 'module' }));
+    const bin = join(app, 'cli', 'dist', 'bin.js');
+    const cwd = tempDir('idem-cli-app-cwd-');
+
+    const first = await idem(['run', ...K, '--store', 'memtest+dir:db', '--json', '--', 'true'], { bin, cwd });
+    expect(first.json).toMatchObject({ status: 'succeeded', store: 'memtest+dir:db' });
+    const again = await idem(['run', ...K, '--store', 'memtest:db', '--json', '--', 'true'], { bin, cwd });
+    expect(again.json).toMatchObject({ status: 'skipped_idempotent', skipped_by_run_id: first.json.run_id });
+    expect(readdirSync(join(cwd, 'db'))).toContain('idem.mdb');
+    const other = await idem(['run', ...K, '--store', 'othertest:db', '--', 'true'], { bin, cwd });
+    expect(other.code).toBe(64);
+    expect(other.stderr).toContain('@idem/othertest');
+  });
+});

@@ -9,7 +9,9 @@ export type IdemErrorCode =
   | 'IN_FLIGHT'
   | 'CORRUPT_RECORD'
   | 'BACKEND_UNAVAILABLE'
-  | 'INVALID_STORE_URL';
+  | 'INVALID_STORE_URL'
+  /** A store URL's scheme needs a package that is not installed (`@idem/core/url`). */
+  | 'ADAPTER_MISSING';
 
 export class IdemError extends Error {
   readonly code: IdemErrorCode;

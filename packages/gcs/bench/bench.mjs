@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { Storage } from '@google-cloud/storage';
 import { serializeRecord, storageName } from '@idem/core';
 import { createGcsStore } from '@idem/gcs';
+import { newStorage } from '@idem/gcs/url';
 
 const quick = process.argv.includes('--quick');
 const N = quick ? 100 : 500;
@@ -26,8 +27,6 @@ if (!env.STORAGE_EMULATOR_HOST || !env.IDEM_TEST_GCS_BUCKET) {
 }
 const endpoint = env.STORAGE_EMULATOR_HOST;
 const bucketName = env.IDEM_TEST_GCS_BUCKET;
-// The Node client misreads STORAGE_EMULATOR_HOST (no /storage/v1); pass the URL as apiEndpoint instead.
-delete process.env.STORAGE_EMULATOR_HOST;
 
 /** Forwards to the emulator and counts requests by method and path kind. */
 function countingProxy() {
@@ -48,8 +47,8 @@ function countingProxy() {
 const proxy = countingProxy();
 await new Promise((r) => proxy.server.listen(0, '127.0.0.1', r));
 try {
-  const counted = new Storage({ apiEndpoint: `http://127.0.0.1:${proxy.server.address().port}`, projectId: 'idem-bench' });
-  const direct = new Storage({ apiEndpoint: endpoint, projectId: 'idem-bench' });
+  const counted = newStorage(Storage, { apiEndpoint: `http://127.0.0.1:${proxy.server.address().port}`, projectId: 'idem-bench' });
+  const direct = newStorage(Storage, { apiEndpoint: endpoint, projectId: 'idem-bench' });
   const run = `bench/${Date.now().toString(36)}`;
   const measure = async (fn) => {
     proxy.counts.clear();

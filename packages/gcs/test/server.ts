@@ -1,6 +1,7 @@
 // Locates the GCS test server and builds clients for it.
 import { Storage, type StorageOptions } from '@google-cloud/storage';
 import { findServer } from '@idem/test-fixtures';
+import { newStorage } from '../src/url.js';
 
 export const BUCKET = 'idem-test';
 /** Same release scripts/servers/gcs.sh builds; see there why this one. */
@@ -25,16 +26,9 @@ export const server = await findServer({
   },
 });
 
-/**
- * A client for the emulator at `apiEndpoint`. @google-cloud/storage uses
- * STORAGE_EMULATOR_HOST verbatim as its JSON-API base URL, without
- * /storage/v1 (googleapis/nodejs-storage#1314), while fake-gcs-server serves
- * that API only under /storage/v1; so the URL goes in as apiEndpoint and the
- * variable is cleared before the client reads it.
- */
+/** A client for the emulator at `apiEndpoint` (the emulator workaround is the adapter's newStorage). */
 export function testStorage(apiEndpoint: string, options: StorageOptions = {}): Storage {
-  delete process.env.STORAGE_EMULATOR_HOST;
-  return new Storage({ apiEndpoint, projectId: 'idem-test', ...options });
+  return newStorage(Storage, { apiEndpoint, projectId: 'idem-test', ...options });
 }
 
 /** A prefix no other store uses: isolates stores sharing the bucket. */

@@ -1,0 +1,415 @@
+// Store URLs (`@idem/core/url`): the light entry that opens a store from a
+// string such as "redis://host:6379" with only the one adapter installed.
+// Each adapter owns its grammar in its own `@idem/<pkg>/url` module (a
+// StoreUrlHandler); this file dispatches on the scheme, loads that module
+// lazily, and makes sure nothing secret from the URL is ever echoed.
+import { IdemError, InvalidStoreUrlError } from './errors.js';
+import type { IdempotencyStore, StoreOptions } from './store.js';
+
+/** What a handler's `parse` is told besides the URL. */
+export interface StoreUrlContext {
+  /** The URL's scheme, lower case, without ":" (e.g. "rediss"). */
+  readonly scheme: string;
+  /** Directory that relative paths (LMDB) resolve against. */
+  readonly cwd: string;
+}
+
+/**
+ * What an adapter's `@idem/<pkg>/url` module exports (the module namespace
+ * itself is the handler). `parse` and `redact` do no I/O and import nothing
+ * heavy; `open` imports the adapter and its SDK.
+ */
+export interface StoreUrlHandler<C = unknown> {
+  /** Schemes served, lower case, without ":". */
+  readonly schemes: readonly string[];
+  /** Validates the URL into the adapter's settings; throws InvalidStoreUrlError (see `storeUrlError`). */
+  parse(url: string, context: StoreUrlContext): C;
+  /** The URL as it may be printed: no userinfo, no secret parameter. Called only on a URL that parsed. */
+  redact(url: string, context: StoreUrlContext): string;
+  /** Opens the store the settings describe. */
+  open(config: C, options: StoreOptions): Promise<IdempotencyStore>;
+  /** For read-only tools: false when the store certainly holds nothing yet. Default: true. */
+  mayExist?(config: C): boolean;
+}
+
+/** A parsed URL, ready to open. Holds no secret in any enumerable field. */
+export interface ParsedStoreUrl {
+  readonly scheme: string;
+  /** The package whose handler parsed it, e.g. "@idem/valkey". */
+  readonly package: string;
+  /** Safe to print or log (password and secret parameters removed; LMDB paths absolute). */
+  readonly display: string;
+  mayExist(): boolean;
+  open(options?: StoreOptions): Promise<IdempotencyStore>;
+}
+
+export interface StoreUrlOptions {
+  /** Relative LMDB paths resolve against it. Default: process.cwd(). */
+  cwd?: string;
+  /**
+   * Imports `@idem/<pkg>/url` from your module, e.g. `(s) => import(s)`, for
+   * layouts where @idem/core cannot see your packages (a pnpm workspace).
+   * Tried first; core's own import() is the fallback.
+   */
+  importer?: (specifier: string) => Promise<unknown>;
+}
+
+/** A loader registered for a scheme: returns the handler (or a module exporting one). */
+export type StoreSchemeLoader = () => StoreUrlHandler | Promise<StoreUrlHandler>;
+
+/** The package a scheme needs is not installed; `install` says what to install. */
+export class AdapterMissingError extends IdemError {
+  readonly install: string;
+  constructor(scheme: string, install: string, cause?: unknown) {
+    super('ADAPTER_MISSING', `${scheme}: stores need ${install}, which is not installed: npm install ${install}`, { cause });
+    this.install = install;
+  }
+}
+
+/** Built-in schemes and their packages; `install` also names the SDK the adapter needs. */
+const BUILT_IN: Record<string, { pkg: string; install: string }> = {
+  lmdb: { pkg: '@idem/lmdb', install: '@idem/lmdb' },
+  redis: { pkg: '@idem/valkey', install: '@idem/valkey' },
+  rediss: { pkg: '@idem/valkey', install: '@idem/valkey' },
+  valkey: { pkg: '@idem/valkey', install: '@idem/valkey' },
+  valkeys: { pkg: '@idem/valkey', install: '@idem/valkey' },
+  s3: { pkg: '@idem/s3', install: '@idem/s3 @aws-sdk/client-s3' },
+  gs: { pkg: '@idem/gcs', install: '@idem/gcs @google-cloud/storage' },
+};
+
+const registry = new Map<string, StoreSchemeLoader>();
+
+const SCHEME = /^([a-z][a-z0-9+.-]*):/i;
+
+/**
+ * Serves `scheme` with your own handler (before any built-in or convention).
+ * E.g. `registerStoreScheme('memory', () => import('./memory-url.js'))`.
+ */
+export function registerStoreScheme(scheme: string, loader: StoreSchemeLoader): void {
+  if (typeof scheme !== 'string' || !/^[a-z][a-z0-9+.-]*$/.test(scheme)) {
+    throw new InvalidStoreUrlError(`scheme must be lower case letters, digits, "+", "." or "-", starting with a letter; got ${JSON.stringify(String(scheme))}`);
+  }
+  if (typeof loader !== 'function') throw new InvalidStoreUrlError('loader must be a function returning a store URL handler');
+  registry.set(scheme, loader);
+}
+
+/**
+ * The package that serves a scheme: the built-in table, else the convention
+ * `x:` and `x+y:` → `@idem/x` (its handler at `@idem/x/url`).
+ */
+export function storeUrlPackage(scheme: string): string {
+  const s = scheme.toLowerCase();
+  return BUILT_IN[s]?.pkg ?? `@idem/${s.split('+')[0]}`;
+}
+
+/**
+ * Parses a store URL without I/O (the adapter's light `/url` module is
+ * imported, nothing else). Throws INVALID_STORE_URL, or ADAPTER_MISSING when
+ * the scheme is built in and its package is not installed. No error holds
+ * anything from the URL's userinfo or secret parameters.
+ */
+export async function parseStoreUrl(url: string, options: StoreUrlOptions = {}): Promise<ParsedStoreUrl> {
+  if (typeof url !== 'string' || url.trim() === '') throw new InvalidStoreUrlError('store URL must not be empty');
+  const scheme = SCHEME.exec(url)?.[1]?.toLowerCase();
+  if (scheme === undefined) {
+    const hint = url.includes('@') || url.includes(':') ? '' : `; for a directory write lmdb:${url}`;
+    throw storeUrlError(url, `no scheme${hint} (built in: ${Object.keys(BUILT_IN).join(', ')})`);
+  }
+  const handler = await loadHandler(url, scheme, options.importer);
+  const context: StoreUrlContext = { scheme, cwd: options.cwd ?? process.cwd() };
+  let config: unknown;
+  let display: string;
+  try {
+    config = handler.parse(url, context);
+    display = handler.redact(url, context);
+  } catch (error) {
+    throw scrubError(error, url);
+  }
+  const pkg = storeUrlPackage(scheme);
+  return Object.freeze({
+    scheme,
+    package: pkg,
+    display,
+    mayExist: () => handler.mayExist?.(config) ?? true,
+    async open(storeOptions: StoreOptions = {}) {
+      try {
+        return await handler.open(config, storeOptions);
+      } catch (error) {
+        throw scrubError(error, url);
+      }
+    },
+  });
+}
+
+/** Parses and opens in one step: `await openStoreUrl('redis://127.0.0.1:6379', { leaseMs: 60_000 })`. */
+export async function openStoreUrl(url: string, options: StoreOptions & StoreUrlOptions = {}): Promise<IdempotencyStore> {
+  const { cwd, importer, ...storeOptions } = options;
+  const parsed = await parseStoreUrl(url, { ...(cwd !== undefined ? { cwd } : {}), ...(importer ? { importer } : {}) });
+  return parsed.open(storeOptions);
+}
+
+async function loadHandler(url: string, scheme: string, importer: StoreUrlOptions['importer']): Promise<StoreUrlHandler> {
+  const registered = registry.get(scheme);
+  let loaded: unknown;
+  const builtIn = BUILT_IN[scheme];
+  const pkg = storeUrlPackage(scheme);
+  if (registered) {
+    loaded = await registered();
+  } else {
+    const specifier = `${pkg}/url`;
+    const attempts = [...(importer ? [importer] : []), (s: string) => import(s)];
+    let missing: unknown;
+    for (const attempt of attempts) {
+      try {
+        loaded = await attempt(specifier);
+        break;
+      } catch (error) {
+        if (!isNotFound(error, pkg)) throw error;
+        missing = error; // this resolver cannot see the package: try the next one
+      }
+    }
+    if (loaded === undefined) {
+      if (builtIn) throw new AdapterMissingError(scheme, builtIn.install, missing);
+      // Scrubbed if the "scheme" was in fact a user name (user:password@host).
+      throw storeUrlError(url, `unknown scheme ${JSON.stringify(scheme)} (built in: ${Object.keys(BUILT_IN).join(', ')}; ${scheme}: would be served by ${pkg}, which is not installed)`);
+    }
+  }
+  const handler = asHandler(loaded);
+  if (!handler) throw storeUrlError(url, `${pkg}/url does not export a store URL handler (schemes, parse, redact, open)`);
+  if (!handler.schemes.includes(scheme)) throw storeUrlError(url, `${pkg}/url does not serve the scheme ${JSON.stringify(scheme)} (it serves ${handler.schemes.join(', ')})`);
+  return handler;
+}
+
+function asHandler(value: unknown): StoreUrlHandler | undefined {
+  const h = value as Partial<StoreUrlHandler> | null | undefined;
+  if (h && Array.isArray(h.schemes) && typeof h.parse === 'function' && typeof h.redact === 'function' && typeof h.open === 'function') return h as StoreUrlHandler;
+  return undefined;
+}
+
+/** True when `error` says the package itself (not one of its own imports) could not be found. */
+function isNotFound(error: unknown, pkg: string): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (code !== 'ERR_MODULE_NOT_FOUND' && code !== 'ERR_PACKAGE_PATH_NOT_EXPORTED') return false;
+  const message = error instanceof Error ? error.message : '';
+  // "Cannot find package '@idem/x'", or an older @idem/x without the ./url export; a
+  // module missing INSIDE the package names another specifier and is rethrown.
+  return message.includes(`'${pkg}'`) || message.includes(`'${pkg}/url'`) || message.includes(`${pkg}/package.json`);
+}
+
+/**
+ * Imports an optional package from an adapter's `open` (pass `() => import('x')`
+ * from your own module so it resolves from there). A missing package becomes
+ * ADAPTER_MISSING naming `install`.
+ */
+export async function loadOptional<T>(scheme: string, install: string, load: () => Promise<T>): Promise<T> {
+  try {
+    return await load();
+  } catch (error) {
+    if ((error as { code?: unknown } | null)?.code === 'ERR_MODULE_NOT_FOUND') throw new AdapterMissingError(scheme, install, error);
+    throw error;
+  }
+}
+
+/** An INVALID_STORE_URL error for handlers: the URL is shown redacted; `why` must not quote secret parts. */
+export function storeUrlError(url: string, why: string): InvalidStoreUrlError {
+  return new InvalidStoreUrlError(scrubUrlSecrets(`store URL ${JSON.stringify(redactStoreUrl(url))}: ${why}`, url));
+}
+
+/** Quotes a piece of a URL for an error message, unless it could carry a credential. */
+export function quoteUrlPart(value: string, max = 80): string {
+  if (/[@%]/.test(value) || value.length > max) return '(not shown)';
+  return JSON.stringify(value);
+}
+
+// ---------------------------------------------------------------------------
+// Redaction. Conservative for any shape, valid or not: everything between the
+// scheme and the LAST "@" is dropped (a password may hold "@", "/" or ":",
+// so no earlier "@" can be trusted), the fragment is dropped, a host with a
+// non-numeric "port" is hidden, and so is every query value whose name smells of a
+// secret or whose value is not plain (endpoint=http://KEY:SECRET@host).
+
+const SECRET_NAME = /pass|pwd|secret|token|key|auth|cred|sig|session|private|cookie|bearer/i;
+
+/** Plain values (hosts, ports, URLs without userinfo, prefixes, flags) are shown; anything else may hide a credential. */
+const PLAIN_VALUE = /^[A-Za-z0-9._~,:/+[\]-]*$/;
+
+function hiddenParam(name: string, value: string): boolean {
+  return SECRET_NAME.test(decode(name)) || !PLAIN_VALUE.test(decode(value));
+}
+
+/** Percent-decoding that keeps text it cannot decode as it is. */
+function decode(text: string): string {
+  try {
+    return decodeURIComponent(text.replace(/\+/g, ' '));
+  } catch (error) {
+    if (error instanceof URIError) return text; // malformed escape: judge the raw text instead
+    throw error;
+  }
+}
+
+interface Split {
+  scheme: string;
+  slashes: string;
+  /** Text between the scheme and the last "@", when there is one. */
+  userinfo: string | undefined;
+  authority: string;
+  path: string;
+  query: string | undefined;
+  fragment: string | undefined;
+}
+
+function split(url: string): Split {
+  let scheme = SCHEME.exec(url)?.[0] ?? '';
+  let rest = url.slice(scheme.length);
+  const slashes = rest.startsWith('//') ? '//' : '';
+  rest = rest.slice(slashes.length);
+  // "user:pass@host" has no scheme at all: what looks like one is the user name.
+  if (!slashes && rest.includes('@')) {
+    rest = url;
+    scheme = '';
+  }
+  const at = rest.lastIndexOf('@');
+  const userinfo = at >= 0 ? rest.slice(0, at) : undefined;
+  if (at >= 0) rest = rest.slice(at + 1);
+  const hash = rest.indexOf('#');
+  const fragment = hash >= 0 ? rest.slice(hash + 1) : undefined;
+  if (hash >= 0) rest = rest.slice(0, hash);
+  const q = rest.indexOf('?');
+  const query = q >= 0 ? rest.slice(q + 1) : undefined;
+  if (q >= 0) rest = rest.slice(0, q);
+  const slash = slashes ? rest.indexOf('/') : -1;
+  const authority = slashes ? (slash >= 0 ? rest.slice(0, slash) : rest) : '';
+  const path = slashes ? (slash >= 0 ? rest.slice(slash) : '') : rest;
+  return { scheme, slashes, userinfo, authority, path, query, fragment };
+}
+
+/** `host:port` with a port that is not a number: the "port" may be a password typed without its "@". */
+function portIsOdd(authority: string): string | undefined {
+  const m = /^(\[[^\]]*\]|[^:]*)(?::(.*))?$/s.exec(authority);
+  const port = m?.[2];
+  return port !== undefined && !/^\d*$/.test(port) ? m![1] : undefined;
+}
+
+/**
+ * The URL with nothing secret left: no userinfo (shown as `***@`), no
+ * fragment, and `***` for secret-bearing query values. Never throws.
+ */
+export function redactStoreUrl(url: string): string {
+  if (typeof url !== 'string') return '(not a string)';
+  const s = split(url);
+  // "user:password" typed without "@host": neither part can be shown.
+  const authority = portIsOdd(s.authority) !== undefined ? '***' : s.authority;
+  let out = `${s.scheme}${s.slashes}${s.userinfo !== undefined ? '***@' : ''}${authority}${s.path}`;
+  if (s.query !== undefined) {
+    const parts = s.query.split('&').map((part) => {
+      const eq = part.indexOf('=');
+      if (eq < 0) return SECRET_NAME.test(decode(part)) ? '***' : part;
+      const name = part.slice(0, eq);
+      const value = part.slice(eq + 1);
+      return hiddenParam(name, value) ? `${name}=***` : part;
+    });
+    out += `?${parts.join('&')}`;
+  }
+  return out;
+}
+
+/** Every substring of the URL that could be secret, longest first (for scrubbing messages). */
+function secretParts(url: string): string[] {
+  const s = split(url);
+  const found = new Set<string>();
+  const add = (text: string | undefined, pieces = true) => {
+    if (!text) return;
+    for (const t of [text, decode(text)]) {
+      for (const piece of pieces ? [t, ...t.split(/[:@/]+/)] : [t]) {
+        found.add(piece);
+        found.add(piece.toLowerCase()); // schemes are echoed lower-cased
+      }
+    }
+  };
+  add(s.userinfo);
+  add(s.fragment);
+  if (portIsOdd(s.authority) !== undefined) add(s.authority);
+  for (const part of s.query?.split('&') ?? []) {
+    const eq = part.indexOf('=');
+    const name = eq < 0 ? part : part.slice(0, eq);
+    const value = eq < 0 ? '' : part.slice(eq + 1);
+    if (SECRET_NAME.test(decode(name))) add(eq < 0 ? part : value);
+    else if (eq >= 0 && hiddenParam(name, value)) add(value, false);
+    const decoded = decode(value);
+    const at = decoded.lastIndexOf('@');
+    if (at >= 0) add(decoded.slice(0, at).replace(/^[a-z][a-z0-9+.-]*:\/\//i, ''));
+  }
+  // Short pieces ("u", "p") cannot be scrubbed without mangling every message;
+  // messages are built from redacted parts, this is only the safety net.
+  return [...found].filter((p) => p.length >= 3).sort((a, b) => b.length - a.length);
+}
+
+/** `text` with every possibly secret part of `url` replaced by ***. */
+export function scrubUrlSecrets(text: string, url: string): string {
+  let out = text;
+  for (const part of secretParts(url)) out = out.split(part).join('***');
+  return out;
+}
+
+/** Removes secrets of `url` from an error's message and stack; drops causes that may quote the URL. */
+function scrubError(error: unknown, url: string): unknown {
+  if (!(error instanceof Error)) return new InvalidStoreUrlError(scrubUrlSecrets(String(error), url));
+  const message = scrubUrlSecrets(error.message, url);
+  if (message !== error.message) {
+    try {
+      error.message = message;
+      if (typeof error.stack === 'string') error.stack = scrubUrlSecrets(error.stack, url);
+    } catch (cause) {
+      // A frozen error cannot be cleaned: replace it, keeping the code.
+      const code = (error as { code?: unknown }).code;
+      return new IdemError(typeof code === 'string' ? (code as IdemError['code']) : 'INVALID_STORE_URL', message, { cause });
+    }
+  }
+  return error;
+}
+
+// ---------------------------------------------------------------------------
+// Small helpers for handlers, so every adapter reads its query the same way.
+
+/** The query's parameters; unknown or repeated names are INVALID_STORE_URL. */
+export function storeUrlQuery(url: string, query: string, allowed: readonly string[]): URLSearchParams {
+  const params = new URLSearchParams(query);
+  for (const name of new Set(params.keys())) {
+    if (!allowed.includes(name)) {
+      throw storeUrlError(url, `unknown parameter ${quoteUrlPart(name, 40)}${allowed.length ? ` (known: ${allowed.join(', ')})` : ' (none are known)'}`);
+    }
+    if (params.getAll(name).length > 1) throw storeUrlError(url, `parameter ${name} given twice`);
+  }
+  return params;
+}
+
+/** A boolean parameter: 1/true/yes or 0/false/no. */
+export function storeUrlFlag(url: string, params: URLSearchParams, name: string): boolean | undefined {
+  const v = params.get(name);
+  if (v === null) return undefined;
+  if (['1', 'true', 'yes'].includes(v)) return true;
+  if (['0', 'false', 'no'].includes(v)) return false;
+  throw storeUrlError(url, `${name} must be true or false, got ${quoteUrlPart(v, 20)}`);
+}
+
+/**
+ * Splits `scheme://bucket/folder?query` for object stores. The folder comes
+ * back percent-decoded with a trailing "/" ("jobs" and "jobs/" are one
+ * folder), or undefined for none (the adapter's default).
+ */
+export function storeUrlBucket(url: string): { bucket: string; prefix: string | undefined; query: string } {
+  const m = /^[a-z][a-z0-9+.-]*:\/\/([^/?#]*)([^?#]*)(?:\?([^#]*))?$/is.exec(url);
+  if (url.includes('@')) throw storeUrlError(url, "credentials do not belong in the URL; use the SDK's usual environment or config");
+  if (!m) throw storeUrlError(url, 'write scheme://bucket/prefix (no #fragment)');
+  const [, bucket = '', path = '', query = ''] = m;
+  let prefix: string | undefined;
+  try {
+    prefix = decodeURIComponent(path.replace(/^\//, ''));
+  } catch (error) {
+    if (!(error instanceof URIError)) throw error;
+    throw storeUrlError(url, 'bad percent-encoding in the prefix');
+  }
+  if (prefix === '') prefix = undefined;
+  else if (!prefix.endsWith('/')) prefix += '/';
+  return { bucket, prefix, query };
+}

@@ -1,0 +1,89 @@
+// s3: store URLs (`@idem/s3/url`), the handler @idem/core/url dispatches to.
+// Light: parsing loads neither this adapter nor the AWS SDK; `open` does.
+//   s3://bucket/prefix?endpoint=URL&region=R&path_style=true
+// Credentials never go in the URL: the SDK's usual chain (AWS_* variables,
+// ~/.aws, instance roles) provides them, and region/endpoint too by default.
+import type { IdempotencyStore, StoreOptions } from '@idem/core';
+import { loadOptional, quoteUrlPart, redactStoreUrl, storeUrlBucket, storeUrlError, storeUrlFlag, storeUrlQuery } from '@idem/core/url';
+
+/** S3 bucket names: 3..63 of lower-case letters, digits, dots and hyphens (the adapter's rule). */
+export const S3_BUCKET_NAME = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
+/** The adapter's limit on `prefix`, in characters; it may not start with "/". */
+export const S3_MAX_PREFIX_LENGTH = 512;
+
+export interface S3UrlConfig {
+  bucket: string;
+  prefix?: string;
+  endpoint?: string;
+  region?: string;
+  pathStyle?: boolean;
+}
+
+export const schemes = ['s3'] as const;
+
+export function parse(url: string): S3UrlConfig {
+  const { bucket, prefix, query } = storeUrlBucket(url);
+  if (!S3_BUCKET_NAME.test(bucket)) {
+    throw storeUrlError(url, `${quoteUrlPart(bucket, 63)} is not an S3 bucket name (3 to 63 lower-case letters, digits, dots, hyphens)`);
+  }
+  if (prefix !== undefined && (prefix.length > S3_MAX_PREFIX_LENGTH || prefix.startsWith('/'))) {
+    throw storeUrlError(url, `the prefix must be at most ${S3_MAX_PREFIX_LENGTH} characters, not starting with "/"`);
+  }
+  const params = storeUrlQuery(url, query, ['endpoint', 'region', 'path_style']);
+  const endpoint = params.get('endpoint') ?? undefined;
+  if (endpoint !== undefined) {
+    let e: URL;
+    try {
+      e = new URL(endpoint);
+    } catch (error) {
+      if (!(error instanceof TypeError)) throw error;
+      throw storeUrlError(url, 'endpoint is not a URL (percent-encode it)'); // the TypeError quotes it: not kept
+    }
+    if (e.protocol !== 'http:' && e.protocol !== 'https:') throw storeUrlError(url, 'endpoint must be an http(s) URL');
+    if (e.username !== '' || e.password !== '') throw storeUrlError(url, 'endpoint must not hold credentials; the AWS SDK credential chain (environment, profile, role) provides them');
+  }
+  const region = params.get('region') ?? undefined;
+  if (region !== undefined && !/^[a-z0-9-]{1,64}$/.test(region)) throw storeUrlError(url, `region ${quoteUrlPart(region, 64)} is not valid`);
+  const pathStyle = storeUrlFlag(url, params, 'path_style');
+  return {
+    bucket,
+    ...(prefix !== undefined ? { prefix } : {}),
+    ...(endpoint !== undefined ? { endpoint } : {}),
+    ...(region !== undefined ? { region } : {}),
+    ...(pathStyle !== undefined ? { pathStyle } : {}),
+  };
+}
+
+/** No userinfo, no secret parameter: core's conservative rule. */
+export function redact(url: string): string {
+  return redactStoreUrl(url);
+}
+
+/** Opens the store with an S3Client of its own, closed by `store.close()`. */
+export async function open(config: S3UrlConfig, options: StoreOptions = {}): Promise<IdempotencyStore> {
+  const { S3Client } = await loadOptional('s3', '@aws-sdk/client-s3', () => import('@aws-sdk/client-s3'));
+  const { createS3Store } = await import('./index.js');
+  const { endpoint, region, pathStyle, bucket, prefix } = config;
+  const customEndpoint = endpoint ?? process.env.AWS_ENDPOINT_URL_S3 ?? process.env.AWS_ENDPOINT_URL;
+  const client = new S3Client({
+    ...(endpoint ? { endpoint } : {}),
+    // Custom endpoints (MinIO, Ceph, ...) mostly serve path-style only.
+    ...((pathStyle ?? customEndpoint !== undefined) ? { forcePathStyle: true } : {}),
+    ...(region ? { region } : customEndpoint && !process.env.AWS_REGION && !process.env.AWS_DEFAULT_REGION ? { region: 'us-east-1' } : {}),
+  });
+  try {
+    const store = await createS3Store({ ...options, client, bucket, ...(prefix !== undefined ? { prefix } : {}) });
+    const close = store.close.bind(store);
+    store.close = async () => {
+      try {
+        await close();
+      } finally {
+        client.destroy();
+      }
+    };
+    return store;
+  } catch (error) {
+    client.destroy();
+    throw error;
+  }
+}

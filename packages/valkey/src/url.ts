@@ -1,0 +1,79 @@
+// redis:, rediss:, valkey:, valkeys: store URLs (`@idem/valkey/url`), the
+// handler @idem/core/url dispatches to. Light: parsing loads no ioredis;
+// `open` imports the adapter.
+//   redis://[user:password@]host[:port][/db][?prefix=P]
+//   redis://[user:password@]seed:port?cluster=true[&nodes=host:port,host:port][&prefix=P]
+// rediss:// and valkeys:// use TLS. A cluster has only database 0.
+import type { IdempotencyStore, StoreOptions } from '@idem/core';
+import { quoteUrlPart, redactStoreUrl, storeUrlError, storeUrlFlag, storeUrlQuery } from '@idem/core/url';
+
+export interface ValkeyUrlConfig {
+  /** The server (or first cluster seed) as one URL without query: what `createValkeyStore({ url })` takes. */
+  server: string;
+  /** Database index from the path; 0 when absent. */
+  db: number;
+  /** With cluster=true: every seed, `server` first (what `createValkeyStore({ cluster })` takes). */
+  cluster?: string[];
+  prefix?: string;
+}
+
+export const schemes = ['redis', 'rediss', 'valkey', 'valkeys'] as const;
+
+/** Redis accepts database indexes up to its `databases` setting, an int; the server checks the rest. */
+const MAX_DB = 2 ** 31 - 1;
+
+export function parse(url: string): ValkeyUrlConfig {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch (error) {
+    if (!(error instanceof TypeError)) throw error;
+    // The TypeError quotes the URL whole (its `input`): not kept as the cause.
+    throw storeUrlError(url, 'not a valid URL; write redis://[user:password@]host[:port][/db] (percent-encode "@", "/", ":" in a password)');
+  }
+  if (!/^\/\//.test(url.slice(u.protocol.length))) throw storeUrlError(url, 'write redis://host:port (with "//")');
+  if (u.hostname === '') throw storeUrlError(url, 'a host is required, e.g. redis://127.0.0.1:6379');
+  try {
+    decodeURIComponent(u.username);
+    decodeURIComponent(u.password);
+  } catch (error) {
+    if (!(error instanceof URIError)) throw error;
+    throw storeUrlError(url, 'bad percent-encoding in the user name or password (write "%" as %25)');
+  }
+  if (u.hash !== '') throw storeUrlError(url, 'a #fragment has no meaning here (percent-encode "#" in a password as %23)');
+  const path = u.pathname.replace(/^\//, '');
+  if (path !== '' && !/^(0|[1-9]\d{0,9})$/.test(path)) {
+    throw storeUrlError(url, `the path must be a database index (0, 1, 2...), got ${quoteUrlPart(path, 20)}`);
+  }
+  const db = path === '' ? 0 : Number(path);
+  if (db > MAX_DB) throw storeUrlError(url, `database index ${db} is beyond any server's range (at most ${MAX_DB})`);
+  const params = storeUrlQuery(url, u.search.slice(1), ['prefix', 'cluster', 'nodes']);
+  const cluster = storeUrlFlag(url, params, 'cluster') ?? false;
+  if (cluster && db !== 0) throw storeUrlError(url, 'a cluster has only database 0');
+  const nodes = (params.get('nodes') ?? '').split(',').filter(Boolean);
+  for (const node of nodes) {
+    const m = /^([^:@/\s]+):(\d{1,5})$/.exec(node);
+    if (!m || Number(m[2]) > 65535) {
+      throw storeUrlError(url, `nodes must be host:port,host:port (credentials go once, in the URL before the host), got ${quoteUrlPart(node, 60)}`);
+    }
+  }
+  if (nodes.length > 0 && !cluster) throw storeUrlError(url, 'nodes= needs cluster=true');
+  const prefix = params.get('prefix') ?? undefined;
+  if (prefix === '') throw storeUrlError(url, 'prefix must not be empty');
+  if (prefix !== undefined && /[{}]/.test(prefix)) throw storeUrlError(url, 'prefix must not hold { or } (the store sets hash tags itself)');
+  u.search = '';
+  const server = u.href;
+  return { server, db, ...(cluster ? { cluster: [server, ...nodes] } : {}), ...(prefix !== undefined ? { prefix } : {}) };
+}
+
+/** No userinfo, no secret parameter: core's conservative rule. */
+export function redact(url: string): string {
+  return redactStoreUrl(url);
+}
+
+export async function open(config: ValkeyUrlConfig, options: StoreOptions = {}): Promise<IdempotencyStore> {
+  const { createValkeyStore } = await import('./index.js');
+  // The store opens (and closes) its own client from the server URL or the cluster seeds.
+  const target = config.cluster ? { cluster: config.cluster } : { url: config.server };
+  return createValkeyStore({ ...options, ...target, ...(config.prefix !== undefined ? { prefix: config.prefix } : {}) });
+}
