@@ -127,16 +127,17 @@ describe('idem run', () => {
     expect(lines(file)).toEqual(['fail', 'retried']);
   });
 
-  it('kill -9 of idem run: the next run adopts after the lease', async () => {
+  // A 10 s lease: on a loaded machine the early run must still find it live (no speed is asserted).
+  it('kill -9 of idem run: the next run adopts after the lease', { timeout: 120_000 }, async () => {
     const store = freshStore();
     const key = freshKey('crash');
     const file = counter(key);
-    const victim = start(['run', '--key', key, '--store', store, '--lease', '3s', '--json', '--', 'sh', '-c', 'echo $$ >> "$2"; echo crashed >> "$1"; sleep 20', 'sh', file, orphans]);
+    const victim = start(['run', '--key', key, '--store', store, '--lease', '10s', '--json', '--', 'sh', '-c', 'echo $$ >> "$2"; echo crashed >> "$1"; sleep 30', 'sh', file, orphans]);
     await until(() => lines(file).length === 1, 15_000, 'the first run to start');
     victim.child.kill('SIGKILL');
     await victim.exited;
 
-    // Its lease (3s, renewed every second) is still live: nobody may take over yet.
+    // Its lease (10s, renewed every 3.3s) is still live: nobody may take over yet.
     const early = await idem(['run', '--key', key, '--store', store, '--json', '--', ...sh('echo early >> "$1"', file)]);
     expect(early.json.status).toBe('skipped_in_flight');
     const owner = (await idem(['status', key, '--store', store, '--json'])).json.record;
