@@ -1,18 +1,33 @@
 // Operator commands: status, list, check, sweep, release, key.
-import { deriveKey, type IdempotencyStore, type IdemRecord, type Status } from '@idem/core';
-import { duration, keyOf, noPositionals, oneOf, parseFlags, storeOf, type Env } from './args.js';
-import { EXIT, usage } from './errors.js';
-import { info, out, paint, printHelp, printJson, recordJson, toneOf } from './output.js';
+import { BackendUnavailableError, deriveKey, IdemError, type IdempotencyStore, type IdemRecord, type Status } from '@idem/core';
+import { duration, exactText, keyOf, noPositionals, oneOf, parseFlags, storeOf, type Env } from './args.js';
+import { CliError, codeOf, EXIT, messageOf, usage } from './errors.js';
+import { clean, info, out, paint, printHelp, printJson, quote, recordJson, toneOf } from './output.js';
 import type { StoreSpec } from './store-url.js';
 
-/** Opens the store for a command; read-only commands do not create an LMDB directory that is not there. */
-async function withStore<T>(spec: StoreSpec, readOnly: boolean, fn: (store: IdempotencyStore | undefined) => Promise<T>): Promise<T> {
-  if (readOnly && !spec.mayExist()) return fn(undefined);
-  const store = await spec.open({});
+/**
+ * Opens the store for a command; read-only commands do not create an LMDB directory that is not there.
+ * When the store fails, `--json` still prints one object on stdout (`json` plus `error`), as `run` does,
+ * and an untyped error from a driver (a full disk, say) is BACKEND_UNAVAILABLE.
+ */
+async function withStore<T>(
+  spec: StoreSpec,
+  readOnly: boolean,
+  json: Record<string, unknown> | undefined,
+  fn: (store: IdempotencyStore | undefined) => Promise<T>,
+): Promise<T> {
   try {
-    return await fn(store);
-  } finally {
-    await store.close();
+    if (readOnly && !spec.mayExist()) return await fn(undefined);
+    const store = await spec.open({});
+    try {
+      return await fn(store);
+    } finally {
+      await store.close();
+    }
+  } catch (caught) {
+    const error = caught instanceof IdemError || caught instanceof CliError ? caught : new BackendUnavailableError(`the store failed: ${messageOf(caught)}`, caught);
+    if (json) printJson({ ...json, store: spec.display, error: { code: codeOf(error), message: messageOf(error) } });
+    throw error;
   }
 }
 
@@ -35,11 +50,11 @@ export async function statusCommand(argv: string[], env: Env): Promise<number> {
   if (positionals.length > 1) throw usage(`status: one key only, got ${positionals.length}`);
   const key = keyOf('status', positionals[0], env);
   const spec = await storeOf(values.store, env);
-  return withStore(spec, true, async (store) => {
+  return withStore(spec, true, values.json ? { key, found: null, record: null } : undefined, async (store) => {
     const record = await store?.get(key);
     const now = store?.clock() ?? Date.now();
-    if (values.json) printJson({ key, store: spec.display, found: record !== undefined, record: record ? recordJson(record, now) : null });
-    else if (!record) info(`no record of ${JSON.stringify(key)} in ${spec.display}`);
+    if (values.json) printJson({ key, store: spec.display, found: record !== undefined, record: record ? recordJson(record, now) : null, error: null });
+    else if (!record) info(`no record of ${quote(key)} in ${clean(spec.display)}`);
     else {
       const rows: [string, string][] = [
         ['key', record.key],
@@ -58,7 +73,8 @@ export async function statusCommand(argv: string[], env: Env): Promise<number> {
       if (record.fingerprint !== undefined) rows.push(['fingerprint', record.fingerprint]);
       if (record.error !== undefined) rows.push(['error', record.error]);
       if (record.result !== undefined) rows.push(['result', JSON.stringify(record.result)]);
-      for (const [name, value] of rows) out(`${name.padEnd(17)}${value}`);
+      // Stored text is escaped before it is painted: a key or error must not drive the terminal.
+      for (const [name, value] of rows) out(`${name.padEnd(17)}${name === 'status' || name === 'lease_expires_at' ? value : clean(value)}`);
     }
     return record ? EXIT.OK : EXIT.NEGATIVE;
   });
@@ -69,7 +85,7 @@ function line(record: IdemRecord, now: number): string {
     record.status === 'in_flight'
       ? `lease ${iso(record.leaseExpiresAt)}${(record.leaseExpiresAt ?? 0) <= now ? ' DEAD' : ''}`
       : `done ${iso(record.completedAt)}`;
-  return [paint(1, toneOf(record.status), record.status.padEnd(9)), `#${record.attempt}`.padEnd(4), record.runId, when, JSON.stringify(record.key)].join('  ');
+  return [paint(1, toneOf(record.status), record.status.padEnd(9)), `#${record.attempt}`.padEnd(4), clean(record.runId), when, quote(record.key)].join('  ');
 }
 
 export async function listCommand(argv: string[], env: Env): Promise<number> {
@@ -82,14 +98,14 @@ export async function listCommand(argv: string[], env: Env): Promise<number> {
   noPositionals('list', positionals);
   const status = values.status === undefined ? undefined : oneOf('status', values.status, ['in_flight', 'succeeded', 'failed'], 'in_flight');
   const spec = await storeOf(values.store, env);
-  return withStore(spec, true, async (store) => {
+  return withStore(spec, true, values.json ? { count: null, records: null } : undefined, async (store) => {
     const now = store?.clock() ?? Date.now();
     const records: ReturnType<typeof recordJson>[] = [];
     for await (const record of allRecords(store, status)) {
       if (values.json) records.push(recordJson(record, now));
       else out(line(record, now));
     }
-    if (values.json) printJson({ store: spec.display, count: records.length, records });
+    if (values.json) printJson({ store: spec.display, count: records.length, records, error: null });
     return EXIT.OK;
   });
 }
@@ -104,7 +120,7 @@ export async function checkCommand(argv: string[], env: Env): Promise<number> {
   noPositionals('check', positionals);
   const graceMs = values.grace === undefined ? 0 : duration('grace', values.grace, '0');
   const spec = await storeOf(values.store, env);
-  return withStore(spec, true, async (store) => {
+  return withStore(spec, true, values.json ? { ok: false, in_flight: null, dead: null } : undefined, async (store) => {
     const now = store?.clock() ?? Date.now();
     let inFlight = 0;
     const dead: IdemRecord[] = [];
@@ -112,7 +128,7 @@ export async function checkCommand(argv: string[], env: Env): Promise<number> {
       inFlight++;
       if ((record.leaseExpiresAt ?? 0) + graceMs <= now) dead.push(record);
     }
-    if (values.json) printJson({ store: spec.display, ok: dead.length === 0, in_flight: inFlight, dead: dead.map((r) => recordJson(r, now)) });
+    if (values.json) printJson({ store: spec.display, ok: dead.length === 0, in_flight: inFlight, dead: dead.map((r) => recordJson(r, now)), error: null });
     else {
       for (const record of dead) out(line(record, now));
       info(
@@ -130,10 +146,12 @@ export async function sweepCommand(argv: string[], env: Env): Promise<number> {
   if (values.help) return help('sweep');
   noPositionals('sweep', positionals);
   const spec = await storeOf(values.store, env);
-  return withStore(spec, true, async (store) => {
+  return withStore(spec, true, values.json ? { expired: null, dead_leases: null, native_expiry: null } : undefined, async (store) => {
     const counts = (await store?.sweep()) ?? { expired: 0, deadLeases: 0 };
     const native = store?.capabilities.nativeExpiry ?? false;
-    if (values.json) printJson({ store: spec.display, expired: counts.expired, dead_leases: counts.deadLeases, native_expiry: native });
+    // Such a backend's sweep does no I/O: one read proves the store is reachable (else exit 69, not 0).
+    if (store && native) await store.get('idem:sweep-probe');
+    if (values.json) printJson({ store: spec.display, expired: counts.expired, dead_leases: counts.deadLeases, native_expiry: native, error: null });
     else info(native ? 'nothing to do: this backend expires records itself' : `removed ${counts.expired} expired record(s) and ${counts.deadLeases} dead lease(s)`);
     return EXIT.OK;
   });
@@ -150,15 +168,15 @@ export async function releaseCommand(argv: string[], env: Env): Promise<number> 
   const key = keyOf('release', positionals[0], env);
   const spec = await storeOf(values.store, env);
   if (!values.force) throw usage('release: --force is required: it fences out the current owner and lets the next run execute the key again');
-  return withStore(spec, true, async (store) => {
+  return withStore(spec, true, values.json ? { key, released: false, previous: null } : undefined, async (store) => {
     const before = await store?.get(key);
     if (store && before) {
       // A forced claim fences the owner out (its complete/fail gets LEASE_LOST); releasing it frees the key.
       const claimed = await store.claim(key, { force: true, runId: `idem-release-${crypto.randomUUID()}` });
       if (claimed.outcome === 'acquired' || claimed.outcome === 'adopted') await store.release(claimed.lease);
     }
-    if (values.json) printJson({ key, store: spec.display, released: before !== undefined, previous: before ? recordJson(before, Date.now()) : null });
-    else info(before ? `released ${JSON.stringify(key)} (was ${before.status}, run ${before.runId}); the next run executes it` : `no record of ${JSON.stringify(key)}: nothing to release`);
+    if (values.json) printJson({ key, store: spec.display, released: before !== undefined, previous: before ? recordJson(before, Date.now()) : null, error: null });
+    else info(before ? `released ${quote(key)} (was ${before.status}, run ${clean(before.runId)}); the next run executes it` : `no record of ${quote(key)}: nothing to release`);
     return EXIT.OK;
   });
 }
@@ -171,16 +189,19 @@ export async function keyCommand(argv: string[], env: Env): Promise<number> {
   });
   if (values.help) return help('key');
   if (positionals.length !== 1) throw usage(`key: give exactly one NAME, got ${positionals.length} (see idem key --help)`);
-  const params: Record<string, string> = {};
+  // A null-prototype map: `--param __proto__=a` is a parameter like any other, not a prototype change.
+  // A name given twice is a usage error (not last-wins, not a list): the key must not depend on order.
+  const params: Record<string, string> = Object.create(null);
   for (const pair of values.param ?? []) {
     const at = pair.indexOf('=');
     if (at < 1) throw usage(`key: --param must be k=v, got ${JSON.stringify(pair)}`);
     const name = pair.slice(0, at);
     if (Object.hasOwn(params, name)) throw usage(`key: --param ${JSON.stringify(name)} given twice`);
-    params[name] = pair.slice(at + 1);
+    params[name] = exactText(`--param ${JSON.stringify(name)}`, pair.slice(at + 1));
+    exactText('a --param name', name);
   }
-  const namespace = values.namespace ?? (env.IDEM_NAMESPACE || 'default');
-  const key = deriveKey(namespace, positionals[0]!, params);
+  const namespace = values.namespace !== undefined ? exactText('--namespace', values.namespace) : exactText('IDEM_NAMESPACE', env.IDEM_NAMESPACE || 'default', 'IDEM_NAMESPACE');
+  const key = deriveKey(namespace, exactText('NAME', positionals[0]!), params);
   if (values.json) printJson({ key, namespace, name: positionals[0], params });
   else out(key);
   return EXIT.OK;

@@ -1,14 +1,21 @@
 // Flag parsing on node:util parseArgs, with every failure turned into a USAGE error.
+import { readFileSync } from 'node:fs';
 import { parseArgs, type ParseArgsOptionsConfig } from 'node:util';
-import { parseDuration, validateKey } from '@idem/core';
+import { InvalidArgumentError, InvalidKeyError, parseDuration, validateKey } from '@idem/core';
 import { usage } from './errors.js';
 import { DEFAULT_STORE, parseStoreUrl, type StoreSpec } from './store-url.js';
 
 export type Env = Record<string, string | undefined>;
 
-export function parseFlags<const T extends ParseArgsOptionsConfig>(command: string, argv: string[], options: T) {
+/** What parseArgs returns for these options, spelled out: the inferred type does not survive into .d.ts files. */
+export type FlagValues<T extends ParseArgsOptionsConfig> = {
+  [K in keyof T]?: T[K]['type'] extends 'boolean' ? (T[K]['multiple'] extends true ? boolean[] : boolean) : T[K]['multiple'] extends true ? string[] : string;
+} & { help?: boolean };
+
+export function parseFlags<const T extends ParseArgsOptionsConfig>(command: string, argv: string[], options: T): { values: FlagValues<T>; positionals: string[] } {
   try {
-    return parseArgs({ args: argv, options: { ...options, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: true });
+    const parsed = parseArgs({ args: argv, options: { ...options, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: true });
+    return { values: parsed.values as FlagValues<T>, positionals: parsed.positionals };
   } catch (error) {
     const code = (error as { code?: unknown }).code;
     if (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS')) {
@@ -45,7 +52,55 @@ export function storeOf(flag: string | undefined, env: Env): Promise<StoreSpec> 
 export function keyOf(command: string, given: string | undefined, env: Env): string {
   const key = given ?? env.IDEM_KEY;
   if (key === undefined) throw usage(`${command}: a key is required (--key K or IDEM_KEY)`);
+  if (!readExactly(key, given === undefined ? 'IDEM_KEY' : undefined)) {
+    throw new InvalidKeyError(`the key ${given === undefined ? 'in IDEM_KEY' : 'given'} is not valid UTF-8, so idem cannot read it exactly (two different keys would look the same); pass binary ids as hex, or derive a key with idem key`);
+  }
   return validateKey(key);
+}
+
+/** The same check for other text that becomes part of a key (`idem key` names, params, namespace). */
+export function exactText(what: string, text: string, envName?: string): string {
+  if (!readExactly(text, envName)) throw new InvalidArgumentError(`${what} is not valid UTF-8, so idem cannot read it exactly; pass binary data as hex`);
+  return text;
+}
+
+/**
+ * Node decodes invalid UTF-8 in argv and the environment as U+FFFD, so `caf\xe9` and `caf\xe8`
+ * would arrive as one string. Text with U+FFFD is accepted only if the raw bytes show the
+ * character really was there: on Linux /proc/self/cmdline and /proc/self/environ hold them
+ * (environ: the environment idem started with). Where they cannot be read, U+FFFD is refused.
+ */
+function readExactly(text: string, envName?: string): boolean {
+  if (!text.includes('\uFFFD')) return true;
+  let raw: Buffer;
+  try {
+    raw = readFileSync(envName ? '/proc/self/environ' : '/proc/self/cmdline');
+  } catch (error) {
+    void error; // no /proc (macOS, a sandbox): the bytes cannot be checked, so the text is refused
+    return false;
+  }
+  const strict = new TextDecoder('utf-8', { fatal: true });
+  const prefix = envName ? Buffer.from(`${envName}=`) : undefined;
+  let seen = false;
+  for (let at = 0; at < raw.length; ) {
+    const end = raw.indexOf(0, at) === -1 ? raw.length : raw.indexOf(0, at);
+    let entry = raw.subarray(at, end);
+    at = end + 1;
+    if (prefix) {
+      if (!entry.subarray(0, prefix.length).equals(prefix)) continue;
+      entry = entry.subarray(prefix.length);
+    }
+    // Every raw argument that could have produced this text (as itself, or in --flag=text) must be valid UTF-8.
+    if (!(prefix ? entry.toString('utf8') === text : entry.toString('utf8').includes(text))) continue;
+    seen = true;
+    try {
+      strict.decode(entry);
+    } catch (error) {
+      void error; // invalid UTF-8: Node replaced bytes with U+FFFD
+      return false;
+    }
+  }
+  return seen;
 }
 
 export function noPositionals(command: string, positionals: string[]): void {

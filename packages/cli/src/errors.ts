@@ -1,4 +1,4 @@
-// The CLI's own errors and the exit-code table (README "Exit codes").
+// The CLI's own errors; the exit-code table (README "Exit codes") is @idem/core/report's.
 // Errors from @idem/core keep their codes; the CLI adds only what a library has no use for.
 
 export type CliErrorCode =
@@ -25,48 +25,10 @@ export class CliError extends Error {
 
 export const usage = (message: string, cause?: unknown) => new CliError('USAGE', message, { cause });
 
-/** idem's own exit codes; a run that executed the command exits with the command's code instead. */
-export const EXIT = {
-  OK: 0,
-  /** `status`: no record; `check`: dead leases found. */
-  NEGATIVE: 1,
-  USAGE: 64,
-  KEY_REUSE: 65,
-  UNAVAILABLE: 69,
-  INTERNAL: 70,
-  CORRUPT: 74,
-  IN_FLIGHT: 75,
-  LEASE_LOST: 76,
-  NOT_EXECUTABLE: 126,
-  NOT_FOUND: 127,
-} as const;
-
-const BY_CODE: Record<string, number> = {
-  USAGE: EXIT.USAGE,
-  INVALID_ARGUMENT: EXIT.USAGE,
-  INVALID_KEY: EXIT.USAGE,
-  INVALID_STORE_URL: EXIT.USAGE,
-  KEY_REUSE_MISMATCH: EXIT.KEY_REUSE,
-  BACKEND_UNAVAILABLE: EXIT.UNAVAILABLE,
-  ADAPTER_MISSING: EXIT.UNAVAILABLE,
-  CORRUPT_RECORD: EXIT.CORRUPT,
-  IN_FLIGHT: EXIT.IN_FLIGHT,
-  LEASE_LOST: EXIT.LEASE_LOST,
-};
-
-/** The stable code of anything thrown: core's or the CLI's, else INTERNAL. */
-export function codeOf(error: unknown): string {
-  const code = (error as { code?: unknown } | null)?.code;
-  return typeof code === 'string' && (code in BY_CODE || code === 'SPAWN_FAILED' || code === 'INTERNAL') ? code : 'INTERNAL';
-}
-
-export function exitCodeOf(error: unknown): number {
-  if (error instanceof CliError && error.exitCode !== undefined) return error.exitCode;
-  return BY_CODE[codeOf(error)] ?? EXIT.INTERNAL;
-}
-
-/** One line, whatever the message holds. */
-export function messageOf(error: unknown): string {
-  const text = error instanceof Error ? error.message : String(error);
-  return text.replace(/\s*\n\s*/g, ' ').trim();
-}
+// The exit-code table and error vocabulary are core's run-report module, shared with embedders.
+export {
+  EXIT_CODES as EXIT,
+  errorCodeOf as codeOf,
+  exitCodeOfError as exitCodeOf,
+  errorMessageOf as messageOf,
+} from '@idem/core/report';

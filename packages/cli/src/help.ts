@@ -38,9 +38,9 @@ Human output goes to stderr; --json prints one JSON object on stdout.
 
   -k, --key K               the idempotency key (env IDEM_KEY)
 ${STORE}
-      --lease DUR           lease, renewed every third of it while CMD runs (5m);
+      --lease DUR           lease (at least 1s), renewed every third of it while CMD runs (5m);
                             a crashed run is taken over about one lease later
-      --retention DUR       how long outcomes are remembered (30d)
+      --retention DUR       how long outcomes are remembered, at least --lease (30d)
       --dedup-on WHEN       success: a failure may be retried (default);
                             any: a failure is final too
       --fingerprint STR     fingerprint of the inputs: the same key with another
@@ -57,7 +57,7 @@ ${STORE}
 Durations: 500ms, 30s, 5m, 2h, 30d.
 The command gets IDEM_RUN_ID, IDEM_FENCE (larger for every new owner: pass it
 downstream to fence writes) and IDEM_ATTEMPT in its environment.
-Signals: SIGINT, SIGTERM and SIGHUP are forwarded to CMD. If CMD then exits
+Signals: SIGINT, SIGTERM, SIGHUP and SIGQUIT are forwarded to CMD. If CMD then exits
 non-zero the claim is released (no outcome: the next run executes);
 if it exits 0 the run succeeded. A CMD killed by a signal idem did not
 forward (OOM killer, crash) is recorded as failed.

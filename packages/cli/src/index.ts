@@ -2,3 +2,5 @@
 export { main, VERSION } from './main.js';
 export { parseStoreUrl, DEFAULT_STORE, type StoreSpec } from './store-url.js';
 export { CliError, EXIT, type CliErrorCode } from './errors.js';
+// The report `idem run --json` prints; its vocabulary and builder live in the light @idem/core/report.
+export type { RunReport, RunStatus } from '@idem/core/report';

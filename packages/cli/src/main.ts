@@ -1,3 +1,4 @@
+import { createRequire } from 'node:module';
 import type { Env } from './args.js';
 import type { Topic } from './help.js';
 import { codeOf, EXIT, exitCodeOf, messageOf, usage } from './errors.js';
@@ -16,7 +17,8 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   key: async () => (await import('./admin.js')).keyCommand,
 };
 
-export const VERSION = '0.1.0';
+/** This package's version, read from its package.json (one place to bump). */
+export const VERSION: string = (createRequire(import.meta.url)('../package.json') as { version: string }).version;
 
 /** Runs the CLI and returns its exit code; every error becomes one `idem: CODE: message` line. */
 export async function main(argv: string[], env: Env = process.env): Promise<number> {

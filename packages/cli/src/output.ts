@@ -24,12 +24,34 @@ function write(fd: number, text: string): void {
   writeSync(fd, text);
 }
 
-export const out = (line: string) => write(1, `${line}\n`);
-export const info = (line: string) => write(2, `idem: ${line}\n`);
+/**
+ * idem's own log lines. A failing stderr (2>/dev/full, a closed pipe, EAGAIN) is ignored:
+ * logging must never decide a run's outcome nor stop the command from running, and there
+ * is nowhere left to report the failure. Data on stdout (--json, keys) still fails loudly.
+ */
+function log(text: string): void {
+  try {
+    writeSync(2, text);
+  } catch (error) {
+    void error; // deliberately dropped: see above
+  }
+}
 
-/** The one-line error format: `idem: CODE: message`. */
+// C0 and C1 controls, DEL, and bidi overrides/isolates: a stored key or error must not drive the terminal.
+const CONTROL = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+
+/** Text from a store or the user, made safe for a terminal: control characters become \\uXXXX escapes. */
+export const clean = (text: string) => text.replace(CONTROL, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+
+/** A key (or other value) quoted for a human line, control characters escaped. */
+export const quote = (text: string) => clean(JSON.stringify(text));
+
+export const out = (line: string) => write(1, `${line}\n`);
+export const info = (line: string) => log(`idem: ${line}\n`);
+
+/** The one-line error format: `idem: CODE: message`. The message is escaped: it may quote stored data. */
 export function printError(code: string, message: string): void {
-  write(2, `${paint(2, 'bad', `idem: ${code}:`)} ${message}\n`);
+  log(`${paint(2, 'bad', `idem: ${code}:`)} ${clean(message)}\n`);
 }
 
 export const printJson = (value: unknown) => out(JSON.stringify(value));

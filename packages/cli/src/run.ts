@@ -1,23 +1,17 @@
 // `idem run`: claim the key, run the command while renewing the lease,
-// record the outcome. The claim/renew/finish cycle is core's runOnce; this
-// file adds the process side: spawning, signals, exit codes and the report.
+// record the outcome. The claim/renew/finish cycle is core's runOnce and the
+// report is core's (`@idem/core/report`); this file adds the process side:
+// flags, spawning, signals, exit codes and the human lines.
 import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { accessSync, constants as fsConstants, statSync } from 'node:fs';
-import { constants } from 'node:os';
 import { delimiter, join } from 'node:path';
-import {
-  InFlightError,
-  LeaseLostError,
-  runOnce,
-  validateFingerprint,
-  type ClaimOutcome,
-  type IdempotencyStore,
-  type IdemRecord,
-} from '@idem/core';
+import { BackendUnavailableError, IdemError, LeaseLostError, runOnce, validateFingerprint, type IdemRecord, type RunContext } from '@idem/core';
+import { buildRunReport, signalExitCode, type RunClaim, type RunEnd, type RunReport, type RunTimings } from '@idem/core/report';
 import { duration, int, keyOf, oneOf, parseFlags, storeOf, type Env } from './args.js';
-import { CliError, codeOf, EXIT, exitCodeOf, messageOf, usage } from './errors.js';
-import { info, paint, printError, printHelp, printJson } from './output.js';
+import { CliError, EXIT, messageOf, usage } from './errors.js';
+import { clean, info, paint, printError, printHelp, printJson, quote } from './output.js';
+import type { StoreSpec } from './store-url.js';
 
 /** The command ran and did not exit 0. Its message is what the failed record stores. */
 class CommandFailed extends Error {
@@ -38,14 +32,35 @@ class Cancelled extends Error {
   }
 }
 
-const FORWARDED = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
-const signalExit = (signal: NodeJS.Signals) => 128 + (constants.signals[signal] ?? 0);
 /** After a lost lease, how long the command gets to stop on SIGTERM before SIGKILL. */
 const KILL_GRACE_MS = 10_000;
+/** After a signal while idem waits on the store: how long the store gets to give the key back. */
+const STORE_GRACE_MS = 2_000;
+/** Node's timers hold at most 2^31-1 ms (~24.8 days); a longer delay fires after 1 ms. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+/** Shorter leases renew too often to be useful for a process, and retention must outlive them. */
+const MIN_LEASE_MS = 1_000;
 
-export type RunStatus = 'succeeded' | 'failed' | 'skipped_idempotent' | 'skipped_in_flight' | 'cancelled' | 'error';
+// ---------------------------------------------------------------- flags
 
-export async function runCommand(argv: string[], env: Env): Promise<number> {
+interface RunPlan {
+  key: string;
+  store: StoreSpec;
+  command: string[];
+  leaseMs: number;
+  retentionMs: number;
+  dedupOn: 'success' | 'any';
+  onInFlight: 'skip' | 'wait' | 'fail';
+  waitTimeoutMs: number;
+  skipExitCode: number;
+  fingerprint: string | undefined;
+  force: boolean;
+  json: boolean;
+  quiet: boolean;
+}
+
+/** Parses and validates everything before any I/O; undefined when --help was asked. */
+async function parseRun(argv: string[], env: Env): Promise<RunPlan | undefined> {
   // Everything after the first `--` is the command, never parsed as flags.
   const sep = argv.indexOf('--');
   const { values, positionals } = parseFlags('run', sep === -1 ? argv : argv.slice(0, sep), {
@@ -62,160 +77,264 @@ export async function runCommand(argv: string[], env: Env): Promise<number> {
     json: { type: 'boolean' },
     quiet: { type: 'boolean', short: 'q' },
   });
-  if (values.help) return printHelp('run');
+  if (values.help) return undefined;
   if (positionals.length > 0) throw usage(`run: the command goes after --, as in: idem run --key K -- ${positionals.join(' ')}`);
   const command = sep === -1 ? [] : argv.slice(sep + 1);
-  // All validation happens here, before the store is opened.
   const key = keyOf('run', values.key, env);
-  const spec = await storeOf(values.store, env);
+  const store = await storeOf(values.store, env);
   const leaseMs = duration('lease', values.lease, '5m');
   const retentionMs = duration('retention', values.retention, '30d');
-  const dedupOn = oneOf('dedup-on', values['dedup-on'], ['success', 'any'], 'success');
-  const onInFlight = oneOf('on-in-flight', values['on-in-flight'], ['skip', 'wait', 'fail'], 'skip');
-  const waitTimeoutMs = duration('wait-timeout', values['wait-timeout'], '1h');
-  const skipExitCode = int('skip-exit-code', values['skip-exit-code'], 0, 255) ?? 0;
-  const fingerprint = values.fingerprint === undefined ? undefined : validateFingerprint(values.fingerprint);
-  if (command.length === 0 || command[0] === '') throw usage('run: no command; write it after --, as in: idem run --key K -- CMD ARGS...');
-  // A command that cannot start must not claim the key (under --dedup-on any a typo would be final).
-  checkExecutable(command[0]!, env.PATH ?? '');
-  const say = values.quiet ? () => {} : info;
-  const started = performance.now();
-  const runId = randomUUID();
-
-  const report = {
-    status: 'error' as RunStatus,
+  if (leaseMs < MIN_LEASE_MS) throw usage(`--lease must be at least 1s, got ${JSON.stringify(values.lease)}`);
+  if (retentionMs < leaseMs) {
+    throw usage(`--retention (${values.retention ?? '30d'}) must be at least --lease (${values.lease ?? '5m'}): a record must outlive the lease that wrote it`);
+  }
+  const plan: RunPlan = {
     key,
-    run_id: runId,
-    skipped_by_run_id: null as string | null,
-    exit_code: EXIT.INTERNAL as number,
-    store: spec.display,
-    outcome: null as 'acquired' | 'adopted' | null,
-    fence: null as number | null,
-    attempt: null as number | null,
-    previous_status: null as string | null,
-    signal: null as string | null,
-    error: null as { code: string; message: string } | null,
-    timings: { open_ms: 0, claim_ms: 0, command_ms: 0, finish_ms: 0, total_ms: 0 },
+    store,
+    command,
+    leaseMs,
+    retentionMs,
+    dedupOn: oneOf('dedup-on', values['dedup-on'], ['success', 'any'], 'success'),
+    onInFlight: oneOf('on-in-flight', values['on-in-flight'], ['skip', 'wait', 'fail'], 'skip'),
+    waitTimeoutMs: duration('wait-timeout', values['wait-timeout'], '1h'),
+    skipExitCode: int('skip-exit-code', values['skip-exit-code'], 0, 255) ?? 0,
+    fingerprint: values.fingerprint === undefined ? undefined : validateFingerprint(values.fingerprint),
+    force: values.force ?? false,
+    json: values.json ?? false,
+    quiet: values.quiet ?? false,
   };
-  const mark = (from: number) => Math.round((performance.now() - from) * 10) / 10;
+  if (command.length === 0 || command[0] === '') throw usage('run: no command; write it after --, as in: idem run --key K -- CMD ARGS...');
+  return plan;
+}
 
-  // Signals: forwarded to the command while it runs; before that they cancel the claim.
-  const cancel = new AbortController();
-  let child: ChildProcess | undefined;
-  let cancelledBy: NodeJS.Signals | undefined;
-  const onSignal = (signal: NodeJS.Signals) => {
-    if (child && child.exitCode === null && child.signalCode === null) {
-      cancelledBy ??= signal;
-      if (!cancel.signal.aborted) cancel.abort(new Cancelled(signal));
-      child.kill(signal);
+// ---------------------------------------------------------------- signals
+
+// Forwarded to the command while it runs; before that they cancel the run.
+// SIGQUIT too: Node's default for it kills idem at once and orphans the command.
+const FORWARDED = ['SIGINT', 'SIGTERM', 'SIGHUP', 'SIGQUIT'] as const;
+// Only forwarded (programs use it to reopen logs, print progress); it never cancels.
+// bin.ts listens to it from the start, so Node's inspector never opens on it.
+const PASSED_ON = ['SIGUSR1', 'SIGUSR2'] as const;
+
+class Signals {
+  /** Aborted by the first signal that arrives while no command runs. */
+  readonly cancel = new AbortController();
+  cancelledBy: NodeJS.Signals | undefined;
+  /** True once a cancelled run stopped waiting for the store. */
+  gaveUp = false;
+  private child: ChildProcess | undefined;
+
+  constructor() {
+    for (const s of FORWARDED) process.on(s, this.onSignal);
+    for (const s of PASSED_ON) process.on(s, this.passOn);
+  }
+
+  private running = () => this.child !== undefined && this.child.exitCode === null && this.child.signalCode === null;
+
+  private onSignal = (signal: NodeJS.Signals) => {
+    if (this.running()) {
+      this.cancelledBy ??= signal;
+      if (!this.cancel.signal.aborted) this.cancel.abort(new Cancelled(signal));
+      this.child!.kill(signal);
       return;
     }
-    // A second signal while idem waits on the store (an unreachable server, say): stop now.
-    if (cancelledBy) process.exit(signalExit(signal));
-    cancelledBy = signal;
-    cancel.abort(new Cancelled(signal));
+    // A second signal while idem waits on the store: stop now.
+    if (this.cancelledBy) process.exit(signalExitCode(signal));
+    this.cancelledBy = signal;
+    this.cancel.abort(new Cancelled(signal));
   };
-  for (const s of FORWARDED) process.on(s, onSignal);
 
-  let store: IdempotencyStore | undefined;
-  let phase = performance.now();
+  private passOn = (signal: NodeJS.Signals) => {
+    if (this.running()) this.child!.kill(signal);
+  };
+
+  attach(child: ChildProcess): void {
+    this.child = child;
+  }
+
+  /**
+   * Waits for `work`, unless a signal arrives first: then the store gets STORE_GRACE_MS to
+   * finish (and give the key back); an unreachable store must not hold a cancelled run for its
+   * whole timeout. A claim that lands later is left to its lease, as after kill -9.
+   */
+  async race<T>(work: Promise<T>): Promise<T> {
+    const signal = this.cancel.signal;
+    if (this.running()) return work;
+    let onAbort: (() => void) | undefined;
+    const cancelled = new Promise<never>((_, reject) => {
+      onAbort = () => {
+        if (this.running()) return; // a forwarded signal: the command decides when the run ends
+        const timer = setTimeout(() => {
+          this.gaveUp = true;
+          reject(signal.reason);
+        }, STORE_GRACE_MS);
+        timer.unref();
+        work.finally(() => clearTimeout(timer)).catch(() => undefined); // settles through `work` below
+      };
+      if (signal.aborted) onAbort();
+      else signal.addEventListener('abort', onAbort, { once: true });
+    });
+    work.catch(() => undefined); // a rejection after we gave up is not an unhandled one
+    try {
+      return await Promise.race([work, cancelled]);
+    } finally {
+      if (onAbort) signal.removeEventListener('abort', onAbort);
+    }
+  }
+
+  dispose(): void {
+    for (const s of FORWARDED) process.off(s, this.onSignal);
+    for (const s of PASSED_ON) process.off(s, this.passOn);
+  }
+}
+
+// ---------------------------------------------------------------- the run
+
+/** Phase timings of the report, in ms with one decimal. */
+function stopwatch() {
+  const started = performance.now();
+  let phase = started;
+  const timings: Partial<RunTimings> = {};
+  const since = (from: number) => Math.round((performance.now() - from) * 10) / 10;
+  return {
+    timings,
+    lap(name: Exclude<keyof RunTimings, 'total_ms'>) {
+      timings[name] = since(phase);
+      phase = performance.now();
+    },
+    total: () => (timings.total_ms = since(started)),
+    elapsed: () => performance.now() - started,
+  };
+}
+
+interface Ran {
+  end: RunEnd;
+  claim?: RunClaim | undefined;
+  /** The record behind a skip, for the human line. */
+  record?: IdemRecord | undefined;
+}
+
+async function execute(plan: RunPlan, runId: string, signals: Signals, clock: ReturnType<typeof stopwatch>, say: (line: string) => void): Promise<Ran> {
+  const { key, leaseMs, dedupOn } = plan;
+  let claim: RunClaim | undefined;
+  // Aborted when the command cannot start: runOnce then gives the key back instead of recording a failure.
+  const giveBack = new AbortController();
+  let commandRan = false;
+
+  const work = async (ctx: RunContext) => {
+    try {
+      clock.lap('claim_ms');
+      const lease = ctx.lease;
+      claim = { outcome: ctx.outcome, fence: lease.fence, attempt: lease.record.attempt };
+      signals.cancel.signal.throwIfAborted();
+      const from = ctx.outcome === 'adopted' && ctx.previous ? `, from run ${clean(ctx.previous.runId)}` : '';
+      say(`${ctx.outcome} ${quote(key)} (fence ${lease.fence}${from}); running: ${clean(plan.command.map(shellQuote).join(' '))}`);
+      const env = { ...process.env, IDEM_RUN_ID: runId, IDEM_FENCE: String(lease.fence), IDEM_ATTEMPT: String(lease.record.attempt) };
+      let exit: { code: number; signal: NodeJS.Signals | null };
+      try {
+        exit = await spawnAndWait(plan.command, env, ctx.signal, (child) => signals.attach(child));
+      } catch (error) {
+        if (error instanceof CliError && error.code === 'SPAWN_FAILED') giveBack.abort(error);
+        throw error;
+      }
+      commandRan = true;
+      clock.lap('command_ms');
+      if (exit.code !== 0) throw new CommandFailed(exit.code, exit.signal);
+      return undefined;
+    } catch (error) {
+      // Tag what is not ours to classify: any untyped error outside this function came from the store.
+      if (error instanceof CommandFailed || error instanceof Cancelled || error instanceof IdemError || error instanceof CliError) throw error;
+      throw new CliError('INTERNAL', messageOf(error), { cause: error });
+    }
+  };
+
+  let store: Awaited<ReturnType<StoreSpec['open']>> | undefined;
   try {
-    store = await spec.open({ leaseMs, retentionMs, dedupOn });
-    report.timings.open_ms = mark(phase);
-    phase = performance.now();
-    // Observe the claim runOnce makes, to report how the key was obtained.
-    let claimed: ClaimOutcome | undefined;
-    const observed: IdempotencyStore = Object.create(store);
-    observed.claim = async (k, o) => (claimed = await store!.claim(k, o));
-
-    const result = await runOnce(
-      observed,
-      key,
-      async (ctx) => {
-        report.timings.claim_ms = mark(phase);
-        const lease = ctx.lease;
-        report.outcome = claimed?.outcome === 'adopted' ? 'adopted' : 'acquired';
-        report.fence = lease.fence;
-        report.attempt = lease.record.attempt;
-        if (cancel.signal.aborted) throw cancel.signal.reason;
-        const previous = claimed && 'previous' in claimed ? claimed.previous : undefined;
-        say(
-          `${report.outcome} ${JSON.stringify(key)} (fence ${lease.fence}${previous && report.outcome === 'adopted' ? `, from run ${previous.runId}` : ''}); running: ${command.map(shellQuote).join(' ')}`,
-        );
-        phase = performance.now();
-        const exit = await spawnAndWait(command, { ...process.env, IDEM_RUN_ID: runId, IDEM_FENCE: String(lease.fence), IDEM_ATTEMPT: String(lease.record.attempt) }, ctx.signal, (c) => {
-          child = c;
-        });
-        report.timings.command_ms = mark(phase);
-        phase = performance.now();
-        if (exit.code !== 0) throw new CommandFailed(exit.code, exit.signal);
-        return undefined;
-      },
-      {
+    store = await signals.race(plan.store.open({ leaseMs, retentionMs: plan.retentionMs, dedupOn }));
+    clock.lap('open_ms');
+    const result = await signals.race(
+      runOnce(store, key, work, {
         runId,
         leaseMs,
-        force: values.force ?? false,
+        // Clamped: a third of a lease above ~74 days would overflow Node's timer and renew every ms.
+        renewEveryMs: Math.min(Math.max(1, Math.floor(leaseMs / 3)), MAX_TIMER_MS),
+        force: plan.force,
         dedupOn,
-        onInFlight: onInFlight === 'fail' ? 'throw' : onInFlight,
-        waitTimeoutMs,
-        signal: cancel.signal,
-        ...(fingerprint !== undefined ? { fingerprint } : {}),
-      },
+        onInFlight: plan.onInFlight === 'fail' ? 'throw' : plan.onInFlight,
+        waitTimeoutMs: plan.waitTimeoutMs,
+        signal: AbortSignal.any([signals.cancel.signal, giveBack.signal]),
+        ...(plan.fingerprint !== undefined ? { fingerprint: plan.fingerprint } : {}),
+      }),
     );
-    if (result.status === 'executed') {
-      report.timings.finish_ms = mark(phase);
-      Object.assign(report, { status: 'succeeded', exit_code: 0 });
-      say(`${paint(2, 'ok', 'succeeded')} ${JSON.stringify(key)} in ${fmt(performance.now() - started)}`);
-    } else {
-      report.timings.claim_ms = mark(phase);
-      skipped(report, result.status === 'completed' ? 'skipped_idempotent' : 'skipped_in_flight', result.record, skipExitCode);
-      say(skipLine(report.status, key, result.record));
-    }
+    clock.lap(result.status === 'executed' ? 'finish_ms' : 'claim_ms');
+    return { end: { kind: 'result', result, skipExitCode: plan.skipExitCode }, claim, record: result.record };
   } catch (error) {
-    report.timings.finish_ms = report.timings.command_ms ? mark(phase) : 0;
-    if (error instanceof CommandFailed) {
-      // After a forwarded signal the claim was released (a cancelled run records no outcome).
-      const status = cancelledBy ? 'cancelled' : 'failed';
-      Object.assign(report, { status, exit_code: error.exitCode, signal: error.signal });
-      say(
-        status === 'cancelled'
-          ? `${paint(2, 'warn', 'cancelled')} ${JSON.stringify(key)} by ${cancelledBy}; the claim was released`
-          : `${paint(2, 'bad', 'failed')} ${JSON.stringify(key)}: ${error.message}${dedupOn === 'success' ? ' (the key may be retried)' : ' (final under --dedup-on any)'}`,
-      );
-    } else if (error instanceof Cancelled) {
-      Object.assign(report, { status: 'cancelled', exit_code: signalExit(error.signal) });
-      say(`${paint(2, 'warn', 'cancelled')} ${JSON.stringify(key)} by ${error.signal} before the command started`);
-    } else {
-      const exit = exitCodeOf(error);
-      if (error instanceof InFlightError) skipped(report, 'skipped_in_flight', error.record, exit);
-      else report.status = error instanceof CliError && error.code === 'SPAWN_FAILED' ? 'failed' : 'error';
-      report.exit_code = exit;
-      report.error = { code: codeOf(error), message: messageOf(error) };
-      printError(report.error.code, report.error.message);
-    }
+    if (commandRan) clock.lap('finish_ms');
+    if (error instanceof CommandFailed) return { end: { kind: 'command_failed', exitCode: error.exitCode, signal: error.signal, cancelledBy: signals.cancelledBy }, claim };
+    if (error instanceof Cancelled) return { end: { kind: 'cancelled', signal: error.signal }, claim };
+    if (error instanceof IdemError || error instanceof CliError) return { end: { kind: 'error', error, skipExitCode: plan.skipExitCode }, claim };
+    // Untyped errors reach here only from the store (a full disk, a driver's own error): the backend failed.
+    return { end: { kind: 'error', error: new BackendUnavailableError(`the store failed: ${messageOf(error)}${errnoOf(error)}`, error) }, claim };
   } finally {
-    for (const s of FORWARDED) process.off(s, onSignal);
-    await store?.close().catch((error: unknown) => printError(codeOf(error), `closing the store: ${messageOf(error)}`));
+    const closing = store?.close().catch((error: unknown) => printError('BACKEND_UNAVAILABLE', `closing the store: ${messageOf(error)}`));
+    // A run that gave up on an unanswering store does not wait for it to close (the process exits right after).
+    if (!signals.gaveUp) await closing;
   }
-  report.timings.total_ms = mark(0);
-  if (values.json) printJson(report);
+}
+
+const errnoOf = (error: unknown) => {
+  const code = (error as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && /^E[A-Z0-9]+$/.test(code) && !messageOf(error).includes(code) ? ` (${code})` : '';
+};
+
+export async function runCommand(argv: string[], env: Env): Promise<number> {
+  const plan = await parseRun(argv, env);
+  if (!plan) return printHelp('run');
+  const say = plan.quiet ? () => {} : info;
+  const runId = randomUUID();
+  const clock = stopwatch();
+  const signals = new Signals();
+  let ran: Ran;
+  try {
+    // A command that cannot start must not claim the key (under --dedup-on any a typo would be final).
+    checkExecutable(plan.command[0]!, env.PATH ?? '');
+    ran = await execute(plan, runId, signals, clock, say);
+  } catch (error) {
+    if (!(error instanceof CliError && error.code === 'SPAWN_FAILED')) throw error;
+    ran = { end: { kind: 'error', error } };
+  } finally {
+    signals.dispose();
+  }
+  clock.total();
+  const report = buildRunReport({ key: plan.key, runId, store: plan.store.display, end: ran.end, claim: ran.claim, timings: clock.timings });
+  tell(report, ran, plan, clock.elapsed(), say);
+  if (plan.json) printJson(report);
   return report.exit_code;
 }
 
-function skipped(report: { status: RunStatus; skipped_by_run_id: string | null; previous_status: string | null; exit_code: number }, status: RunStatus, record: IdemRecord, exit: number) {
-  report.status = status;
-  report.skipped_by_run_id = record.runId;
-  report.previous_status = record.status;
-  report.exit_code = exit;
+/** The human line that ends a run (errors: one `idem: CODE: message` line, even under --quiet). */
+function tell(report: RunReport, ran: Ran, plan: RunPlan, elapsedMs: number, say: (line: string) => void): void {
+  const key = quote(report.key);
+  const { end } = ran;
+  if (report.error) return printError(report.error.code, report.error.message);
+  if (report.status === 'succeeded') return say(`${paint(2, 'ok', 'succeeded')} ${key} in ${fmt(elapsedMs)}`);
+  if ((report.status === 'skipped_idempotent' || report.status === 'skipped_in_flight') && ran.record) return say(skipLine(report.status, key, ran.record));
+  if (end.kind === 'cancelled') return say(`${paint(2, 'warn', 'cancelled')} ${key} by ${end.signal} before the command started`);
+  if (end.kind === 'command_failed') {
+    if (end.cancelledBy) return say(`${paint(2, 'warn', 'cancelled')} ${key} by ${end.cancelledBy}; the claim was released`);
+    const why = end.signal ? `killed by ${end.signal}` : `exit code ${end.exitCode}`;
+    return say(`${paint(2, 'bad', 'failed')} ${key}: ${why}${plan.dedupOn === 'success' ? ' (the key may be retried)' : ' (final under --dedup-on any)'}`);
+  }
 }
 
-function skipLine(status: RunStatus, key: string, record: IdemRecord): string {
-  if (status === 'skipped_in_flight') {
-    return `${paint(2, 'warn', 'skipped')} ${JSON.stringify(key)}: run ${record.runId} holds it until ${new Date(record.leaseExpiresAt ?? 0).toISOString()}`;
-  }
+function skipLine(status: 'skipped_idempotent' | 'skipped_in_flight', key: string, record: IdemRecord): string {
+  const runId = clean(record.runId);
+  if (status === 'skipped_in_flight') return `${paint(2, 'warn', 'skipped')} ${key}: run ${runId} holds it until ${new Date(record.leaseExpiresAt ?? 0).toISOString()}`;
   const when = record.completedAt === undefined ? '' : ` at ${new Date(record.completedAt).toISOString()}`;
-  return `${paint(2, 'dim', 'skipped')} ${JSON.stringify(key)}: already ${record.status} in run ${record.runId}${when}`;
+  return `${paint(2, 'dim', 'skipped')} ${key}: already ${record.status} in run ${runId}${when}`;
 }
+
+// ---------------------------------------------------------------- the command
 
 /** Finds the command as execvp would; SPAWN_FAILED (127 not found, 126 not executable) otherwise. */
 function checkExecutable(name: string, path: string): void {
@@ -276,13 +395,14 @@ async function spawnAndWait(
     child.once('error', (error: NodeJS.ErrnoException) => {
       if (child.pid !== undefined) return; // a failed kill() of a running child; its exit event still comes
       done();
+      // checkExecutable found the file: ENOENT now means its #! interpreter is missing (127, as bash says).
       const exitCode = error.code === 'ENOENT' ? EXIT.NOT_FOUND : EXIT.NOT_EXECUTABLE;
-      const why = error.code === 'ENOENT' ? 'command not found' : `cannot execute (${error.code ?? error.message})`;
+      const why = error.code === 'ENOENT' ? 'cannot execute: its interpreter (#! line) or the command was not found' : `cannot execute (${error.code ?? error.message})`;
       reject(new CliError('SPAWN_FAILED', `${JSON.stringify(command[0])}: ${why}`, { cause: error, exitCode }));
     });
     child.once('exit', (code, sig) => {
       done();
-      resolve({ code: sig ? signalExit(sig) : (code ?? EXIT.INTERNAL), signal: sig });
+      resolve({ code: sig ? signalExitCode(sig) : (code ?? EXIT.INTERNAL), signal: sig });
     });
   });
 }

@@ -40,11 +40,12 @@ describe('operator commands', () => {
     expect(text.stdout.trim().split('\n')).toHaveLength(2);
   });
 
-  it('check exits 1 on a dead lease; sweep removes it', async () => {
+  // A 10 s lease: on a loaded machine the first check must still find it live (no speed is asserted).
+  it('check exits 1 on a dead lease; sweep removes it', { timeout: 120_000 }, async () => {
     const store = freshStore();
     const key = freshKey('dead');
     const file = join(work, key);
-    const victim = start(['run', '--key', key, '--store', store, '--lease', '3s', '--', 'sh', '-c', 'echo $$ > "$1"; exec sleep 20', 'sh', file]);
+    const victim = start(['run', '--key', key, '--store', store, '--lease', '10s', '--', 'sh', '-c', 'echo $$ > "$1"; exec sleep 20', 'sh', file]);
     await until(() => lines(file).length === 1, 15_000, 'the command to start');
     victim.child.kill('SIGKILL');
     await victim.exited;

@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tempDir } from '@idem/test-fixtures';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -70,13 +70,14 @@ describe('idem run', () => {
     const store = freshStore();
     const key = freshKey('wait');
     const file = counter(key);
-    const owner = start(['run', '--key', key, '--store', store, '--json', '--', ...sh('echo ran >> "$1"; sleep 1.5', file)]);
+    // The owner runs until the test lets it go: a loaded machine cannot make it finish before the others claim.
+    const go = counter(`${key}-go`);
+    const owner = start(['run', '--key', key, '--store', store, '--json', '--', 'sh', '-c', 'echo ran >> "$1"; until [ -e "$2" ]; do sleep 0.05; done', 'sh', file, go]);
     await until(() => lines(file).length === 1, 15_000, 'the owner to start');
-    const [waiter, failer] = await Promise.all([
-      idem(['run', '--key', key, '--store', store, '--on-in-flight', 'wait', '--json', '--', ...sh('echo waiter >> "$1"', file)]),
-      idem(['run', '--key', key, '--store', store, '--on-in-flight', 'fail', '--json', '--', ...sh('echo failer >> "$1"', file)]),
-    ]);
-    const first = await owner.done;
+    const waiting = idem(['run', '--key', key, '--store', store, '--on-in-flight', 'wait', '--json', '--', ...sh('echo waiter >> "$1"', file)]);
+    const failer = await idem(['run', '--key', key, '--store', store, '--on-in-flight', 'fail', '--json', '--', ...sh('echo failer >> "$1"', file)]);
+    writeFileSync(go, '');
+    const [first, waiter] = await Promise.all([owner.done, waiting]);
     expect(first.json.status).toBe('succeeded');
     expect(failer.code).toBe(75);
     expect(failer.json).toMatchObject({ status: 'skipped_in_flight', exit_code: 75, skipped_by_run_id: first.json.run_id, error: { code: 'IN_FLIGHT' } });
@@ -126,16 +127,17 @@ describe('idem run', () => {
     expect(lines(file)).toEqual(['fail', 'retried']);
   });
 
-  it('kill -9 of idem run: the next run adopts after the lease', async () => {
+  // A 10 s lease: on a loaded machine the early run must still find it live (no speed is asserted).
+  it('kill -9 of idem run: the next run adopts after the lease', { timeout: 120_000 }, async () => {
     const store = freshStore();
     const key = freshKey('crash');
     const file = counter(key);
-    const victim = start(['run', '--key', key, '--store', store, '--lease', '3s', '--json', '--', 'sh', '-c', 'echo $$ >> "$2"; echo crashed >> "$1"; sleep 20', 'sh', file, orphans]);
+    const victim = start(['run', '--key', key, '--store', store, '--lease', '10s', '--json', '--', 'sh', '-c', 'echo $$ >> "$2"; echo crashed >> "$1"; sleep 30', 'sh', file, orphans]);
     await until(() => lines(file).length === 1, 15_000, 'the first run to start');
     victim.child.kill('SIGKILL');
     await victim.exited;
 
-    // Its lease (3s, renewed every second) is still live: nobody may take over yet.
+    // Its lease (10s, renewed every 3.3s) is still live: nobody may take over yet.
     const early = await idem(['run', '--key', key, '--store', store, '--json', '--', ...sh('echo early >> "$1"', file)]);
     expect(early.json.status).toBe('skipped_in_flight');
     const owner = (await idem(['status', key, '--store', store, '--json'])).json.record;

@@ -24,6 +24,10 @@ export interface RunContext {
   signal: AbortSignal;
   /** The current lease (renewed in the background); its fence orders writes downstream. */
   readonly lease: Lease;
+  /** How this run got the key: a fresh claim, or taken over from a dead run (or forced). */
+  readonly outcome: 'acquired' | 'adopted';
+  /** The record this run took over, when adopted. */
+  readonly previous: IdemRecord | undefined;
 }
 
 export type RunResult<T> =
@@ -134,6 +138,8 @@ async function execute<T>(
     get lease() {
       return lease;
     },
+    outcome,
+    previous,
   };
   try {
     let value: T;
