@@ -8,3 +8,4 @@ export * from './atomic.js';
 export * from './store.js';
 export * from './runner.js';
 export * from './clock.js';
+export * from './capability.js';
