@@ -163,11 +163,11 @@ function bucketAndPrefix(url: string, scheme: 's3' | 'gs'): { bucket: string; pr
   return { bucket, prefix, query };
 }
 
-// s3://bucket/prefix?endpoint=URL&region=R&path_style=true. Credentials, region and
+// s3://bucket/prefix?endpoint=URL&region=R&path_style=true&probe=false&unconditional_sweep=true. Credentials, region and
 // endpoint otherwise come from the SDK's usual chain (AWS_* variables, ~/.aws).
 function parseS3(url: string): StoreSpec {
   const { bucket, prefix, query } = bucketAndPrefix(url, 's3');
-  const params = queryOf(url, query, ['endpoint', 'region', 'path_style']);
+  const params = queryOf(url, query, ['endpoint', 'region', 'path_style', 'probe', 'unconditional_sweep']);
   const endpoint = params.get('endpoint') ?? undefined;
   if (endpoint !== undefined) {
     let ok = false;
@@ -181,6 +181,8 @@ function parseS3(url: string): StoreSpec {
   const region = params.get('region') ?? undefined;
   if (region !== undefined && !/^[a-z0-9-]{1,64}$/.test(region)) throw bad(url, `region ${JSON.stringify(region)} is not valid`);
   const pathStyle = flag(url, params, 'path_style');
+  const probe = flag(url, params, 'probe');
+  const unconditionalSweep = flag(url, params, 'unconditional_sweep');
   return {
     kind: 's3',
     display: url,
@@ -196,7 +198,14 @@ function parseS3(url: string): StoreSpec {
         ...(region ? { region } : customEndpoint && !process.env.AWS_REGION && !process.env.AWS_DEFAULT_REGION ? { region: 'us-east-1' } : {}),
       });
       try {
-        const store = await createS3Store({ client, bucket, ...(prefix !== undefined ? { prefix } : {}), ...options });
+        const store = await createS3Store({
+          client,
+          bucket,
+          ...(prefix !== undefined ? { prefix } : {}),
+          ...(probe !== undefined ? { probe } : {}),
+          ...(unconditionalSweep !== undefined ? { unconditionalSweep } : {}),
+          ...options,
+        });
         return ownClient(store, () => client.destroy());
       } catch (error) {
         client.destroy();
