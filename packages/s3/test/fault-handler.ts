@@ -95,9 +95,12 @@ export class FaultHandler {
    * (a header removed after it would break the signature), so `seen` shows the request as sent.
    */
   install(client: S3Client): void {
-    type Args = { input: Record<string, unknown>; request?: unknown };
-    client.middlewareStack.add(
-      (next: (args: Args) => Promise<unknown>, context: { commandName?: string }) => async (args: Args) => {
+    type Args = { input: Record<string, unknown> };
+    type Next = (args: Args) => Promise<unknown>;
+    // The stack's own types are per command; this middleware only edits the input of two of them.
+    const stack = client.middlewareStack as unknown as { add(m: (next: Next, context: { commandName?: string }) => Next, o: { step: 'initialize'; name: string }): void };
+    stack.add(
+      (next, context) => async (args) => {
         const put = context.commandName === 'PutObjectCommand';
         if (put && this.quirks.has('no-if-none-match')) delete args.input.IfNoneMatch;
         if (put && this.quirks.has('no-if-match')) delete args.input.IfMatch;
