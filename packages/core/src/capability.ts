@@ -50,21 +50,23 @@ const probeBody = (n: number) =>
 /**
  * The generic probe over conditional writes, on one scratch name (not a
  * record name: 64 hex): 5 conditional writes, 1 read, 1 cleanup delete.
- *   create              -> version v1
- *   create again        -> must be refused
- *   replace on v1       -> version v2 (the server accepts its own version)
- *   replace on v1 again -> must be refused (v1 is stale)
- *   delete on v1        -> must leave the object (read it back)
+ *   create             -> version v
+ *   create again       -> must be refused (if not, v is the version it wrote)
+ *   replace on v       -> accepted: the server takes its own version
+ *   replace on v again -> must be refused (v is stale now)
+ *   delete on v        -> must leave the object (read it back)
  */
 export async function probeCas(p: ProbePrimitives, name: string): Promise<ProbeResult> {
   const v1 = await p.create(name, probeBody(1));
   if (v1 === CONFLICT) throw new IdemError('BACKEND_UNAVAILABLE', `probe: scratch object ${name} already exists; retry the open`, { retryable: true });
   try {
-    const createIfAbsent = (await p.create(name, probeBody(2))) === CONFLICT;
-    const v2 = await p.replace(name, probeBody(3), v1);
-    const replaceIfMatch = v2 !== CONFLICT && (await p.replace(name, probeBody(4), v1)) === CONFLICT;
+    const again = await p.create(name, probeBody(2));
+    const createIfAbsent = again === CONFLICT;
+    // The current version: the second create's, if the server let it overwrite.
+    const v = createIfAbsent ? v1 : again;
+    const replaceIfMatch = (await p.replace(name, probeBody(3), v)) !== CONFLICT && (await p.replace(name, probeBody(4), v)) === CONFLICT;
     // Refused (CONFLICT) or not, what counts is whether the object is still there.
-    await p.removeIf(name, v1);
+    await p.removeIf(name, v);
     const deleteIfMatch = (await p.read(name)) !== undefined;
     return { createIfAbsent, replaceIfMatch, deleteIfMatch };
   } finally {
