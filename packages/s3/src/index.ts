@@ -34,7 +34,7 @@ import {
   type StoreOptions,
   UnsafeBackendError,
 } from '@idem/core';
-import { probeS3, unsafeSweep } from './probe.js';
+import { probeS3, unsafeSweep, type S3Compat } from './probe.js';
 
 export interface S3StoreOptions extends StoreOptions {
   /** Your configured client (credentials, region, endpoint; `forcePathStyle` for MinIO). Not closed by the store. */
@@ -124,19 +124,11 @@ export function s3Failure(error: unknown, what: string): IdemError {
   return new IdemError('BACKEND_UNAVAILABLE', `S3 ${what}: refused with ${status} ${name}: ${message}`, { cause: error, retryable: false });
 }
 
-/** What this store knows of its server's conditional writes (probe.ts); undefined: not yet known. */
-export interface S3Compat {
-  /** If-Match takes the ETag in the other form than the server returns it (quoted vs unquoted). */
-  etagToggled: boolean | undefined;
-  /** DELETE If-Match with a stale ETag leaves the object. */
-  deleteIfMatch: boolean | undefined;
-}
-
 /** "abc" <-> abc: some servers compare If-Match byte for byte with an unquoted stored ETag. */
 const toggleQuotes = (etag: string) => (/^".*"$/.test(etag) ? etag.slice(1, -1) : `"${etag}"`);
 const bare = (etag: string) => etag.replace(/^"(.*)"$/, '$1');
 
-export class S3Driver implements Driver {
+class S3Driver implements Driver {
   readonly capabilities = { nativeExpiry: false, clock: 'client', sharedAcrossProcesses: true } as const;
   readonly claim: Driver['claim'];
   readonly finish: Driver['finish'];

@@ -4,8 +4,25 @@
 // that would let two callers win one key. Once per endpoint, bucket and prefix per process.
 import { randomUUID } from 'node:crypto';
 import { DeleteObjectCommand, HeadBucketCommand, type S3Client } from '@aws-sdk/client-s3';
-import { assertClaimGuarantees, IdemError, probeCas, probeOnce, UnsafeBackendError, type ProbeResult } from '@idem/core';
-import { s3Failure, type S3Compat, type S3Driver } from './index.js';
+import { assertClaimGuarantees, IdemError, probeCas, probeOnce, UnsafeBackendError, type CasPrimitives, type Conflict, type ProbeResult } from '@idem/core';
+import { s3Failure } from './index.js';
+
+/** What a store knows of its server's conditional writes; undefined: not yet known. */
+export interface S3Compat {
+  /** If-Match takes the ETag in the other form than the server returns it (quoted vs unquoted). */
+  etagToggled: boolean | undefined;
+  /** DELETE If-Match with a stale ETag leaves the object. */
+  deleteIfMatch: boolean | undefined;
+}
+
+/** The parts of the store's driver the probe runs on. */
+interface S3Driver {
+  readonly cas: CasPrimitives;
+  readonly compat: S3Compat;
+  send<T>(command: DeleteObjectCommand | HeadBucketCommand): Promise<T>;
+  conflictOr(error: unknown, what: string): Conflict;
+  ifMatch(etag: string): string;
+}
 
 type S3Probe = ProbeResult & { etagToggled: boolean | undefined };
 
