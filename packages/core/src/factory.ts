@@ -13,6 +13,8 @@ interface CommonParts extends ScanPrimitives {
   close(): Promise<void>;
   /** Test hook: raw bytes under a storage name (the conformance suite's corrupt-record tests need it). */
   writeRaw?(name: string, bytes: string | Uint8Array): Promise<void>;
+  /** Throws when this backend cannot sweep safely (e.g. it ignores conditional deletes); called before every sweep. */
+  beforeSweep?(): void;
 }
 
 /** A store with a transaction: one read-decide-write step (see AtomicUpdate). */
@@ -55,7 +57,10 @@ export function composeDriver(parts: TransactionalParts | CasParts): Driver {
     finish: (lease, op, ctx) => finishWith(update, lease, op, ctx),
     read: async (name) => (await parts.read(name))?.record,
     list: (query) => scanList(parts, query),
-    sweep: (ctx) => scanSweep(parts, ctx),
+    sweep: async (ctx) => {
+      parts.beforeSweep?.();
+      return scanSweep(parts, ctx);
+    },
     remove: (name) => parts.delete(name),
     close: () => parts.close(),
     ...(parts.writeRaw ? { writeRaw: parts.writeRaw.bind(parts) } : {}),

@@ -27,7 +27,10 @@ import {
   type ServerClock,
   type StoreOptions,
   type Versioned,
+  UnsafeBackendError,
+  type CasPrimitives,
 } from '@idem/core/adapter';
+import { probeS3, unsafeSweep, type S3Compat } from './probe.js';
 
 export interface S3StoreOptions extends StoreOptions {
   /** Your configured client (credentials, region, endpoint; `forcePathStyle` for MinIO). Not closed by the store. */
@@ -46,6 +49,18 @@ export interface S3StoreOptions extends StoreOptions {
    * The header has 1 s resolution, so keep `clockSkewMs` >= 1000. Not with `clock`.
    */
   serverClock?: boolean;
+  /**
+   * Check at open that the bucket exists and that the server keeps the
+   * conditional writes idem needs (see probe.ts and the README's
+   * compatibility table). Once per endpoint, bucket and prefix per process. Default true.
+   */
+  probe?: boolean;
+  /**
+   * Let sweep delete on a server that ignores If-Match on DELETE (MinIO): a
+   * claim that rewrites a record between sweep's read and its delete loses it.
+   * Default false: there sweep refuses with UnsafeBackendError.
+   */
+  unconditionalSweep?: boolean;
 }
 
 const DEFAULT_PREFIX = 'idem/';
@@ -56,7 +71,7 @@ const READ_BATCH = 16;
 /** Opens a store on a bucket. Options are checked before any request. */
 export async function createS3Store(options: S3StoreOptions): Promise<IdempotencyStore> {
   if (typeof options !== 'object' || options === null) throw new InvalidArgumentError('options must be an object');
-  const { client, bucket, prefix = DEFAULT_PREFIX, requestTimeoutMs = DEFAULT_TIMEOUT_MS, serverClock = false, ...storeOptions } = options;
+  const { client, bucket, prefix = DEFAULT_PREFIX, requestTimeoutMs = DEFAULT_TIMEOUT_MS, serverClock = false, probe = true, unconditionalSweep = false, ...storeOptions } = options;
   if (typeof client?.send !== 'function') throw new InvalidArgumentError('client must be an S3Client');
   if (typeof bucket !== 'string' || !/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket)) {
     throw new InvalidArgumentError(`bucket must be an S3 bucket name, got ${JSON.stringify(bucket)}`);
@@ -68,9 +83,14 @@ export async function createS3Store(options: S3StoreOptions): Promise<Idempotenc
   if (!Number.isSafeInteger(requestTimeoutMs) || requestTimeoutMs <= 0 || requestTimeoutMs > MAX_TIMER_MS) {
     throw new InvalidArgumentError(`requestTimeoutMs must be a whole number of milliseconds in 1..${MAX_TIMER_MS}`);
   }
+  if (typeof probe !== 'boolean' || typeof unconditionalSweep !== 'boolean') throw new InvalidArgumentError('probe and unconditionalSweep must be booleans');
   const clock = serverClockOption(serverClock, storeOptions.clock);
   // createStore checks the store options before the driver exists: no request is made with bad ones.
-  return createStore(clock ? { ...storeOptions, clock: clock.now } : storeOptions, () => new S3Driver(client, bucket, prefix, requestTimeoutMs, clock));
+  return createStore(clock ? { ...storeOptions, clock: clock.now } : storeOptions, async () => {
+    const driver = new S3Driver(client, bucket, prefix, requestTimeoutMs, clock, unconditionalSweep);
+    if (probe) driver.compat = await probeS3(driver, client, bucket, prefix);
+    return driver;
+  });
 }
 
 interface SdkError {
@@ -101,10 +121,15 @@ export function s3Failure(error: unknown, what: string): IdemError {
   return backendError(error, `S3 ${what}: ${why}`, !unavailable);
 }
 
+/** "abc" <-> abc: some servers compare If-Match byte for byte with an unquoted stored ETag. */
+const toggleQuotes = (etag: string) => (/^".*"$/.test(etag) ? etag.slice(1, -1) : `"${etag}"`);
+const bare = (etag: string) => etag.replace(/^"(.*)"$/, '$1');
+
 /** The primitives core composes into a store: conditional PUTs for claims and finishes, a key scan for list and sweep. */
 class S3Driver implements CasParts {
   readonly capabilities = { nativeExpiry: false, clock: 'client', sharedAcrossProcesses: true } as const;
   readonly concurrency = READ_BATCH;
+  compat: S3Compat = { etagToggled: undefined, deleteIfMatch: undefined };
 
   constructor(
     private readonly client: S3Client,
@@ -112,9 +137,15 @@ class S3Driver implements CasParts {
     private readonly prefix: string,
     private readonly timeoutMs: number,
     private readonly clock: ServerClock | undefined,
+    private readonly unconditionalSweep: boolean,
   ) {}
 
-  private send<T>(command: { input: unknown; middlewareStack: DateWatchable }): Promise<T> {
+  /** The conditional-write primitives, for the open-time probe. */
+  get cas(): CasPrimitives {
+    return { read: (name) => this.get(name), create: (name, body) => this.create(name, body), replace: (name, body, etag) => this.replace(name, body, etag) };
+  }
+
+  send<T>(command: { input: unknown; middlewareStack: DateWatchable }): Promise<T> {
     if (this.clock) watchDate(command, this.clock);
     // One deadline for the call and all its SDK retries; an abort is final (the SDK does not retry it).
     return (this.client.send as (c: unknown, o: unknown) => Promise<T>)(command, { abortSignal: AbortSignal.timeout(this.timeoutMs) });
@@ -139,7 +170,7 @@ class S3Driver implements CasParts {
   }
 
   /** A failed precondition is a CONFLICT, unless a resent request may have tripped over its own first attempt. */
-  private conflictOr(error: unknown, what: string): Conflict {
+  conflictOr(error: unknown, what: string): Conflict {
     const status = statusOf(error);
     if ((status === 412 || status === 409) && wasRetried(error)) {
       throw new BackendUnavailableError(`S3 ${what}: precondition failed on a resent request; the first attempt may have landed`, error);
@@ -179,17 +210,57 @@ class S3Driver implements CasParts {
   //   zombie: PUT If-Match: <older ETag>                  -> 412: core reads, sees another fence: LEASE_LOST
   //   anyone: PUT If-Match on a deleted record            -> 404: CONFLICT, core reads "absent"
   // Of many concurrent takeovers of one ETag exactly one gets 200 (S3 may answer the rest 409).
+  // Until one If-Match has been accepted, a 412 is checked: if the object still carries the ETag
+  // just sent, the server wants it in the other form (quoted vs unquoted); then the write is
+  // resent in that form once, and the form kept for this store.
   async replace(name: string, body: string, etag: string): Promise<string | Conflict> {
+    const known = this.compat.etagToggled;
+    const first = await this.putIfMatch(name, body, this.ifMatch(etag));
+    if (first !== 412 || known !== undefined) return this.written(first, known ?? false);
+    if (!(await this.holds(name, etag))) return CONFLICT;
+    const second = await this.putIfMatch(name, body, toggleQuotes(etag));
+    if (second !== 412) return this.written(second, true);
+    if (await this.holds(name, etag)) {
+      throw new UnsafeBackendError('replace-if-match', `S3 PUT If-Match ${name}: the server refused the ETag it holds (${etag}), quoted and unquoted; no conditional replace is possible`);
+    }
+    return CONFLICT;
+  }
+
+  /** PUT If-Match: the new ETag, or the status of a refused precondition (412, 409, 404). */
+  private async putIfMatch(name: string, body: string, ifMatch: string): Promise<string | number> {
     const what = `PUT If-Match ${name}`;
     try {
       const out = await this.send<{ ETag?: string }>(
-        new PutObjectCommand({ Bucket: this.bucket, Key: this.prefix + name, Body: body, ContentType: 'application/json', IfMatch: etag }),
+        new PutObjectCommand({ Bucket: this.bucket, Key: this.prefix + name, Body: body, ContentType: 'application/json', IfMatch: ifMatch }),
       );
       return this.etagOf(out, what);
     } catch (error) {
       if (error instanceof IdemError) throw error;
-      return this.conflictOr(error, what);
+      this.conflictOr(error, what);
+      return statusOf(error)!;
     }
+  }
+
+  private written(out: string | number, toggled: boolean): string | Conflict {
+    if (typeof out === 'number') return CONFLICT;
+    this.compat.etagToggled = toggled;
+    return out;
+  }
+
+  /** HEAD: does the object still carry `etag` (in either form)? */
+  private async holds(name: string, etag: string): Promise<boolean> {
+    try {
+      const out = await this.send<{ ETag?: string }>(new HeadObjectCommand({ Bucket: this.bucket, Key: this.prefix + name }));
+      return out.ETag !== undefined && bare(out.ETag) === bare(etag);
+    } catch (error) {
+      if (isNoSuchKey(error)) return false;
+      throw s3Failure(error, `HEAD ${name}`);
+    }
+  }
+
+  /** The form of an ETag this server takes in If-Match. */
+  ifMatch(etag: string): string {
+    return this.compat.etagToggled ? toggleQuotes(etag) : etag;
   }
 
   read(name: string): Promise<Versioned | undefined> {
@@ -214,8 +285,8 @@ class S3Driver implements CasParts {
   // Timeline of a sweep delete (`expected` given):
   //   sweeper: GET -> record past retention or with a dead lease, ETag E
   //   sweeper: DELETE If-Match: E   -> S3 deletes only if nobody rewrote it since (412 otherwise)
-  // MinIO ignores If-Match on DELETE: there a takeover landing between the GET
-  // and the DELETE is removed with it (see README: run sweep off-peak or use a lifecycle rule).
+  // MinIO ignores If-Match on DELETE: there a takeover landing between the GET and the
+  // DELETE is removed with it, so sweep refuses unless unconditionalSweep (README: lifecycle rules).
   // Without `expected` (administrative delete): HEAD to tell whether something was there, then DELETE.
   async delete(name: string, expected?: Versioned): Promise<boolean> {
     const Key = this.prefix + name;
@@ -228,12 +299,16 @@ class S3Driver implements CasParts {
       }
     }
     try {
-      await this.send(new DeleteObjectCommand({ Bucket: this.bucket, Key, ...(expected !== undefined ? { IfMatch: expected.version } : {}) }));
+      await this.send(new DeleteObjectCommand({ Bucket: this.bucket, Key, ...(expected?.version !== undefined ? { IfMatch: this.ifMatch(expected.version) } : {}) }));
     } catch (error) {
       if (expected !== undefined && (statusOf(error) === 412 || statusOf(error) === 409 || isNoSuchKey(error))) return false; // changed or gone since the read
       throw s3Failure(error, `DELETE ${name}`);
     }
     return true;
+  }
+
+  beforeSweep(): void {
+    if (this.compat.deleteIfMatch === false && !this.unconditionalSweep) throw unsafeSweep(this.bucket, this.prefix);
   }
 
   async writeRaw(name: string, bytes: string | Uint8Array): Promise<void> {

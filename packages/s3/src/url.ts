@@ -1,6 +1,6 @@
 // s3: store URLs (`@idem/s3/url`), the handler @idem/core/url dispatches to.
 // Light: parsing loads neither this adapter nor the AWS SDK; `open` does.
-//   s3://bucket/prefix?endpoint=URL&region=R&path_style=true
+//   s3://bucket/prefix?endpoint=URL&region=R&path_style=true&probe=false&unconditional_sweep=true
 // Credentials never go in the URL: the SDK's usual chain (AWS_* variables,
 // ~/.aws, instance roles) provides them, and region/endpoint too by default.
 import type { IdempotencyStore, StoreOptions } from '@idem/core';
@@ -17,6 +17,10 @@ export interface S3UrlConfig {
   endpoint?: string;
   region?: string;
   pathStyle?: boolean;
+  /** `probe=false`: skip the open-time check of the server's conditional writes. */
+  probe?: boolean;
+  /** `unconditional_sweep=true`: let sweep run where DELETE ignores If-Match. */
+  unconditionalSweep?: boolean;
 }
 
 export const schemes = ['s3'] as const;
@@ -29,7 +33,7 @@ export function parse(url: string): S3UrlConfig {
   if (prefix !== undefined && (prefix.length > S3_MAX_PREFIX_LENGTH || prefix.startsWith('/'))) {
     throw storeUrlError(url, `the prefix must be at most ${S3_MAX_PREFIX_LENGTH} characters, not starting with "/"`);
   }
-  const params = storeUrlQuery(url, query, ['endpoint', 'region', 'path_style']);
+  const params = storeUrlQuery(url, query, ['endpoint', 'region', 'path_style', 'probe', 'unconditional_sweep']);
   const endpoint = params.get('endpoint') ?? undefined;
   if (endpoint !== undefined) {
     let e: URL;
@@ -45,12 +49,16 @@ export function parse(url: string): S3UrlConfig {
   const region = params.get('region') ?? undefined;
   if (region !== undefined && !/^[a-z0-9-]{1,64}$/.test(region)) throw storeUrlError(url, `region ${quoteUrlPart(region, 64)} is not valid`);
   const pathStyle = storeUrlFlag(url, params, 'path_style');
+  const probe = storeUrlFlag(url, params, 'probe');
+  const unconditionalSweep = storeUrlFlag(url, params, 'unconditional_sweep');
   return {
     bucket,
     ...(prefix !== undefined ? { prefix } : {}),
     ...(endpoint !== undefined ? { endpoint } : {}),
     ...(region !== undefined ? { region } : {}),
     ...(pathStyle !== undefined ? { pathStyle } : {}),
+    ...(probe !== undefined ? { probe } : {}),
+    ...(unconditionalSweep !== undefined ? { unconditionalSweep } : {}),
   };
 }
 
@@ -63,7 +71,7 @@ export function redact(url: string): string {
 export async function open(config: S3UrlConfig, options: StoreOptions = {}): Promise<IdempotencyStore> {
   const { S3Client } = await loadOptional('s3', '@aws-sdk/client-s3', () => import('@aws-sdk/client-s3'));
   const { createS3Store } = await import('./index.js');
-  const { endpoint, region, pathStyle, bucket, prefix } = config;
+  const { endpoint, region, pathStyle, bucket, prefix, probe, unconditionalSweep } = config;
   const customEndpoint = endpoint ?? process.env.AWS_ENDPOINT_URL_S3 ?? process.env.AWS_ENDPOINT_URL;
   const client = new S3Client({
     ...(endpoint ? { endpoint } : {}),
@@ -72,7 +80,14 @@ export async function open(config: S3UrlConfig, options: StoreOptions = {}): Pro
     ...(region ? { region } : customEndpoint && !process.env.AWS_REGION && !process.env.AWS_DEFAULT_REGION ? { region: 'us-east-1' } : {}),
   });
   try {
-    const store = await createS3Store({ ...options, client, bucket, ...(prefix !== undefined ? { prefix } : {}) });
+    const store = await createS3Store({
+      ...options,
+      client,
+      bucket,
+      ...(prefix !== undefined ? { prefix } : {}),
+      ...(probe !== undefined ? { probe } : {}),
+      ...(unconditionalSweep !== undefined ? { unconditionalSweep } : {}),
+    });
     const close = store.close.bind(store);
     store.close = async () => {
       try {

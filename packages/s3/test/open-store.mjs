@@ -12,4 +12,5 @@ export default (o) =>
     }),
     bucket: o.IDEM_TEST_S3_BUCKET,
     prefix: o.prefix,
+    ...(o.unconditionalSweep ? { unconditionalSweep: true } : {}),
   });

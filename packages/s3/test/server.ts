@@ -30,6 +30,33 @@ export const S3_SERVER: ServerSpec = {
 
 export const findS3 = async () => (await findServer(S3_SERVER)) as S3Env | undefined;
 
+const VERSITYGW_VARS = ['ENDPOINT', 'ACCESS_KEY', 'SECRET_KEY', 'BUCKET', 'REGION'] as const;
+
+/** Each S3 implementation the suites run on, with what its probe must measure. */
+export interface S3Server {
+  name: string;
+  /** Undefined outside CI when the server is not running (a loud skip). */
+  env: S3Env | undefined;
+  /** Measured: DELETE If-Match with a stale ETag leaves the object. */
+  deleteIfMatch: boolean;
+  /** What a store on this server needs for the whole suite to run (sweep on MinIO). */
+  storeOptions: { unconditionalSweep?: boolean };
+}
+
+/** MinIO (scripts/servers/minio.sh) and versitygw (scripts/servers/versitygw.sh); under CI=true both must be there. */
+export async function findS3Servers(): Promise<S3Server[]> {
+  const versity = await findServer({ label: 's3 (versitygw)', env: VERSITYGW_VARS.map((v) => `IDEM_TEST_VERSITYGW_${v}`) });
+  return [
+    { name: 'MinIO', env: await findS3(), deleteIfMatch: false, storeOptions: { unconditionalSweep: true } },
+    {
+      name: 'versitygw',
+      env: versity && (Object.fromEntries(VERSITYGW_VARS.map((v) => [`IDEM_TEST_S3_${v}`, versity[`IDEM_TEST_VERSITYGW_${v}`]])) as S3Env),
+      deleteIfMatch: true,
+      storeOptions: {},
+    },
+  ];
+}
+
 export function testClient(env: S3Env, config: Partial<S3ClientConfig> = {}): S3Client {
   return new S3Client({
     endpoint: env.IDEM_TEST_S3_ENDPOINT,
