@@ -1,5 +1,5 @@
 // Operator commands: status, list, check, sweep, release, key.
-import { BackendUnavailableError, deriveKey, IdemError, type IdempotencyStore, type IdemRecord, type Status } from '@idem/core';
+import { BackendUnavailableError, deriveKey, IdemError, type CorruptEntry, type IdempotencyStore, type IdemRecord, type Status } from '@idem/core';
 import { duration, exactText, keyOf, noPositionals, oneOf, parseFlags, storeOf, type Env } from './args.js';
 import { CliError, codeOf, EXIT, messageOf, usage } from './errors.js';
 import { clean, info, out, paint, printHelp, printJson, quote, recordJson, toneOf } from './output.js';
@@ -31,13 +31,17 @@ async function withStore<T>(
   }
 }
 
-async function* allRecords(store: IdempotencyStore | undefined, status?: Status): AsyncGenerator<IdemRecord> {
+/** Records the store could not read: named in the output, never hidden, and the command exits 74 after the rest. */
+type Corrupt = CorruptEntry[];
+
+async function* allRecords(store: IdempotencyStore | undefined, status: Status | undefined, corrupt: Corrupt): AsyncGenerator<IdemRecord> {
   if (!store) return;
   let cursor: string | undefined;
   // Bounded by the store's size: every page advances the cursor or ends the scan.
   do {
     const page = await store.list({ limit: 1000, ...(status ? { status } : {}), ...(cursor !== undefined ? { cursor } : {}) });
     yield* page.records;
+    corrupt.push(...(page.corrupt ?? []));
     cursor = page.cursor;
   } while (cursor !== undefined);
 }
@@ -88,6 +92,10 @@ function line(record: IdemRecord, now: number): string {
   return [paint(1, toneOf(record.status), record.status.padEnd(9)), `#${record.attempt}`.padEnd(4), clean(record.runId), when, quote(record.key)].join('  ');
 }
 
+function tellCorrupt(corrupt: Corrupt): void {
+  for (const { name, reason } of corrupt) out(`${paint(1, 'bad', 'corrupt'.padEnd(9))}  ${clean(name)}  ${clean(reason)} (left untouched: idem never overwrites it; inspect it with the backend's own tools)`);
+}
+
 export async function listCommand(argv: string[], env: Env): Promise<number> {
   const { values, positionals } = parseFlags('list', argv, {
     store: { type: 'string', short: 's' },
@@ -101,12 +109,14 @@ export async function listCommand(argv: string[], env: Env): Promise<number> {
   return withStore(spec, true, values.json ? { count: null, records: null } : undefined, async (store) => {
     const now = store?.clock() ?? Date.now();
     const records: ReturnType<typeof recordJson>[] = [];
-    for await (const record of allRecords(store, status)) {
+    const corrupt: Corrupt = [];
+    for await (const record of allRecords(store, status, corrupt)) {
       if (values.json) records.push(recordJson(record, now));
       else out(line(record, now));
     }
-    if (values.json) printJson({ store: spec.display, count: records.length, records, error: null });
-    return EXIT.OK;
+    if (values.json) printJson({ store: spec.display, count: records.length, records, corrupt, error: null });
+    else tellCorrupt(corrupt);
+    return corrupt.length > 0 ? EXIT.CORRUPT : EXIT.OK;
   });
 }
 
@@ -124,11 +134,12 @@ export async function checkCommand(argv: string[], env: Env): Promise<number> {
     const now = store?.clock() ?? Date.now();
     let inFlight = 0;
     const dead: IdemRecord[] = [];
-    for await (const record of allRecords(store, 'in_flight')) {
+    const corrupt: Corrupt = [];
+    for await (const record of allRecords(store, 'in_flight', corrupt)) {
       inFlight++;
       if ((record.leaseExpiresAt ?? 0) + graceMs <= now) dead.push(record);
     }
-    if (values.json) printJson({ store: spec.display, ok: dead.length === 0, in_flight: inFlight, dead: dead.map((r) => recordJson(r, now)), error: null });
+    if (values.json) printJson({ store: spec.display, ok: dead.length === 0, in_flight: inFlight, dead: dead.map((r) => recordJson(r, now)), corrupt, error: null });
     else {
       for (const record of dead) out(line(record, now));
       info(
@@ -137,7 +148,8 @@ export async function checkCommand(argv: string[], env: Env): Promise<number> {
           : `${paint(2, 'bad', `${dead.length} dead lease${dead.length === 1 ? '' : 's'}`)} of ${inFlight} in flight (crashed runs; the next run of each key adopts it, idem sweep removes them)`,
       );
     }
-    return dead.length === 0 ? EXIT.OK : EXIT.NEGATIVE;
+    if (!values.json) tellCorrupt(corrupt);
+    return corrupt.length > 0 ? EXIT.CORRUPT : dead.length === 0 ? EXIT.OK : EXIT.NEGATIVE;
   });
 }
 

@@ -1,5 +1,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { storageName } from '@idem/core';
+import { createLmdbStore } from '@idem/lmdb';
 import { GOOD_KEYS, tempDir } from '@idem/test-fixtures';
 import { describe, expect, it } from 'vitest';
 import { freshKey, freshStore, idem, lines, sleep, start, until } from './helpers.js';
@@ -18,6 +20,25 @@ describe('operator commands', () => {
     expect((await idem(['sweep', '--store', store, '--json'])).json).toMatchObject({ expired: 0, dead_leases: 0 });
     expect((await idem(['release', 'k', '--force', '--store', store, '--json'])).json).toMatchObject({ released: false });
     expect(existsSync(join(dir, 'db'))).toBe(false);
+  });
+
+  it('list and check name a corrupt record, show the others and exit 74', async () => {
+    const store = freshStore();
+    await idem(['run', '--key', 'fine', '--store', store, '--', 'true']);
+    const lmdb = await createLmdbStore({ path: store.slice('lmdb:'.length) });
+    await lmdb.driver.writeRaw!(storageName('broken'), 'not json');
+    await lmdb.close();
+    const listed = await idem(['list', '--store', store, '--json']);
+    expect(listed.code).toBe(74);
+    expect(listed.json.records.map((r: { key: string }) => r.key)).toEqual(['fine']);
+    expect(listed.json.corrupt).toEqual([{ name: storageName('broken'), reason: expect.stringContaining('JSON') }]);
+    const human = await idem(['list', '--store', store]);
+    expect(human.code).toBe(74);
+    expect(human.stdout).toContain(storageName('broken'));
+    expect(human.stdout).toContain('"fine"');
+    const checked = await idem(['check', '--store', store, '--json']);
+    expect(checked.code).toBe(74);
+    expect(checked.json.corrupt).toHaveLength(1);
   });
 
   it('status and list show what runs did', async () => {

@@ -1,7 +1,6 @@
 // The decisions of SEMANTICS.md §2–3 as pure functions of (stored record, request, now).
 // Every backend that can run JS inside its atomic step (LMDB transaction,
 // object-store compare-and-swap) uses these; Valkey mirrors them in Lua.
-import { UnsafeBackendError } from './capability.js';
 import { CorruptRecordError, KeyReuseError, LeaseLostError } from './errors.js';
 import { isExpired, isLeaseDead, RECORD_VERSION, type IdemRecord, type JsonValue } from './record.js';
 
@@ -126,17 +125,11 @@ export function decideFinish(current: IdemRecord | undefined, lease: Lease, op: 
   // Releasing what is already gone leaves the key free, which is all release promises.
   if (gone && op.op === 'release') return { value: {} };
   if (gone || current.fence !== lease.fence || current.runId !== lease.runId) {
-    const lost = new LeaseLostError(lease.key, gone ? undefined : current);
     // Another run at this very fence, claimed while this lease was live: two writers won one
-    // fence, which a backend keeping its preconditions never allows (or someone ran `delete` by hand).
-    if (!gone && current.fence === lease.fence && current.claimedAt < lease.leaseExpiresAt) {
-      throw new UnsafeBackendError(
-        current.fence === 1 ? 'create-if-absent' : 'replace-if-match',
-        `${lost.message}, at the same fence while this lease was live: the backend accepted a write whose precondition should have failed (${current.fence === 1 ? 'create-if-absent' : 'replace-if-match'}), so the work may have run twice; unless the record was deleted by hand, this backend is not safe for idem`,
-        lost,
-      );
-    }
-    throw lost;
+    // fence, which a backend keeping its preconditions never allows (or someone ran `delete` by
+    // hand, which is legitimate): still LEASE_LOST for the caller, with the suspicion said loudly.
+    const sameFence = !gone && current.fence === lease.fence && current.claimedAt < lease.leaseExpiresAt;
+    throw new LeaseLostError(lease.key, gone ? undefined : current, sameFence ? (current.fence === 1 ? 'create-if-absent' : 'replace-if-match') : undefined);
   }
   if (current.status !== 'in_flight') {
     // A repeated finish (e.g. a retry after a lost reply) of the same outcome is answered, not redone.

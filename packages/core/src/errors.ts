@@ -82,14 +82,24 @@ export class KeyReuseError extends IdemError {
 export class LeaseLostError extends IdemError {
   /** What the store holds now, if anything. */
   readonly record: IdemRecord | undefined;
-  constructor(key: string, record: IdemRecord | undefined) {
+  /**
+   * Set when another run holds this lease's very fence and was claimed while
+   * this lease was live: a backend that kept its preconditions never allows
+   * that (unless someone deleted the record by hand), so the work may have run twice.
+   */
+  readonly suspectedBrokenGuarantee: 'create-if-absent' | 'replace-if-match' | undefined;
+  constructor(key: string, record: IdemRecord | undefined, suspectedBrokenGuarantee?: 'create-if-absent' | 'replace-if-match') {
     super(
       'LEASE_LOST',
-      record
+      (record
         ? `lease on ${JSON.stringify(key)} was lost: now held by run ${record.runId} (fence ${record.fence}, ${record.status})`
-        : `lease on ${JSON.stringify(key)} was lost: the record is gone`,
+        : `lease on ${JSON.stringify(key)} was lost: the record is gone`) +
+        (suspectedBrokenGuarantee
+          ? `; WARNING: that run holds the same fence and was claimed while this lease was live, so the backend accepted a write whose ${suspectedBrokenGuarantee} precondition should have failed and the work may have run twice; unless the record was deleted by hand, this backend is not safe for idem`
+          : ''),
     );
     this.record = record;
+    this.suspectedBrokenGuarantee = suspectedBrokenGuarantee;
   }
 }
 

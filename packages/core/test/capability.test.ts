@@ -90,15 +90,16 @@ describe('decideFinish: another run at the same fence', () => {
         return e;
       }
     })();
-    expect(err).toBeInstanceOf(UnsafeBackendError);
-    expect(err).toMatchObject({ guarantee: 'create-if-absent', code: 'BACKEND_UNAVAILABLE', retryable: false });
-    expect((err as Error).cause).toBeInstanceOf(LeaseLostError);
+    // Still LEASE_LOST (a record deleted by hand looks the same), with the suspicion said loudly.
+    expect(err).toBeInstanceOf(LeaseLostError);
+    expect(err).toMatchObject({ suspectedBrokenGuarantee: 'create-if-absent', code: 'LEASE_LOST' });
+    expect((err as Error).message).toMatch(/WARNING: .*not safe for idem/);
   });
 
   it('claimed after the lease ended (swept and created afresh): plain LEASE_LOST', () => {
     const a = won('a', 1_000);
     const b = won('b', 5_000);
     expect(() => decideFinish(b.record, a.lease, { op: 'complete', retentionMs: 10_000 }, 5_100)).toThrow(LeaseLostError);
-    expect(() => decideFinish(b.record, a.lease, { op: 'complete', retentionMs: 10_000 }, 5_100)).not.toThrow(UnsafeBackendError);
+    expect(() => decideFinish(b.record, a.lease, { op: 'complete', retentionMs: 10_000 }, 5_100)).toThrow(expect.objectContaining({ code: 'LEASE_LOST', suspectedBrokenGuarantee: undefined }));
   });
 });
