@@ -181,8 +181,9 @@ function openClient(url: string | undefined, cluster: string[] | undefined, time
       ...(password !== undefined ? { password } : {}),
       ...(sentinelUsername !== undefined ? { sentinelUsername } : {}),
       ...(sentinelPassword !== undefined ? { sentinelPassword } : {}),
-      // Sentinels announce a new primary (+switch-master): move at once rather than at the next error.
-      failoverDetector: true,
+      // No failoverDetector: its sentinel subscriptions outlive quit() and keep the process alive. A
+      // killed primary breaks the connection, and a demoted one answers READONLY (reconnectOnError):
+      // either way the client asks the sentinels again.
       sentinelRetryStrategy: (times: number) => Math.min(times * 100, 1000),
     });
   } else if (url !== undefined) {
