@@ -24,6 +24,7 @@ import { Cluster, Redis } from 'ioredis';
 import { IdemError, storageName, type ClaimOutcome, type IdempotencyStore } from '@idem/core';
 import { findServer } from '@idem/test-fixtures';
 import { createValkeyStore, type ValkeyClient, type ValkeyStoreOptions } from '../src/index.js';
+import { CLAIM_LUA } from '../src/lua.js';
 import { parseSentinelUrl } from '../src/sentinel.js';
 import { watchCommands } from './private-server.js';
 import { freshPrefix } from './server.js';
@@ -336,6 +337,8 @@ describe.skipIf(!sentinelUrl || !haCluster)('replica acknowledgement on replicat
     clients.push(cluster);
     await new Promise((r) => cluster.once('ready', r));
     const masters = cluster.nodes('master');
+    // Every master knows the claim script already: no NOSCRIPT (a second EVAL and WAIT) while watching.
+    for (const m of masters) await m.call('SCRIPT', 'LOAD', CLAIM_LUA);
     const watches = await Promise.all(masters.map((m) => watchCommands(m.duplicate())));
     const keys = Array.from({ length: 12 }, (_, i) => `spread-${i}`);
     try {
