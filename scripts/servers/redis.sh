@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Real Redis servers for the @idem/valkey tests (Redis 7.0 from Debian stands in for Valkey).
 #   redis.sh start <rundir>  -> one standalone server + a 3-master cluster on free loopback ports;
-#                               prints ONLY the `export IDEM_TEST_REDIS_*` lines on stdout
+#                               for the failover tests also a primary + replica watched by three
+#                               sentinels (master name idem-ha) and a 3-master cluster with one
+#                               replica per master; prints ONLY the `export IDEM_TEST_REDIS_*` lines
 #   redis.sh stop <rundir>   -> shuts down every server started in <rundir> (no error if none)
+#   redis.sh restart-node <rundir> <port> -> starts a killed server again with its first arguments
+#                               (the failover tests SIGKILL a primary and bring it back as a replica)
 # Idempotent: a second `start` on a live <rundir> reprints the same lines; `stop` twice is fine.
 set -euo pipefail
 
@@ -11,11 +15,11 @@ die() { log "$*"; exit 1; }
 
 verb="${1:-}"
 rundir="${2:-}"
-[ -n "$verb" ] && [ -n "$rundir" ] || { echo "usage: $0 start|stop <rundir>" >&2; exit 2; }
+[ -n "$verb" ] && [ -n "$rundir" ] || { echo "usage: $0 start|stop <rundir> or restart-node <rundir> <port>" >&2; exit 2; }
 
 install_redis() {
-  command -v redis-server >/dev/null && command -v redis-cli >/dev/null && return 0
-  log "installing Debian's redis-server and redis-tools"
+  command -v redis-server >/dev/null && command -v redis-cli >/dev/null && command -v redis-sentinel >/dev/null && return 0
+  log "installing Debian's redis-server, redis-sentinel and redis-tools"
   [ "$(id -u)" = 0 ] || die "redis-server missing and not root: install redis-server redis-tools first"
   # Keep Debian's own service from starting during the install: we run our own servers.
   local own_policy=""
@@ -24,9 +28,9 @@ install_redis() {
   fi
   local rc=0
   { DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server redis-tools; } >&2 || rc=$?
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends redis-server redis-sentinel redis-tools; } >&2 || rc=$?
   [ -n "$own_policy" ] && rm -f /usr/sbin/policy-rc.d
-  [ "$rc" = 0 ] || die "apt-get install redis-server redis-tools failed ($rc)"
+  [ "$rc" = 0 ] || die "apt-get install redis-server redis-sentinel redis-tools failed ($rc)"
 }
 
 # A port is free when nothing listens on it nor on its cluster bus port (+10000).
@@ -41,19 +45,59 @@ pick_port() {
   die "no free loopback port found"
 }
 
-alive() { # pidfile -> true if that pid is a live redis-server
+alive() { # pidfile -> true if that pid is a live redis-server or redis-sentinel
   local pid
   [ -f "$1" ] || return 1
   pid=$(cat "$1" 2>/dev/null) || return 1
-  [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' < "/proc/$pid/cmdline" | grep -q redis-server
+  [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] && tr '\0' ' ' < "/proc/$pid/cmdline" | grep -Eq 'redis-(server|sentinel)'
+}
+
+# Each server's arguments are kept (one a line) so that restart-node can bring a killed one back.
+run_saved() { # port
+  local args=()
+  mapfile -t args < "$rundir/$1.args"
+  "${args[@]}" >&2
 }
 
 start_one() { # port [extra args...]
   local port=$1; shift
   mkdir -p "$rundir/$port"
-  redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly no \
+  printf '%s\n' redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly no \
     --daemonize yes --pidfile "$rundir/$port.pid" --logfile "$rundir/$port.log" --dir "$rundir/$port" \
-    --enable-debug-command local "$@" >&2
+    --enable-debug-command local "$@" > "$rundir/$port.args"
+  run_saved "$port"
+}
+
+start_sentinel() { # port primary-port
+  local port=$1
+  mkdir -p "$rundir/$port"
+  # Sentinel rewrites its config file (it records what it learns), so each has its own.
+  # down-after 1 s: a killed primary is replaced within a few seconds, which keeps the tests short.
+  printf '%s\n' "bind 127.0.0.1" "port $port" "daemonize yes" "pidfile $rundir/$port.pid" \
+    "logfile $rundir/$port.log" "dir $rundir/$port" "sentinel monitor idem-ha 127.0.0.1 $2 2" \
+    "sentinel down-after-milliseconds idem-ha 1000" "sentinel failover-timeout idem-ha 10000" \
+    "sentinel parallel-syncs idem-ha 1" > "$rundir/$port/sentinel.conf"
+  printf '%s\n' redis-sentinel "$rundir/$port/sentinel.conf" > "$rundir/$port.args"
+  run_saved "$port"
+}
+
+wait_for() { # seconds description command...: polls the command every 0.2 s
+  local secs=$1 what=$2 i; shift 2
+  for i in $(seq 1 $((secs * 5))); do "$@" && return 0; sleep 0.2; done
+  die "$what not reached in $secs s"
+}
+
+sentinels_ready() { # sentinel ports...: each knows the primary, its replica and the two other sentinels
+  local p info
+  for p in "$@"; do
+    info=$(redis-cli -h 127.0.0.1 -p "$p" sentinel master idem-ha 2>/dev/null | paste -sd' ') || return 1
+    echo " $info " | grep -q ' num-slaves 1 ' || return 1
+    echo " $info " | grep -q ' num-other-sentinels 2 ' || return 1
+  done
+}
+
+replica_synced() { # port: a replica whose link to its primary is up
+  redis-cli -h 127.0.0.1 -p "$1" info replication 2>/dev/null | grep -q '^master_link_status:up'
 }
 
 wait_ping() { # port
@@ -80,7 +124,7 @@ stop_all() {
   done
   # A stale nodes.conf would make a reused port believe it is already in a cluster.
   if [ -f "$rundir/ports" ]; then
-    while read -r port; do [ -n "$port" ] && rm -rf "${rundir:?}/$port" "$rundir/$port.log"; done < "$rundir/ports"
+    while read -r port; do [ -n "$port" ] && rm -rf "${rundir:?}/$port" "$rundir/$port.log" "$rundir/$port.args"; done < "$rundir/ports"
   fi
   rm -f "$rundir/env" "$rundir/ports"
 }
@@ -117,7 +161,24 @@ case "$verb" in
       p=$(pick_port); echo "$p" >> "$rundir/ports"; nodes+=("$p")
       start_one "$p" --cluster-enabled yes --cluster-config-file "nodes-$p.conf" --cluster-node-timeout 5000
     done
-    for p in "$standalone" "${nodes[@]}"; do wait_ping "$p"; done
+    # Failover servers: a primary, its replica and three sentinels; a cluster with a replica per master.
+    ha_primary=$(pick_port); echo "$ha_primary" >> "$rundir/ports"
+    # No 5 s pause before a full sync: a node back after a failover is a replica again at once.
+    start_one "$ha_primary" --repl-diskless-sync-delay 0
+    ha_replica=$(pick_port); echo "$ha_replica" >> "$rundir/ports"
+    start_one "$ha_replica" --repl-diskless-sync-delay 0 --replicaof 127.0.0.1 "$ha_primary"
+    ha_nodes=()
+    for i in 1 2 3 4 5 6; do
+      p=$(pick_port); echo "$p" >> "$rundir/ports"; ha_nodes+=("$p")
+      start_one "$p" --cluster-enabled yes --cluster-config-file "nodes-$p.conf" --cluster-node-timeout 3000 --repl-diskless-sync-delay 0
+    done
+    for p in "$standalone" "${nodes[@]}" "$ha_primary" "$ha_replica" "${ha_nodes[@]}"; do wait_ping "$p"; done
+    sentinels=()
+    for i in 1 2 3; do
+      p=$(pick_port); echo "$p" >> "$rundir/ports"; sentinels+=("$p")
+      start_sentinel "$p" "$ha_primary"
+    done
+    for p in "${sentinels[@]}"; do wait_ping "$p"; done
     addrs=(); for p in "${nodes[@]}"; do addrs+=("127.0.0.1:$p"); done
     redis-cli --cluster create "${addrs[@]}" --cluster-replicas 0 --cluster-yes >&2 ||
       die "redis-cli --cluster create failed"
@@ -127,12 +188,28 @@ case "$verb" in
       sleep 0.2
     done
     [ -n "$ok" ] || { stop_all; die "cluster did not reach cluster_state:ok in 30 s"; }
+    ha_addrs=(); for p in "${ha_nodes[@]}"; do ha_addrs+=("127.0.0.1:$p"); done
+    redis-cli --cluster create "${ha_addrs[@]}" --cluster-replicas 1 --cluster-yes >&2 ||
+      die "redis-cli --cluster create (with replicas) failed"
+    wait_for 30 "replicated cluster_state:ok" cluster_ready "${ha_nodes[@]}"
+    wait_for 30 "primary's replica in sync" replica_synced "$ha_replica"
+    for p in "${ha_nodes[@]}"; do
+      if redis-cli -h 127.0.0.1 -p "$p" info replication | grep -q '^role:slave'; then
+        wait_for 30 "cluster replica $p in sync" replica_synced "$p"
+      fi
+    done
+    wait_for 60 "three sentinels agreeing on idem-ha" sentinels_ready "${sentinels[@]}"
     cluster=$(IFS=,; echo "${addrs[*]}")
+    sentinel_addrs=$(printf '127.0.0.1:%s,' "${sentinels[@]}"); sentinel_addrs=${sentinel_addrs%,}
+    ha_cluster=$(IFS=,; echo "${ha_addrs[*]}")
     {
       echo "export IDEM_TEST_REDIS_URL=redis://127.0.0.1:$standalone"
       echo "export IDEM_TEST_REDIS_CLUSTER=$cluster"
+      echo "export IDEM_TEST_REDIS_SENTINEL=redis+sentinel://$sentinel_addrs/idem-ha"
+      echo "export IDEM_TEST_REDIS_HA_CLUSTER=$ha_cluster"
+      echo "export IDEM_TEST_REDIS_RUNDIR=$rundir"
     } > "$rundir/env"
-    log "standalone on $standalone, cluster on ${nodes[*]} ($(redis-server --version | sed 's/ sha=.*//'))"
+    log "standalone on $standalone, cluster on ${nodes[*]}, primary $ha_primary + replica $ha_replica + sentinels ${sentinels[*]}, replicated cluster on ${ha_nodes[*]} ($(redis-server --version | sed 's/ sha=.*//'))"
     cat "$rundir/env"
     ;;
   stop)
@@ -140,5 +217,12 @@ case "$verb" in
     stop_all
     log "stopped servers in $rundir"
     ;;
-  *) echo "usage: $0 start|stop <rundir>" >&2; exit 2 ;;
+  restart-node)
+    port="${3:-}"
+    [ -n "$port" ] && [ -f "$rundir/$port.args" ] || die "restart-node: no server of port ${port:-?} in $rundir"
+    alive "$rundir/$port.pid" && die "restart-node: the server on $port is still running"
+    run_saved "$port"
+    wait_ping "$port"
+    ;;
+  *) echo "usage: $0 start|stop <rundir> or restart-node <rundir> <port>" >&2; exit 2 ;;
 esac

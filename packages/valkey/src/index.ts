@@ -5,6 +5,7 @@ import {
   CorruptRecordError,
   IdempotencyStore,
   InvalidArgumentError,
+  InvalidStoreUrlError,
   isExpired,
   KeyReuseError,
   LeaseLostError,
@@ -26,6 +27,7 @@ import {
   type StoreOptions,
 } from '@idem/core/adapter';
 import { CLAIM_LUA, FINISH_LUA, READ_LUA, REMOVE_LUA } from './lua.js';
+import { isSentinelUrl, parseSentinelUrl, splitReplicaQuery } from './sentinel.js';
 
 type Arg = string | number | Buffer;
 /** A script's answer: a tag, then record JSON (or a reason), nil when absent. */
@@ -42,14 +44,28 @@ export interface ValkeyClient {
   quit(): Promise<unknown>;
   /** Present on a Cluster: the master nodes `list` scans. */
   nodes?(role: 'master'): ValkeyClient[];
+  /** Needed with minReplicas: WAIT travels in the same pipeline (round trip, and node) as the script. */
+  pipeline?(): ValkeyPipeline;
+  /** Present on a Cluster: asked after a MOVED reply inside a pipeline, which ioredis does not follow itself. */
+  refreshSlotsCache?(): void;
   isCluster?: boolean;
   options?: { keyPrefix?: string };
+}
+
+/** The part of an ioredis pipeline the store uses. */
+export interface ValkeyPipeline {
+  call(command: string, ...args: Arg[]): ValkeyPipeline;
+  exec(): Promise<Array<[Error | null, unknown]> | null>;
 }
 
 export interface ValkeyStoreOptions extends StoreOptions {
   /** Your connected client (Redis, Cluster, iovalkey...). You close it; `store.close()` does not. */
   client?: ValkeyClient;
-  /** Or a URL (redis://, rediss://, valkey://, valkeys://): the store opens and closes its own client. */
+  /**
+   * Or a URL (redis://, rediss://, valkey://, valkeys://, or redis+sentinel:// / valkey+sentinel://
+   * `[user:password@]host:port,host:port/masterName[/db]`): the store opens and closes its own client.
+   * `?minReplicas=N&replicaTimeoutMs=T` in the query set the options below.
+   */
   url?: string;
   /** Or cluster seed nodes ("host:port" or URLs): the store opens its own ioredis Cluster. */
   cluster?: string[];
@@ -63,6 +79,15 @@ export interface ValkeyStoreOptions extends StoreOptions {
   lingerMs?: number;
   /** Bound on one operation, retries included; past it: BACKEND_UNAVAILABLE. Default 5 s. */
   timeoutMs?: number;
+  /**
+   * Replica acknowledgement: a claim and every finish return only once this many replicas of the
+   * key's primary hold the write (WAIT, pipelined with the script: still one round trip). Fewer in
+   * time: BACKEND_UNAVAILABLE (retryable; the write may exist, and a retry with the same runId
+   * gets its own claim back). A replica's copy is in its memory, not on its disk. Default 0.
+   */
+  minReplicas?: number;
+  /** How long WAIT may wait for the replicas; below timeoutMs. Default min(1000, timeoutMs / 2). */
+  replicaTimeoutMs?: number;
 }
 
 const DEFAULT_PREFIX = 'idem:';
@@ -82,6 +107,8 @@ export async function createValkeyStore(options: ValkeyStoreOptions): Promise<Id
     prefix = DEFAULT_PREFIX,
     lingerMs = DEFAULT_LINGER_MS,
     timeoutMs = DEFAULT_TIMEOUT_MS,
+    minReplicas: minReplicasOption,
+    replicaTimeoutMs: replicaTimeoutOption,
     ...storeOptions
   } = options ?? ({} as ValkeyStoreOptions);
   const sources = [client, url, cluster].filter((x) => x !== undefined).length;
@@ -89,23 +116,53 @@ export async function createValkeyStore(options: ValkeyStoreOptions): Promise<Id
   if (typeof prefix !== 'string' || /[{}]/.test(prefix)) throw new InvalidArgumentError('prefix must be a string without { or } (the store sets hash tags itself)');
   validateDuration('lingerMs', lingerMs);
   validateDuration('timeoutMs', timeoutMs);
+  // The URL's query may carry the replica settings; an explicit option wins.
+  const fromUrl = typeof url === 'string' && !isSentinelUrl(url) ? splitReplicaQuery(url) : undefined;
+  const sentinel = typeof url === 'string' && isSentinelUrl(url) ? parseSentinelUrl(url) : undefined;
+  const minReplicas = minReplicasOption ?? fromUrl?.minReplicas ?? sentinel?.minReplicas ?? 0;
+  const replicaTimeoutMs = replicaTimeoutOption ?? fromUrl?.replicaTimeoutMs ?? sentinel?.replicaTimeoutMs ?? Math.min(1000, Math.floor(timeoutMs / 2));
+  if (!Number.isSafeInteger(minReplicas) || minReplicas < 0) throw new InvalidArgumentError('minReplicas must be a whole number >= 0');
+  validateDuration('replicaTimeoutMs', replicaTimeoutMs);
+  // WAIT 0 would block forever; a WAIT as long as the whole budget leaves no time for its reply.
+  if (replicaTimeoutMs < 1 || replicaTimeoutMs >= timeoutMs) throw new InvalidArgumentError('replicaTimeoutMs must be at least 1 and below timeoutMs');
   const resolved = resolveStoreOptions(storeOptions); // bad options fail before any connection is made
   if (client !== undefined) {
     if (typeof client !== 'object' || client === null || typeof client.call !== 'function') throw new InvalidArgumentError('client must be an ioredis-compatible Redis or Cluster');
     // ioredis prefixes command keys but not SCAN results: list would then read the wrong keys.
     if (client.options?.keyPrefix) throw new InvalidArgumentError('client has keyPrefix set: use the store option prefix instead');
   }
-  const owned = client === undefined ? openClient(url, cluster, timeoutMs) : undefined;
-  // Only a standalone client we opened bounds every command itself (commandTimeout); a Cluster
-  // queues commands while it (re)discovers its nodes, and a caller's client may queue for a minute.
-  const selfBounded = owned !== undefined && url !== undefined;
-  const driver = new ValkeyDriver(client ?? owned!, owned !== undefined, selfBounded, { prefix, lingerMs, timeoutMs });
+  if (minReplicas > 0 && client !== undefined && typeof client.pipeline !== 'function') throw new InvalidArgumentError('minReplicas needs a client with pipeline() (ioredis Redis or Cluster)');
+  const guard: Guard = {};
+  const owned = client === undefined ? openClient(fromUrl?.url ?? url, cluster, timeoutMs, guard, sentinel) : undefined;
+  const driver = new ValkeyDriver(client ?? owned!, owned !== undefined, guard, { prefix, lingerMs, timeoutMs, minReplicas, replicaTimeoutMs });
   return new IdempotencyStore(driver, resolved);
 }
 
-function openClient(url: string | undefined, cluster: string[] | undefined, timeoutMs: number): ValkeyClient {
-  // Fail fast: ioredis's defaults queue a command through 20 reconnects (over a minute) when the server is down.
-  const common = { maxRetriesPerRequest: 1, connectTimeout: timeoutMs, commandTimeout: timeoutMs };
+/** What the connection learnt that makes every operation fail: a database the server does not have. */
+interface Guard {
+  fatal?: Error;
+}
+
+/**
+ * The settings of a client the store opens itself. Exported for the tests, which check that a
+ * down server cannot hold an operation past timeoutMs inside ioredis.
+ */
+export function ownedClientOptions(timeoutMs: number) {
+  return {
+    // Fail fast: ioredis's defaults queue a command through 20 reconnects (over a minute) when the
+    // server is down. The store retries within timeoutMs itself, with the same arguments.
+    maxRetriesPerRequest: 1,
+    connectTimeout: timeoutMs,
+    commandTimeout: timeoutMs,
+    // Reconnect quickly, so a failover (a new primary) is found within a second.
+    retryStrategy: (times: number) => Math.min(times * 50, 500),
+    // A primary demoted to replica answers READONLY: reconnect (Sentinel then names the new primary) and resend.
+    reconnectOnError: (error: Error) => (error.message.startsWith('READONLY') ? 2 : false),
+  } as const;
+}
+
+function openClient(url: string | undefined, cluster: string[] | undefined, timeoutMs: number, guard: Guard, sentinel: ReturnType<typeof parseSentinelUrl> | undefined): ValkeyClient {
+  const common = ownedClientOptions(timeoutMs);
   const parse = (text: string) => {
     try {
       return new URL(/^[a-z][a-z0-9+.-]*:\/\//i.test(text) ? text.replace(/^valkey(s?):/i, 'redis$1:') : `redis://${text}`);
@@ -114,8 +171,24 @@ function openClient(url: string | undefined, cluster: string[] | undefined, time
     }
   };
   let c: Redis | Cluster;
-  if (url !== undefined) {
-    if (typeof url !== 'string' || !/^(redis|rediss|valkey|valkeys):\/\//i.test(url)) throw new InvalidArgumentError('url must start with redis://, rediss://, valkey:// or valkeys://');
+  if (sentinel !== undefined) {
+    const { sentinels, name, db, username, password, sentinelUsername, sentinelPassword } = sentinel;
+    c = new Redis({
+      ...common,
+      sentinels,
+      name,
+      db,
+      ...(username !== undefined ? { username } : {}),
+      ...(password !== undefined ? { password } : {}),
+      ...(sentinelUsername !== undefined ? { sentinelUsername } : {}),
+      ...(sentinelPassword !== undefined ? { sentinelPassword } : {}),
+      // No failoverDetector: its sentinel subscriptions outlive quit() and keep the process alive. A
+      // killed primary breaks the connection, and a demoted one answers READONLY (reconnectOnError):
+      // either way the client asks the sentinels again.
+      sentinelRetryStrategy: (times: number) => Math.min(times * 100, 1000),
+    });
+  } else if (url !== undefined) {
+    if (typeof url !== 'string' || !/^(redis|rediss|valkey|valkeys):\/\//i.test(url)) throw new InvalidArgumentError('url must start with redis://, rediss://, valkey://, valkeys://, redis+sentinel:// or valkey+sentinel://');
     const u = parse(url);
     c = new Redis(u.href, common);
   } else {
@@ -135,7 +208,15 @@ function openClient(url: string | undefined, cluster: string[] | undefined, time
     );
   }
   // Errors reach callers as BACKEND_UNAVAILABLE; the event only needs a listener so it is not logged as unhandled.
-  c.on('error', () => undefined);
+  // Except one: ioredis reports a failed SELECT (a database index the server does not have) only here
+  // and then carries on in database 0, where stores meant to be apart would share keys. The store
+  // closes that connection before anything else is sent on it (the event comes during the handshake,
+  // before queued commands are flushed) and every operation fails from then on.
+  c.on('error', (error: Error & { command?: { name?: string } }) => {
+    if (error?.command?.name !== 'select' || guard.fatal) return;
+    guard.fatal = new InvalidStoreUrlError(`the server refused the URL's database index (${error.message}); stores on one server share nothing only through their prefix`, error);
+    c.disconnect();
+  });
   return c as unknown as ValkeyClient;
 }
 
@@ -143,6 +224,8 @@ interface Settings {
   prefix: string;
   lingerMs: number;
   timeoutMs: number;
+  minReplicas: number;
+  replicaTimeoutMs: number;
 }
 
 class ValkeyDriver implements Driver {
@@ -155,7 +238,7 @@ class ValkeyDriver implements Driver {
   constructor(
     private readonly client: ValkeyClient,
     private readonly owned: boolean,
-    private readonly selfBounded: boolean,
+    private readonly guard: Guard,
     private readonly s: Settings,
   ) {}
 
@@ -293,7 +376,7 @@ class ValkeyDriver implements Driver {
 
   /** Ends the record at once (it lingers to hand its fence on); a foreign or corrupt value is deleted. */
   async remove(name: string): Promise<boolean> {
-    const reply = await this.op(() => this.evalsha(REMOVE_LUA, this.removeSha, this.recordKey(name), [this.s.lingerMs]), true);
+    const reply = await this.op(() => this.evalsha(REMOVE_LUA, this.removeSha, this.recordKey(name), [this.s.lingerMs], false, true), true);
     return reply === 1;
   }
 
@@ -303,11 +386,15 @@ class ValkeyDriver implements Driver {
 
   async close(): Promise<void> {
     if (!this.owned) return;
+    const c = this.client as ValkeyClient & { status?: string; disconnect?(): void };
+    // QUIT is queued while the server is down, and would wait for it for ever: only a live connection says goodbye.
+    if (c.status !== 'ready' && typeof c.disconnect === 'function') return c.disconnect();
     try {
-      await this.client.quit();
+      await within(this.client.quit(), this.s.timeoutMs);
     } catch (error) {
-      // Already disconnected (server gone): nothing left to close.
+      // Already disconnected (server gone) or no answer in time: nothing left to close but the socket.
       if (!(error instanceof Error)) throw error;
+      c.disconnect?.();
     }
   }
 
@@ -333,15 +420,19 @@ class ValkeyDriver implements Driver {
    * fence), so a retry after a lost reply never reports someone else's claim.
    */
   private async script(lua: string, sha: string, key: string, args: Arg[]): Promise<ScriptReply | number> {
-    const reply = await this.op(() => this.evalsha(lua, sha, key, args), true);
+    const reply = await this.op(() => this.evalsha(lua, sha, key, args, false, true), true);
     if (typeof reply === 'number' && Number.isSafeInteger(reply) && reply > 0) return reply;
     const ok = Array.isArray(reply) && typeof reply[0] === 'string' && reply.slice(1).every((x) => x == null || typeof x === 'string');
     if (!ok) throw new BackendUnavailableError(`unexpected script reply ${JSON.stringify(reply)?.slice(0, 100)}: is this Valkey/Redis 7?`);
     return reply as ScriptReply;
   }
 
-  /** `buffers`: replies as raw bytes, so that a record that is not UTF-8 is seen as it is stored. */
-  private async evalsha(lua: string, sha: string, key: string, args: Arg[], buffers = false): Promise<unknown> {
+  /**
+   * `buffers`: replies as raw bytes, so that a record that is not UTF-8 is seen as it is stored.
+   * `writes`: with minReplicas, WAIT follows the script in the same pipeline.
+   */
+  private async evalsha(lua: string, sha: string, key: string, args: Arg[], buffers = false, writes = false): Promise<unknown> {
+    if (writes && this.s.minReplicas > 0) return this.evalshaAcked(lua, sha, key, args);
     const send = (buffers ? this.client.callBuffer : this.client.call).bind(this.client);
     try {
       return await send('EVALSHA', sha, 1, key, ...args);
@@ -351,16 +442,56 @@ class ValkeyDriver implements Driver {
     }
   }
 
+  /**
+   * The script, then WAIT for the replicas, in one pipeline: one round trip, and on a Cluster the
+   * same node (the pipeline goes where its one key lives; WAIT has no key). WAIT counts the replicas
+   * that hold every write this connection made so far, so a script that wrote nothing (a duplicate,
+   * or a retry that finds its own earlier write) rewrites its record first (see lua.ts): its
+   * connection may be a new one, whose last write is not the one that matters.
+   *
+   * Timeline: t0 script runs and writes on the primary; t1 WAIT returns the replicas that have it.
+   * Only after t1 with enough replicas is the outcome returned: a failover after t1 promotes a
+   * replica that holds it (a copy in memory, not on disk: see the README).
+   */
+  private async evalshaAcked(lua: string, sha: string, key: string, args: Arg[]): Promise<unknown> {
+    const run = async (command: 'EVALSHA' | 'EVAL', body: string) => {
+      const results = await this.client.pipeline!().call(command, body, 1, key, ...args).call('WAIT', this.s.minReplicas, this.s.replicaTimeoutMs).exec();
+      if (!results || results.length !== 2) throw new Error('pipeline aborted');
+      return results as [[Error | null, unknown], [Error | null, unknown]];
+    };
+    let [[scriptError, reply], [waitError, acked]] = await run('EVALSHA', sha);
+    if (scriptError?.message.startsWith('NOSCRIPT')) [[scriptError, reply], [waitError, acked]] = await run('EVAL', lua);
+    if (scriptError) {
+      // ioredis follows MOVED/ASK inside a pipeline only when every other command is read-only (WAIT is not).
+      if (/^(MOVED|ASK) /.test(scriptError.message)) this.client.refreshSlotsCache?.();
+      throw scriptError;
+    }
+    if (waitError) throw waitError;
+    if (typeof acked !== 'number' || acked < this.s.minReplicas) {
+      throw new Error(`${String(acked)} of ${this.s.minReplicas} replicas acknowledged the write within ${this.s.replicaTimeoutMs} ms`);
+    }
+    return reply;
+  }
+
   /** Bounds an operation by timeoutMs and maps every failure to BACKEND_UNAVAILABLE; `retry` repeats it within that bound. */
   private async op<T>(fn: () => Promise<T>, retry = false): Promise<T> {
     const deadline = Date.now() + this.s.timeoutMs;
+    let first: string | undefined;
     for (let attempt = 0; ; attempt++) {
+      if (this.guard.fatal) throw this.guard.fatal;
       try {
-        return await (this.selfBounded ? fn() : within(fn(), deadline - Date.now()));
+        // Every attempt is bounded by what is left of the budget: ioredis's own commandTimeout counts
+        // from each send, so a retry late in the budget would otherwise overrun it (7 s for 5 s).
+        return await within(fn(), Math.max(1, deadline - Date.now()));
       } catch (error) {
-        const pause = Math.min(50 * 2 ** attempt, deadline - Date.now());
-        if (!retry || pause <= 0) {
-          throw new BackendUnavailableError(`Valkey/Redis unavailable: ${error instanceof Error ? error.message : String(error)}`, error);
+        if (this.guard.fatal) throw this.guard.fatal;
+        // A pause, then another attempt only if some budget is left after it (10 ms at least, to be worth sending).
+        const pause = Math.min(50 * 2 ** attempt, deadline - Date.now() - 10);
+        const why = error instanceof Error ? error.message : String(error);
+        first ??= why;
+        if (!retry || pause < 0) {
+          // The first failure usually says why (server down, too few replicas); the last one may only be the budget running out.
+          throw new BackendUnavailableError(`Valkey/Redis unavailable: ${why}${why !== first ? ` (first attempt: ${first})` : ''}`, error);
         }
         await new Promise((r) => setTimeout(r, pause));
       }

@@ -106,8 +106,12 @@ if not live then return take('acquired') end
 if force then return take('adopted') end
 if live.status == 'in_flight' then
   if live.leaseExpiresAt <= now then return take('adopted') end
-  -- Our own live claim: a retry whose first reply was lost after the write landed.
-  if live.runId == runId then return { 'own', raw } end
+  -- Our own live claim: a retry whose first reply was lost after the write landed. Written again
+  -- as it is, so that a WAIT after this script (minReplicas) waits for it on this connection too.
+  if live.runId == runId then
+    redis.call('SET', rk, raw, 'KEEPTTL')
+    return { 'own', raw }
+  end
   return { 'in_flight', raw }
 end
 if live.status == 'succeeded' or dedupOn == 'any' then return { 'completed', raw } end
@@ -133,8 +137,12 @@ if gone and op == 'release' then return { 'ok', false } end
 if gone then return { 'lost', false } end
 if cur.fence ~= fence or cur.runId ~= runId then return { 'lost', raw } end
 if cur.status ~= 'in_flight' then
-  -- A repeated finish (a retry after a lost reply) of the same outcome is answered, not redone.
-  if (op == 'complete' and cur.status == 'succeeded') or (op == 'fail' and cur.status == 'failed') then return { 'ok', raw } end
+  -- A repeated finish (a retry after a lost reply) of the same outcome is answered, not redone;
+  -- written again as it is, for the same reason as a claim's 'own' (WAIT counts this connection's writes).
+  if (op == 'complete' and cur.status == 'succeeded') or (op == 'fail' and cur.status == 'failed') then
+    redis.call('SET', rk, raw, 'KEEPTTL')
+    return { 'ok', raw }
+  end
   return { 'lost', raw }
 end
 

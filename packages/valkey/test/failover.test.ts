@@ -1,0 +1,422 @@
+// Failover under load, on the replicated servers of scripts/servers/redis.sh
+// (a primary + replica behind three sentinels; a cluster with a replica per
+// master). Three worker processes (failover-worker.mjs) claim and complete
+// shared and own keys in a loop while the test fails the primary over, again
+// and again, and then counts:
+//   double executions: a key acknowledged as acquired more than once;
+//   forgotten completions: a completion acknowledged, then gone (the key is
+//     not `succeeded` at the end, or was acquired again after it);
+//   errors by code, and the longest time a worker went without an answer.
+//
+// Each failover first opens a loss window, the way a real one can happen:
+// the replica is frozen (SIGSTOP) and its link to the primary cut, so writes
+// acknowledged by the primary for 300 ms never reach it; then the primary
+// dies (SIGKILL; Sentinel promotes the replica) or, on the cluster, the
+// replica takes over (CLUSTER FAILOVER TAKEOVER; the old master becomes its
+// replica and drops what it had alone). With minReplicas=1 the test asserts
+// zero double executions and zero forgotten completions; without it, the
+// counts are printed and nothing is asserted that the setting does not promise.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+import { Cluster, Redis } from 'ioredis';
+import { IdemError, storageName, type ClaimOutcome, type IdempotencyStore } from '@idem/core';
+import { findServer } from '@idem/test-fixtures';
+import { createValkeyStore, type ValkeyClient, type ValkeyStoreOptions } from '../src/index.js';
+import { CLAIM_LUA } from '../src/lua.js';
+import { parseSentinelUrl } from '../src/sentinel.js';
+import { watchCommands } from './private-server.js';
+import { freshPrefix } from './server.js';
+
+const servers = await findServer({
+  label: 'valkey failover servers (Sentinel and replicated cluster)',
+  env: ['IDEM_TEST_REDIS_SENTINEL', 'IDEM_TEST_REDIS_HA_CLUSTER', 'IDEM_TEST_REDIS_RUNDIR'],
+});
+const sentinelUrl = servers?.IDEM_TEST_REDIS_SENTINEL;
+const haCluster = servers?.IDEM_TEST_REDIS_HA_CLUSTER?.split(',');
+const rundir = servers?.IDEM_TEST_REDIS_RUNDIR;
+const redisScript = fileURLToPath(new URL('../../../scripts/servers/redis.sh', import.meta.url));
+const workerScript = fileURLToPath(new URL('./failover-worker.mjs', import.meta.url));
+
+const FAILOVERS = 2; // per scenario; four scenarios
+const WORKERS = 3;
+const WINDOW_MS = 300;
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Polls until `check` is true; the bound is only there to turn a hang into a message. */
+async function waitUntil(what: string, check: () => Promise<boolean>, ms = 120_000): Promise<void> {
+  const until = Date.now() + ms;
+  for (;;) {
+    try {
+      if (await check()) return;
+    } catch (error) {
+      if (!(error instanceof Error)) throw error; // a server still coming up: ask again
+    }
+    if (Date.now() > until) throw new Error(`not reached in ${ms} ms: ${what}`);
+    await sleep(100);
+  }
+}
+
+/** One command to one server on its own short-lived connection. */
+async function ask(port: number, ...args: Array<string | number>): Promise<unknown> {
+  const r = new Redis(port, '127.0.0.1', { maxRetriesPerRequest: 0, retryStrategy: () => null, lazyConnect: true });
+  r.on('error', () => undefined);
+  try {
+    await r.connect();
+    return await r.call(String(args[0]), ...args.slice(1));
+  } finally {
+    r.disconnect();
+  }
+}
+
+const infoField = async (port: number, section: string, field: string) =>
+  new RegExp(`^${field}:(.*)\r?$`, 'm').exec(String(await ask(port, 'INFO', section)))?.[1];
+const pidOf = async (port: number) => Number(await infoField(port, 'server', 'process_id'));
+const synced = async (port: number) => (await infoField(port, 'replication', 'master_link_status')) === 'up';
+
+function restartNode(port: number): void {
+  const r = spawnSync('bash', [redisScript, 'restart-node', rundir!, String(port)], { stdio: ['ignore', 'ignore', 'inherit'] });
+  if (r.status !== 0) throw new Error(`restart-node ${port} failed`);
+}
+
+/** Freezes the replica and cuts its link: the primary's next writes reach no replica. */
+async function openLossWindow(primary: number, replica: number): Promise<() => void> {
+  const rpid = await pidOf(replica);
+  process.kill(rpid, 'SIGSTOP');
+  try {
+    await ask(primary, 'CLIENT', 'KILL', 'TYPE', 'replica');
+    await sleep(WINDOW_MS);
+  } catch (error) {
+    process.kill(rpid, 'SIGCONT');
+    throw error;
+  }
+  return () => process.kill(rpid, 'SIGCONT');
+}
+
+// --- Sentinel ---------------------------------------------------------------
+
+const sentinelPorts = () => parseSentinelUrl(sentinelUrl!).sentinels.map((s) => s.port);
+
+async function sentinelPrimary(): Promise<number> {
+  const [, port] = (await ask(sentinelPorts()[0]!, 'SENTINEL', 'get-master-addr-by-name', 'idem-ha')) as [string, string];
+  return Number(port);
+}
+
+async function replicaOf(primary: number): Promise<number> {
+  const m = /^slave0:.*port=(\d+)/m.exec(String(await ask(primary, 'INFO', 'replication')));
+  if (!m) throw new Error(`the primary on ${primary} has no replica`);
+  return Number(m[1]);
+}
+
+/** Every sentinel sees the replica as healthy (so it can be promoted next time). */
+async function sentinelsSeeReplica(port: number): Promise<boolean> {
+  for (const s of sentinelPorts()) {
+    const replicas = (await ask(s, 'SENTINEL', 'REPLICAS', 'idem-ha')) as string[][];
+    const mine = replicas.map((flat) => Object.fromEntries(flat.flatMap((v, i) => (i % 2 ? [] : [[v, flat[i + 1]]])))).find((r) => Number(r.port) === port);
+    if (!mine || mine.flags !== 'slave' || mine['master-link-status'] !== 'ok') return false;
+  }
+  return true;
+}
+
+async function sentinelFailover(): Promise<number> {
+  const primary = await sentinelPrimary();
+  const replica = await replicaOf(primary);
+  await waitUntil('the replica is in sync before the failover', () => synced(replica));
+  const ppid = await pidOf(primary);
+  const thaw = await openLossWindow(primary, replica);
+  process.kill(ppid, 'SIGKILL');
+  thaw();
+  const fault = Date.now();
+  await waitUntil('Sentinel promotes the replica', async () => (await sentinelPrimary()) === replica);
+  // The old primary comes back empty (no persistence) and is made the new primary's replica.
+  restartNode(primary);
+  await ask(primary, 'REPLICAOF', '127.0.0.1', replica);
+  await waitUntil('the old primary syncs from the new one', () => synced(primary));
+  await waitUntil('every sentinel sees the new replica healthy', () => sentinelsSeeReplica(primary));
+  return fault;
+}
+
+// --- Cluster ----------------------------------------------------------------
+
+
+let nextShard = 0;
+/** Each node's own word on its role (gossip may lag right after a failover). */
+async function clusterRoles(): Promise<Array<{ port: number; master: boolean; masterPort: number }>> {
+  return Promise.all(
+    haCluster!.map(async (a) => {
+      const port = Number(a.split(':')[1]);
+      const info = String(await ask(port, 'INFO', 'replication'));
+      return { port, master: /^role:master/m.test(info), masterPort: Number(/^master_port:(\d+)/m.exec(info)?.[1] ?? 0) };
+    }),
+  );
+}
+
+async function clusterFailover(): Promise<number> {
+  const roles = await clusterRoles();
+  const masters = roles.filter((n) => n.master).sort((a, b) => a.port - b.port);
+  const master = masters[nextShard++ % masters.length]!;
+  const replica = roles.find((n) => !n.master && n.masterPort === master.port);
+  if (!replica) throw new Error(`the master on ${master.port} has no replica`);
+  await waitUntil('the replica is in sync before the failover', () => synced(replica.port));
+  const thaw = await openLossWindow(master.port, replica.port);
+  thaw();
+  await ask(replica.port, 'CLUSTER', 'FAILOVER', 'TAKEOVER');
+  const fault = Date.now();
+  await waitUntil('the replica is master and the old master its synced replica', async () => (await infoField(replica.port, 'replication', 'role')) === 'master' && (await synced(master.port)));
+  await waitUntil('every node agrees', async () => {
+    for (const n of await clusterRoles()) if (!/cluster_state:ok/.test(String(await ask(n.port, 'CLUSTER', 'INFO')))) return false;
+    return true;
+  });
+  return fault;
+}
+
+// --- Load and counting -------------------------------------------------------
+
+interface Event {
+  e: 'claim' | 'exec' | 'done' | 'lost' | 'err';
+  k?: string;
+  o?: string;
+  c?: string;
+  t: number;
+  w: number;
+}
+
+interface Figures {
+  failovers: number;
+  operations: number;
+  executions: number;
+  doubleExecutions: number;
+  completionsAcknowledged: number;
+  forgottenCompletions: number;
+  errors: Record<string, number>;
+  leaseLost: number;
+  /** Per fault: the longest any worker went without an answer around it (from 1 s before to 60 s after). */
+  recoveryMs: number[];
+  /** The longest any worker went without an answer. */
+  longestStallMs: number;
+}
+
+async function underLoad(store: Partial<ValkeyStoreOptions> & { userSentinelClient?: unknown }, failover: () => Promise<number>, verifyWith: Partial<ValkeyStoreOptions>): Promise<Figures> {
+  const prefix = freshPrefix();
+  const events: Event[] = [];
+  const children: ChildProcess[] = [];
+  const exits: Array<Promise<number | null>> = [];
+  for (let w = 0; w < WORKERS; w++) {
+    const { userSentinelClient, ...own } = store;
+    const config = { id: w, shared: 4, own: 4, pause: 25, store: { ...own, prefix }, ...(w === WORKERS - 1 && userSentinelClient ? { userSentinelClient } : {}) };
+    const child = spawn(process.execPath, [workerScript, JSON.stringify(config)], { stdio: ['pipe', 'pipe', 'inherit'] });
+    children.push(child);
+    exits.push(new Promise((r) => child.once('exit', r)));
+    createInterface({ input: child.stdout! }).on('line', (line) => events.push({ ...(JSON.parse(line) as Event), w }));
+  }
+  const answered = (from: number) => events.filter((e) => (e.e === 'claim' || e.e === 'done') && e.t > from).length;
+  try {
+    await waitUntil('the workers get going', async () => answered(0) >= 30);
+    const faults: number[] = [];
+    for (let i = 0; i < FAILOVERS; i++) {
+      const fault = await failover();
+      faults.push(fault);
+      await waitUntil('the loop continues after the failover', async () => answered(fault) >= 30);
+    }
+    for (const child of children) child.stdin!.end();
+    let exited = false;
+    void Promise.all(exits).then(() => (exited = true));
+    await waitUntil('every worker stops', async () => exited);
+    const codes = await Promise.all(exits);
+    expect(codes).toEqual(children.map(() => 0));
+
+    const execs = new Map<string, Event[]>();
+    const done = new Map<string, number>();
+    const errors: Record<string, number> = {};
+    for (const ev of events) {
+      if (ev.e === 'exec') execs.set(ev.k!, [...(execs.get(ev.k!) ?? []), ev]);
+      if (ev.e === 'done') done.set(ev.k!, ev.t);
+      if (ev.e === 'err') errors[ev.c!] = (errors[ev.c!] ?? 0) + 1;
+    }
+    const verify = await createValkeyStore({ ...verifyWith, prefix } as ValkeyStoreOptions);
+    let forgotten = 0;
+    try {
+      const keys = [...done.keys()];
+      for (let i = 0; i < keys.length; i += 100) {
+        const records = await Promise.all(keys.slice(i, i + 100).map((k) => verify.get(k)));
+        records.forEach((record, j) => {
+          const k = keys[i + j]!;
+          const againAfter = (execs.get(k) ?? []).some((ev) => ev.t > done.get(k)!);
+          if (record?.status !== 'succeeded' || againAfter) forgotten++;
+        });
+      }
+    } finally {
+      await verify.close();
+    }
+    const stall = (w: number, from = 0, to = Infinity) => {
+      const times = events.filter((e) => e.w === w && (e.e === 'claim' || e.e === 'done') && e.t >= from && e.t <= to).map((e) => e.t);
+      return Math.max(0, ...times.slice(1).map((t, i) => t - times[i]!));
+    };
+    const workers = Array.from({ length: WORKERS }, (_, w) => w);
+    return {
+      failovers: faults.length,
+      operations: events.filter((e) => e.e === 'claim' || e.e === 'done').length,
+      executions: [...execs.values()].reduce((n, list) => n + list.length, 0),
+      doubleExecutions: [...execs.values()].reduce((n, list) => n + list.length - 1, 0),
+      completionsAcknowledged: done.size,
+      forgottenCompletions: forgotten,
+      errors,
+      leaseLost: events.filter((e) => e.e === 'lost').length,
+      recoveryMs: faults.map((f) => Math.max(...workers.map((w) => stall(w, f - 1000, f + 60_000)))),
+      longestStallMs: Math.max(...workers.map((w) => stall(w))),
+    };
+  } finally {
+    for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
+  }
+}
+
+// These run first, on the servers as the script started them (the failovers below swap roles).
+describe.skipIf(!sentinelUrl || !haCluster)('replica acknowledgement on replicated servers', () => {
+  const stores: IdempotencyStore[] = [];
+  const clients: Array<{ disconnect(): void }> = [];
+  afterAll(async () => {
+    await Promise.all(stores.map((s) => s.close()));
+    for (const c of clients) c.disconnect();
+  });
+  async function open(options: ValkeyStoreOptions): Promise<IdempotencyStore> {
+    const store = await createValkeyStore(options);
+    stores.push(store);
+    return store;
+  }
+  async function codeOf(p: Promise<unknown>): Promise<string> {
+    try {
+      await p;
+    } catch (error) {
+      if (error instanceof IdemError) return error.code;
+      throw error;
+    }
+    return 'no error';
+  }
+  const leaseOf = (got: ClaimOutcome) => {
+    if (got.outcome !== 'acquired' && got.outcome !== 'adopted') throw new Error(`expected a lease, got ${got.outcome}`);
+    return got.lease;
+  };
+
+  it('Sentinel: a caller-owned Sentinel client; one round trip per claim and complete (the script and WAIT in one pipeline)', async () => {
+    const { sentinels, name } = parseSentinelUrl(sentinelUrl!);
+    const client = new Redis({ sentinels, name });
+    client.on('error', () => undefined);
+    clients.push(client);
+    // Count what the store asks of the client: each call() or pipeline exec() is one round trip.
+    let trips = 0;
+    const counted: ValkeyClient = {
+      call: (...args) => (trips++, client.call(...(args as [string]))),
+      callBuffer: (...args) => (trips++, client.callBuffer(...(args as [string]))),
+      quit: () => client.quit(),
+      pipeline: () => {
+        const p = client.pipeline();
+        const exec = p.exec.bind(p);
+        p.exec = (() => (trips++, exec())) as typeof p.exec;
+        return p as unknown as ReturnType<NonNullable<ValkeyClient['pipeline']>>;
+      },
+    };
+    const store = await open({ client: counted, prefix: freshPrefix(), minReplicas: 1, replicaTimeoutMs: 1000, timeoutMs: 4000 });
+    await store.complete(leaseOf(await store.claim('warm-up'))); // scripts loaded
+    trips = 0;
+    const lease = leaseOf(await store.claim('rt'));
+    expect(trips).toBe(1);
+    expect((await store.claim('rt')).outcome).toBe('in_flight');
+    expect(trips).toBe(2);
+    await store.complete(lease, { result: 1 });
+    expect(trips).toBe(3);
+    expect((await store.get('rt'))?.status).toBe('succeeded');
+  });
+
+  it("Cluster: WAIT goes to the key's own master, next to its script", async () => {
+    const seeds = haCluster!.map((a) => ({ host: '127.0.0.1', port: Number(a.split(':')[1]) }));
+    const prefix = freshPrefix();
+    const store = await open({ cluster: seeds.map((s) => `${s.host}:${s.port}`), prefix, minReplicas: 1, replicaTimeoutMs: 1000, timeoutMs: 4000 });
+    await store.claim('warm-up'); // slots discovered, scripts loaded where this key lives
+    const cluster = new Cluster(seeds);
+    clients.push(cluster);
+    await new Promise((r) => cluster.once('ready', r));
+    const masters = cluster.nodes('master');
+    // Every master knows the claim script already: no NOSCRIPT (a second EVAL and WAIT) while watching.
+    for (const m of masters) await m.call('SCRIPT', 'LOAD', CLAIM_LUA);
+    const watches = await Promise.all(masters.map((m) => watchCommands(m.duplicate())));
+    const keys = Array.from({ length: 12 }, (_, i) => `spread-${i}`);
+    try {
+      for (const k of keys) expect((await store.claim(k)).outcome).toBe('acquired');
+      const seen = await Promise.all(watches.map((w) => w.count()));
+      // Each master saw the claims of its own keys only, each as its script (EVALSHA or EVAL) then WAIT.
+      const expected = await Promise.all(
+        masters.map(async (m) => {
+          let n = 0;
+          for (const k of keys) {
+            const slot = Number(await m.call('CLUSTER', 'KEYSLOT', `${prefix}{${storageName(k)}}`));
+            const owner = (cluster.slots[slot] ?? [])[0];
+            if (owner === `${m.options.host}:${m.options.port}`) n++;
+          }
+          return n;
+        }),
+      );
+      seen.forEach((cmds, i) => {
+        const scripts = cmds.filter((c) => c.startsWith('EVAL'));
+        expect(scripts.length).toBe(expected[i]);
+        expect(cmds.filter((c) => c === 'WAIT').length).toBe(expected[i]);
+        cmds.forEach((c, j) => c === 'WAIT' && expect(cmds[j - 1]).toMatch(/^EVAL/));
+      });
+      expect(expected.reduce((a, b) => a + b, 0)).toBe(keys.length);
+    } finally {
+      for (const w of watches) w.stop();
+    }
+    // Two replicas are asked of masters that have one: refused in time, retryable.
+    const greedy = await open({ cluster: seeds.map((s) => `${s.host}:${s.port}`), prefix, minReplicas: 2, replicaTimeoutMs: 100, timeoutMs: 1000 });
+    expect(await codeOf(greedy.claim('two-replicas'))).toBe('BACKEND_UNAVAILABLE');
+  });
+});
+
+const report: Record<string, Figures> = {};
+afterAll(() => {
+  // The figures the README quotes: printed on every run, asserted only where the setting promises.
+  if (Object.keys(report).length) console.log(`valkey failover figures:\n${JSON.stringify(report, null, 1)}`);
+});
+
+const ack = { minReplicas: 1, replicaTimeoutMs: 300 };
+
+describe.skipIf(!sentinelUrl)('failover under load: primary + replica behind three sentinels', () => {
+  const { sentinels, name } = sentinelUrl ? parseSentinelUrl(sentinelUrl) : { sentinels: [], name: '' };
+
+  it('with minReplicas=1: no double execution and no forgotten completion across the failovers', async () => {
+    // Two workers open the store from the URL (replica settings in its query), one from its own Sentinel client.
+    const figures = await underLoad(
+      { url: `${sentinelUrl}?minReplicas=1&replicaTimeoutMs=${ack.replicaTimeoutMs}`, timeoutMs: 2000, userSentinelClient: { sentinels, name }, ...ack },
+      sentinelFailover,
+      { url: sentinelUrl! },
+    );
+    report['sentinel, minReplicas=1'] = figures;
+    expect(figures.failovers).toBe(FAILOVERS);
+    expect(figures.doubleExecutions).toBe(0);
+    expect(figures.forgottenCompletions).toBe(0);
+    expect(figures.completionsAcknowledged).toBeGreaterThan(0);
+  }, 600_000);
+
+  it('without the option: the same load and failovers, losses counted and reported', async () => {
+    const figures = await underLoad({ url: sentinelUrl!, timeoutMs: 2000, userSentinelClient: { sentinels, name } }, sentinelFailover, { url: sentinelUrl! });
+    report['sentinel, no replica acknowledgement'] = figures;
+    expect(figures.failovers).toBe(FAILOVERS);
+  }, 600_000);
+});
+
+describe.skipIf(!haCluster)('failover under load: cluster with one replica per master', () => {
+  it('with minReplicas=1: no double execution and no forgotten completion across the failovers', async () => {
+    const figures = await underLoad({ cluster: haCluster!, timeoutMs: 2000, ...ack }, clusterFailover, { cluster: haCluster! });
+    report['cluster, minReplicas=1'] = figures;
+    expect(figures.failovers).toBe(FAILOVERS);
+    expect(figures.doubleExecutions).toBe(0);
+    expect(figures.forgottenCompletions).toBe(0);
+    expect(figures.completionsAcknowledged).toBeGreaterThan(0);
+  }, 600_000);
+
+  it('without the option: the same load and failovers, losses counted and reported', async () => {
+    const figures = await underLoad({ cluster: haCluster!, timeoutMs: 2000 }, clusterFailover, { cluster: haCluster! });
+    report['cluster, no replica acknowledgement'] = figures;
+    expect(figures.failovers).toBe(FAILOVERS);
+  }, 600_000);
+});
