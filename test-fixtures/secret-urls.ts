@@ -28,6 +28,12 @@ export const SECRET_URLS: readonly string[] = [
   `redis://${U}:${S}@127.0.0.1:1/16?cluster=true`,
   `redis://${U}:${S}`,
   `redis://${U}:${S}%40@127.0.0.1:1%`,
+  // Sentinel: data-node userinfo, sentinel password in the query, malformed host lists.
+  `redis+sentinel://${U}:${S}@127.0.0.1:1,127.0.0.1:2/mymaster`,
+  `redis+sentinel://127.0.0.1:1/mymaster?sentinelPassword=${S}`,
+  `valkey+sentinel://${U}:p@${S}@127.0.0.1:1/mymaster/0`,
+  `redis+sentinel://${U}:${S}@/mymaster`,
+  `redis://${U}:${S}@127.0.0.1:1?minReplicas=x`,
   `redis://${U}:%${S}@127.0.0.1:1`,
   `redis://${U}:${S}@127.0.0.1:1?cluster=maybe`,
   `redis://${U}:${S}@127.0.0.1:1#frag`,

@@ -73,6 +73,8 @@ const BUILT_IN: Record<string, { pkg: string; install: string }> = {
   rediss: { pkg: '@idem/valkey', install: '@idem/valkey' },
   valkey: { pkg: '@idem/valkey', install: '@idem/valkey' },
   valkeys: { pkg: '@idem/valkey', install: '@idem/valkey' },
+  'redis+sentinel': { pkg: '@idem/valkey', install: '@idem/valkey' },
+  'valkey+sentinel': { pkg: '@idem/valkey', install: '@idem/valkey' },
   s3: { pkg: '@idem/s3', install: '@idem/s3 @aws-sdk/client-s3' },
   gs: { pkg: '@idem/gcs', install: '@idem/gcs @google-cloud/storage' },
 };

@@ -3,8 +3,11 @@
 // `open` imports the adapter.
 //   redis://[user:password@]host[:port][/db][?prefix=P]
 //   redis://[user:password@]seed:port?cluster=true[&nodes=host:port,host:port][&prefix=P]
-// rediss:// and valkeys:// use TLS. A cluster has only database 0.
+//   redis+sentinel://[user:password@]host[:port],host[:port]/masterName[/db][?sentinelPassword=…] (sentinel.ts)
+// rediss:// and valkeys:// use TLS. A cluster has only database 0. Every form takes
+// minReplicas= and replicaTimeoutMs= (claims and finishes wait for replica acknowledgement).
 import type { IdempotencyStore, StoreOptions } from '@idem/core';
+import { isSentinelUrl, parseSentinelUrl, replicaParams } from './sentinel.js';
 import { quoteUrlPart, redactStoreUrl, storeUrlError, storeUrlFlag, storeUrlQuery } from '@idem/core/url';
 
 export interface ValkeyUrlConfig {
@@ -15,14 +18,21 @@ export interface ValkeyUrlConfig {
   /** With cluster=true: every seed, `server` first (what `createValkeyStore({ cluster })` takes). */
   cluster?: string[];
   prefix?: string;
+  minReplicas?: number;
+  replicaTimeoutMs?: number;
 }
 
-export const schemes = ['redis', 'rediss', 'valkey', 'valkeys'] as const;
+export const schemes = ['redis', 'rediss', 'valkey', 'valkeys', 'redis+sentinel', 'valkey+sentinel'] as const;
 
 /** Redis accepts database indexes up to its `databases` setting, an int; the server checks the rest. */
 const MAX_DB = 2 ** 31 - 1;
 
 export function parse(url: string): ValkeyUrlConfig {
+  if (isSentinelUrl(url)) {
+    // Checked here, before any I/O; the store reads the same URL again when it opens (sentinels, master, auth).
+    const target = parseSentinelUrl(url);
+    return { server: url, db: target.db };
+  }
   let u: URL;
   try {
     u = new URL(url);
@@ -47,7 +57,8 @@ export function parse(url: string): ValkeyUrlConfig {
   }
   const db = path === '' ? 0 : Number(path);
   if (db > MAX_DB) throw storeUrlError(url, `database index ${db} is beyond any server's range (at most ${MAX_DB})`);
-  const params = storeUrlQuery(url, u.search.slice(1), ['prefix', 'cluster', 'nodes']);
+  const params = storeUrlQuery(url, u.search.slice(1), ['prefix', 'cluster', 'nodes', 'minReplicas', 'replicaTimeoutMs']);
+  const replicas = replicaParams(params, (why) => storeUrlError(url, why));
   const cluster = storeUrlFlag(url, params, 'cluster') ?? false;
   if (cluster && db !== 0) throw storeUrlError(url, 'a cluster has only database 0');
   const nodes = (params.get('nodes') ?? '').split(',').filter(Boolean);
@@ -63,7 +74,7 @@ export function parse(url: string): ValkeyUrlConfig {
   if (prefix !== undefined && /[{}]/.test(prefix)) throw storeUrlError(url, 'prefix must not hold { or } (the store sets hash tags itself)');
   u.search = '';
   const server = u.href;
-  return { server, db, ...(cluster ? { cluster: [server, ...nodes] } : {}), ...(prefix !== undefined ? { prefix } : {}) };
+  return { server, db, ...(cluster ? { cluster: [server, ...nodes] } : {}), ...(prefix !== undefined ? { prefix } : {}), ...replicas };
 }
 
 /** No userinfo, no secret parameter: core's conservative rule. */
@@ -75,5 +86,12 @@ export async function open(config: ValkeyUrlConfig, options: StoreOptions = {}):
   const { createValkeyStore } = await import('./index.js');
   // The store opens (and closes) its own client from the server URL or the cluster seeds.
   const target = config.cluster ? { cluster: config.cluster } : { url: config.server };
-  return createValkeyStore({ ...options, ...target, ...(config.prefix !== undefined ? { prefix: config.prefix } : {}) });
+  const { minReplicas, replicaTimeoutMs } = config;
+  return createValkeyStore({
+    ...options,
+    ...target,
+    ...(config.prefix !== undefined ? { prefix: config.prefix } : {}),
+    ...(minReplicas !== undefined ? { minReplicas } : {}),
+    ...(replicaTimeoutMs !== undefined ? { replicaTimeoutMs } : {}),
+  });
 }
