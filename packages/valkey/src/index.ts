@@ -12,7 +12,7 @@ import {
   leaseOf,
   parseRecord,
   resolveStoreOptions,
-  sha256Hex,
+  STORAGE_NAME,
   validateDuration,
   type ClaimInput,
   type ClaimOutcome,
@@ -338,35 +338,39 @@ class ValkeyDriver implements Driver {
    */
   async list(query: ListQuery): Promise<ListPage> {
     const nodes = this.scanNodes();
-    let [node, scanCursor, skip, digest] = decodeCursor(query.cursor);
+    // The cursor carries the SCAN position and the names of its last batch not yet returned, so a
+    // page never repeats a SCAN call: SCAN's own promise holds (a record present for the whole
+    // listing is returned), and the listing ends however the keyspace changes meanwhile.
+    let [node, scanCursor, pending] = decodeCursor(query.cursor);
     const pattern = `${globEscape(this.s.prefix)}{*}`;
     const records: IdemRecord[] = [];
     const corrupt: CorruptEntry[] = [];
     const page = (cursor?: string): ListPage => ({ records, ...(corrupt.length > 0 ? { corrupt } : {}), ...(cursor !== undefined ? { cursor } : {}) });
-    while (node < nodes.length) {
-      const [next, unsorted] = (await this.op(() => nodes[node]!.call('SCAN', scanCursor, 'MATCH', pattern, 'COUNT', SCAN_COUNT))) as [string, string[]];
-      const keys = unsorted.sort();
-      const batch = batchDigest(keys);
-      const from = batch === digest ? skip : 0;
+    for (;;) {
+      if (pending.length === 0) {
+        if (node >= nodes.length) return page();
+        const [next, keys] = (await this.op(() => nodes[node]!.call('SCAN', scanCursor, 'MATCH', pattern, 'COUNT', SCAN_COUNT))) as [string, string[]];
+        // Only storage names (sha256 hex), as on every scanning store; sorted so pages are stable.
+        pending = keys.map((k) => k.slice(this.s.prefix.length + 1, -1)).filter((name) => STORAGE_NAME.test(name)).sort();
+        if (next === '0') [node, scanCursor] = [node + 1, '0'];
+        else scanCursor = next;
+      }
       // A corrupt record is named (by its storage name) and the listing goes on: one hides no other.
       const found = await Promise.all(
-        keys.slice(from).map((k) =>
-          this.readKey(k).catch((error: unknown) => {
+        pending.map((name) =>
+          this.readKey(this.recordKey(name)).catch((error: unknown) => {
             if (!(error instanceof CorruptRecordError)) throw error;
-            return { name: k.slice(this.s.prefix.length + 1, -1), reason: error.message };
+            return { name, reason: error.message };
           }),
         ),
       );
       for (const [i, record] of found.entries()) {
-        if (records.length === query.limit) return page(`${node}:${scanCursor}:${from + i}:${batch}`);
+        if (records.length === query.limit) return page(`${node}:${scanCursor}:${pending.slice(i).join(',')}`);
         if (record !== undefined && 'reason' in record) corrupt.push(record);
         else if (record !== undefined && query.filter(record)) records.push(record);
       }
-      digest = '';
-      if (next === '0') [node, scanCursor] = [node + 1, '0'];
-      else scanCursor = next;
+      pending = [];
     }
-    return page();
   }
 
   /** Never called (nativeExpiry): Valkey removes records when their PX runs out. */
@@ -517,15 +521,12 @@ function sha1(text: string): string {
   return createHash('sha1').update(text).digest('hex');
 }
 
-function batchDigest(keys: string[]): string {
-  return sha256Hex(keys.join('\n')).slice(0, 16);
-}
-
-function decodeCursor(cursor: string | undefined): [number, string, number, string] {
-  if (cursor === undefined) return [0, '0', 0, ''];
-  const m = /^(\d+):(\d+):(\d+):([0-9a-f]{16})$/.exec(cursor);
+/** node:scanCursor:name,name,... (the rest of the SCAN batch, in order). */
+function decodeCursor(cursor: string | undefined): [number, string, string[]] {
+  if (cursor === undefined) return [0, '0', []];
+  const m = /^(\d+):(\d+):((?:[0-9a-f]{64}(?:,[0-9a-f]{64})*)?)$/.exec(cursor);
   if (!m) throw new InvalidArgumentError('cursor must be a string from a previous page');
-  return [Number(m[1]), m[2]!, Number(m[3]), m[4]!];
+  return [Number(m[1]), m[2]!, m[3] ? m[3].split(',') : []];
 }
 
 function globEscape(text: string): string {
