@@ -42,7 +42,8 @@ export interface ValkeyClient {
   /** Present on a Cluster: the master nodes `list` scans. */
   nodes?(role: 'master'): ValkeyClient[];
   isCluster?: boolean;
-  options?: { keyPrefix?: string };
+  // `| undefined`: ioredis declares it so, and callers may compile with exactOptionalPropertyTypes.
+  options?: { keyPrefix?: string | undefined };
 }
 
 export interface ValkeyStoreOptions extends StoreOptions {
