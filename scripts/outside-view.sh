@@ -77,9 +77,17 @@ contents() {
       grep -qx "$f" <<<"$list" || { echo "$p: $f missing from the tarball"; return 1; }
     done
     if grep -E 'tsbuildinfo|/test/|\.test\.' <<<"$list"; then echo "$p: ships build or test files"; return 1; fi
+    # src/ ships so that source and declaration maps lead to it: every map's sources must be in the tarball.
+    mkdir -p "$work/unpacked/$p" && tar -xzf "$(tgz "$p")" -C "$work/unpacked/$p" || return 1
+    node -e '
+      const { existsSync, globSync, readFileSync } = require("node:fs"), { dirname, resolve } = require("node:path");
+      const maps = globSync(process.argv[1] + "/package/dist/**/*.map");
+      const broken = maps.flatMap((m) => JSON.parse(readFileSync(m, "utf8")).sources.map((s) => resolve(dirname(m), s)).filter((s) => !existsSync(s)));
+      if (maps.length === 0 || broken.length) { console.log(`${maps.length} maps; missing sources: ${broken.join(" ")}`); process.exit(1); }
+    ' "$work/unpacked/$p" || { echo "$p: a source or declaration map points outside the tarball"; return 1; }
   done
 }
-spawn "tarballs hold dist, LICENSE, CHANGELOG, no tests" contents
+spawn "tarballs hold dist, LICENSE, CHANGELOG, no tests; every map resolves to shipped src" contents
 
 # publint: the exports, files and fields of what is published. attw --profile esm-only:
 # the packages are ESM only; CommonJS callers load them through Node's require(esm)
