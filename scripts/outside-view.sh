@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The outside view: every package as a user gets it from the registry.
 # Packs each package from a clean tree (git archive of HEAD: committed files
-# only, no dist/), installs the tarballs with npm into throwaway projects
+# only, no dist/; commit what you want checked), installs the tarballs with npm into throwaway projects
 # outside the workspace, and checks:
-#   - each tarball has its dist/, LICENSE, CHANGELOG.md; publint and attw are clean
+#   - each tarball has its dist/, LICENSE, CHANGELOG.md, maps that resolve to its src/;
+#     publint --strict and attw --profile esm-only are clean (why esm-only: see lint below)
 #   - ESM import and CommonJS require() of each package (Node >= 22.12)
 #   - tsc: strict, exactOptionalPropertyTypes, skipLibCheck false, under nodenext (ESM and CJS files) and bundler
 #   - the installed `idem` bin runs
@@ -16,7 +17,7 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 . "$repo/scripts/env.sh"
 work=$(mktemp -d "${TMPDIR:-/tmp}/idem-outside.XXXXXX")
 [ -n "${IDEM_KEEP_OUTSIDE:-}" ] || trap 'rm -rf "$work"' EXIT
-export npm_config_update_notifier=false npm_config_fund=false npm_config_audit=false npm_config_loglevel=error
+export NO_COLOR=1 npm_config_update_notifier=false npm_config_fund=false npm_config_audit=false npm_config_loglevel=error
 started=$SECONDS
 failures=0
 logs="$work/logs"
