@@ -24,11 +24,22 @@ import {
   type Versioned,
 } from '@idem/core/adapter';
 
+/**
+ * A `Bucket` of @google-cloud/storage, typed by shape: its CommonJS and ESM
+ * builds declare distinct classes, and a CommonJS caller's Bucket must
+ * type-check against this ESM package too. Checked at run time.
+ */
+export interface GcsBucket {
+  readonly name: string;
+  file(...args: never[]): unknown;
+  getFiles(...args: never[]): unknown;
+}
+
 export interface GcsStoreOptions extends StoreOptions {
   /** Your Bucket, or its name together with `storage`. */
-  bucket: Bucket | string;
+  bucket: GcsBucket | string;
   /** Your Storage client; needed when `bucket` is a name. */
-  storage?: Storage;
+  storage?: { bucket(name: string): GcsBucket } | undefined;
   /** Object name prefix; every store with the same bucket and prefix shares keys. Default "idem/". */
   prefix?: string;
   /**

@@ -49,7 +49,8 @@ export interface ValkeyClient {
   /** Present on a Cluster: asked after a MOVED reply inside a pipeline, which ioredis does not follow itself. */
   refreshSlotsCache?(): void;
   isCluster?: boolean;
-  options?: { keyPrefix?: string };
+  // `| undefined`: ioredis declares it so, and callers may compile with exactOptionalPropertyTypes.
+  options?: { keyPrefix?: string | undefined };
 }
 
 /** The part of an ioredis pipeline the store uses. */

@@ -1,0 +1,175 @@
+#!/usr/bin/env bash
+# The outside view: every package as a user gets it from the registry.
+# Packs each package from a clean tree (git archive of HEAD: committed files
+# only, no dist/; commit what you want checked), installs the tarballs with npm into throwaway projects
+# outside the workspace, and checks:
+#   - each tarball has its dist/, LICENSE, CHANGELOG.md, maps that resolve to its src/;
+#     publint --strict and attw --profile esm-only are clean (why esm-only: see lint below)
+#   - ESM import and CommonJS require() of each package (Node >= 22.12)
+#   - tsc: strict, exactOptionalPropertyTypes, skipLibCheck false, under nodenext (ESM and CJS files) and bundler
+#   - the installed `idem` bin runs
+#   - each single-adapter install pulls no other backend's SDK and one copy of @idem/core
+#   - an adapter written outside the repo in TypeScript passes @idem/conformance, multi-process race included
+# Output: one line per check; a failing check prints the tail of its log and the step exits 1 at the end.
+# Needs the npm registry (or npm's cache) for third-party packages. Runs alone too: bash scripts/outside-view.sh
+set -uo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+. "$repo/scripts/env.sh"
+work=$(mktemp -d "${TMPDIR:-/tmp}/idem-outside.XXXXXX")
+[ -n "${IDEM_KEEP_OUTSIDE:-}" ] || trap 'rm -rf "$work"' EXIT
+export NO_COLOR=1 npm_config_update_notifier=false npm_config_fund=false npm_config_audit=false npm_config_loglevel=error
+started=$SECONDS
+failures=0
+logs="$work/logs"
+mkdir -p "$logs"
+
+# check NAME CMD...: runs CMD quietly; on failure prints the last lines of its output.
+check() {
+  local name=$1 log t0=$SECONDS
+  shift
+  log="$logs/$(echo "$name" | tr -c 'a-zA-Z0-9\n' '_').log"
+  if "$@" >"$log" 2>&1; then
+    echo "outside-view: ok   $name ($((SECONDS - t0))s)"
+  else
+    echo "outside-view: FAIL $name ($((SECONDS - t0))s; last lines of its output follow)"
+    tail -n 40 "$log" | sed 's/^/    /'
+    failures=$((failures + 1))
+  fi
+}
+# spawn NAME CMD...: a check in the background; join waits for them and prints their lines in order.
+pids=() results=()
+spawn() {
+  local out="$logs/result.${#results[@]}"
+  (check "$@" >"$out"; [ "$failures" -eq 0 ]) &
+  pids+=($!) results+=("$out")
+}
+join() {
+  local i
+  for i in "${!pids[@]}"; do
+    wait "${pids[$i]}" || failures=$((failures + 1))
+    cat "${results[$i]}"
+  done
+  pids=() results=()
+}
+# fatal NAME CMD...: like check, but nothing after it can run without it.
+fatal() {
+  check "$@"
+  if [ "$failures" -gt 0 ]; then echo "outside-view: FAILED at \"$1\" after $((SECONDS - started))s" >&2; exit 1; fi
+}
+
+pkgs=(core lmdb valkey s3 gcs conformance cli)
+src="$work/src" tarballs="$work/tarballs"
+mkdir -p "$src" "$tarballs"
+
+# A publisher's checkout: committed files only, no dist/, no node_modules.
+fatal "clean tree from git HEAD" bash -c "git -C '$repo' archive HEAD | tar -x -C '$src'"
+fatal "pnpm install (clean tree)" bash -c "cd '$src' && pnpm install --frozen-lockfile --prefer-offline --reporter=silent"
+# prepack builds each package (tsc -b), as pnpm publish would.
+pack_all() {
+  for p in "${pkgs[@]}"; do (cd "$src/packages/$p" && pnpm pack --pack-destination "$tarballs") || return 1; done
+}
+fatal "pnpm pack of ${#pkgs[@]} packages" pack_all
+tgz() { ls "$tarballs"/idem-"$1"-*.tgz; }
+contents() {
+  for p in "${pkgs[@]}"; do
+    local list
+    list=$(tar -tzf "$(tgz "$p")") || return 1
+    for f in package/dist/index.js package/dist/index.d.ts package/LICENSE package/CHANGELOG.md package/README.md; do
+      grep -qx "$f" <<<"$list" || { echo "$p: $f missing from the tarball"; return 1; }
+    done
+    if grep -E 'tsbuildinfo|/test/|\.test\.' <<<"$list"; then echo "$p: ships build or test files"; return 1; fi
+    # src/ ships so that source and declaration maps lead to it: every map's sources must be in the tarball.
+    mkdir -p "$work/unpacked/$p" && tar -xzf "$(tgz "$p")" -C "$work/unpacked/$p" || return 1
+    node -e '
+      const { existsSync, globSync, readFileSync } = require("node:fs"), { dirname, resolve } = require("node:path");
+      const maps = globSync(process.argv[1] + "/package/dist/**/*.map");
+      const broken = maps.flatMap((m) => JSON.parse(readFileSync(m, "utf8")).sources.map((s) => resolve(dirname(m), s)).filter((s) => !existsSync(s)));
+      if (maps.length === 0 || broken.length) { console.log(`${maps.length} maps; missing sources: ${broken.join(" ")}`); process.exit(1); }
+    ' "$work/unpacked/$p" || { echo "$p: a source or declaration map points outside the tarball"; return 1; }
+  done
+}
+spawn "tarballs hold dist, LICENSE, CHANGELOG, no tests; every map resolves to shipped src" contents
+
+# publint: the exports, files and fields of what is published. attw --profile esm-only:
+# the packages are ESM only; CommonJS callers load them through Node's require(esm)
+# (>= 22.12), which attw's node16-cjs mode does not model (it reports every
+# ESM-only package there), and node10 resolution ignores `exports` (subpaths).
+# The CommonJS path is proven below for real: require() at run time and tsc's
+# nodenext resolution from a .cts file.
+lint() {
+  for p in "${pkgs[@]}"; do
+    "$src/node_modules/.bin/publint" run --strict "$(tgz "$p")" || return 1
+    "$src/node_modules/.bin/attw" --profile esm-only --format ascii "$(tgz "$p")" || return 1
+  done
+}
+spawn "publint --strict and attw --profile esm-only, ${#pkgs[@]} packages" lint
+
+# Versions of the third-party packages, as the workspace tests them.
+version() { node -e 'const [f, n] = process.argv.slice(1); const j = require(f); console.log(n + "@" + ({...j.dependencies, ...j.devDependencies, ...j.peerDependencies})[n].replace(/^[\^~]/, ""))' "$src/$1" "$2"; }
+s3sdk=$(version packages/s3/package.json @aws-sdk/client-s3)
+gcssdk=$(version packages/gcs/package.json @google-cloud/storage)
+ioredis=$(version packages/valkey/package.json ioredis | sed 's/@.*|| \^/@/')
+typescript=$(version package.json typescript)
+vitest=$(version package.json vitest)
+typesnode=$(version package.json @types/node)
+
+# Single-adapter installs (resolved as npm would install them): no other backend's SDK, one @idem/core.
+lean() {
+  local name=$1 allowed=$2
+  shift 2
+  local dir="$work/lean-$name"
+  mkdir -p "$dir" && cd "$dir" && echo '{"name":"lean-'"$name"'","private":true}' >package.json || return 1
+  npm install --package-lock-only --prefer-offline "$@" || return 1
+  node -e '
+    const lock = require("./package-lock.json");
+    const allowed = process.argv[1];
+    const sdks = { lmdb: /^node_modules\/lmdb$/, valkey: /^node_modules\/(ioredis|iovalkey)$/, s3: /^node_modules\/@aws-sdk\//, gcs: /^node_modules\/@google-cloud\// };
+    const names = Object.keys(lock.packages).map((k) => k.replace(/^.*(?=node_modules\/)/, ""));
+    const bad = Object.entries(sdks).filter(([b, re]) => b !== allowed && names.some((n) => re.test(n))).map(([b]) => b);
+    const cores = names.filter((n) => n === "node_modules/@idem/core").length;
+    console.log(`${names.length} packages; other backends: ${bad.join(", ") || "none"}; copies of @idem/core: ${cores}`);
+    if (bad.length || cores !== 1) process.exit(1);
+  ' "$allowed"
+}
+spawn "lean install: @idem/lmdb" lean lmdb lmdb "$(tgz core)" "$(tgz lmdb)"
+spawn "lean install: @idem/valkey" lean valkey valkey "$(tgz core)" "$(tgz valkey)"
+spawn "lean install: @idem/s3" lean s3 s3 "$(tgz core)" "$(tgz s3)" "$s3sdk"
+spawn "lean install: @idem/gcs" lean gcs gcs "$(tgz core)" "$(tgz gcs)" "$gcssdk"
+spawn "lean install: @idem/cli (LMDB only)" lean cli lmdb "$(tgz core)" "$(tgz lmdb)" "$(tgz cli)"
+
+# One application with everything, outside the workspace.
+app="$work/app"
+mkdir -p "$app" && echo '{"name":"outside-app","private":true}' >"$app/package.json"
+install_app() {
+  cd "$app" && npm install --prefer-offline $(for p in "${pkgs[@]}"; do tgz "$p"; done) \
+    "$s3sdk" "$gcssdk" "$ioredis" "$typescript" "$vitest" "$typesnode"
+}
+spawn "npm install of the tarballs into a project outside the workspace" install_app
+# Installs wait on the network, lint on the CPU: they run side by side.
+join
+[ -x "$app/node_modules/.bin/tsc" ] || { echo "outside-view: FAILED (no app install) after $((SECONDS - started))s" >&2; exit 1; }
+cp -r "$repo/scripts/outside-view/app/." "$app/"
+cp -r "$repo/scripts/outside-view/file-adapter" "$app/file-adapter"
+
+check "ESM: import() of every entry point" bash -c "cd '$app' && node esm.mjs"
+check "CommonJS: require() of every entry point" bash -c "cd '$app' && node cjs.cjs"
+# nodenext: the app's .mts and .cts files and the outside adapter; then the compiled CommonJS file runs.
+spawn "tsc nodenext (ESM .mts, CJS .cts, outside adapter; strict, exactOptionalPropertyTypes, skipLibCheck false), run the CJS output" \
+  bash -c "cd '$app' && npx tsc -p tsconfig.nodenext.json && node out/types.cjs"
+spawn "tsc bundler (strict, exactOptionalPropertyTypes, skipLibCheck false)" bash -c "cd '$app' && npx tsc -p tsconfig.bundler.json"
+spawn "idem bin: run, then skip" bash -c "cd '$app' && npx idem run --key outside -- true && npx idem run --json --key outside -- false | grep -q skipped_idempotent"
+outside_conformance() {
+  cd "$app/file-adapter" && npx vitest run --reporter=dot --reporter=json --outputFile.json=report.json || return 1
+  # The race must have run, not been skipped.
+  node -e '
+    const r = require("./report.json");
+    const race = r.testResults.flatMap((f) => f.assertionResults).filter((t) => /OS processes/.test(t.title));
+    console.log(`${r.numPassedTests} passed, ${r.numPendingTests} skipped; race: ${race.map((t) => t.status).join(", ") || "absent"}`);
+    if (race.length === 0 || race.some((t) => t.status !== "passed")) process.exit(1);
+  '
+}
+check "outside TypeScript adapter passes @idem/conformance (multi-process race included)" outside_conformance
+join
+
+echo "outside-view: $([ "$failures" -eq 0 ] && echo passed || echo "$failures FAILED") in $((SECONDS - started))s"
+[ "$failures" -eq 0 ]

@@ -1,0 +1,29 @@
+// Typechecked only (never called): the user-facing API with real SDK clients, under strict settings.
+import { Storage } from '@google-cloud/storage';
+import { S3Client } from '@aws-sdk/client-s3';
+import { Cluster, Redis } from 'ioredis';
+import { IdemError, runOnce, type IdempotencyStore } from '@idem/core';
+import { runConformance } from '@idem/conformance';
+import { createGcsStore } from '@idem/gcs';
+import { createLmdbStore } from '@idem/lmdb';
+import { createS3Store } from '@idem/s3';
+import { createValkeyStore } from '@idem/valkey';
+import * as cli from '@idem/cli';
+
+export async function uses(): Promise<void> {
+  const stores: IdempotencyStore[] = [
+    await createLmdbStore({ path: './.idem', leaseMs: 60_000 }),
+    await createValkeyStore({ client: new Redis(), prefix: 'idem:' }),
+    await createValkeyStore({ client: new Cluster([{ host: '127.0.0.1', port: 7000 }]) }),
+    await createValkeyStore({ url: 'redis://127.0.0.1:6379' }),
+    await createS3Store({ client: new S3Client({}), bucket: 'my-bucket', prefix: 'idem/' }),
+    await createGcsStore({ bucket: new Storage().bucket('my-bucket') }),
+  ];
+  for (const store of stores) {
+    const run = await runOnce(store, 'key', async () => 42);
+    if (run.status === 'completed') console.log(run.result);
+    await store.close();
+  }
+  runConformance({ name: 'x', createStore: (options) => createLmdbStore({ path: './.idem', ...options }) });
+  console.log(new IdemError('IN_FLIGHT', 'x') instanceof Error, typeof cli);
+}
