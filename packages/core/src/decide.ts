@@ -1,4 +1,4 @@
-// The decisions of SEMANTICS.md §2–3 as pure functions of (stored record, request, now).
+// The decisions of docs/semantics.md §2–3 as pure functions of (stored record, request, now).
 // Every backend that can run JS inside its atomic step (LMDB transaction,
 // object-store compare-and-swap) uses these; Valkey mirrors them in Lua.
 import { CorruptRecordError, KeyReuseError, LeaseLostError } from './errors.js';
@@ -118,7 +118,7 @@ export type FinishValue = { lease?: Lease; record?: IdemRecord };
 /**
  * Fenced finish. Only the record this lease created (same fence and runId)
  * may be changed, whether or not its deadline has passed: a deadline alone
- * never lets anyone else in, only a takeover does (SEMANTICS.md §3).
+ * never lets anyone else in, only a takeover does (docs/semantics.md §3).
  */
 export function decideFinish(current: IdemRecord | undefined, lease: Lease, op: FinishOp, now: number): Step<FinishValue> {
   const gone = current === undefined || isExpired(current, now);

@@ -6,7 +6,7 @@ export const RECORD_VERSION = 1;
 export type Status = 'in_flight' | 'succeeded' | 'failed';
 export type JsonValue = null | boolean | number | string | JsonValue[] | { [k: string]: JsonValue };
 
-/** The stored record of one key (SEMANTICS.md §1). Times are epoch milliseconds. */
+/** The stored record of one key (docs/semantics.md §1). Times are epoch milliseconds. */
 export interface IdemRecord {
   v: typeof RECORD_VERSION;
   /** The caller's key verbatim, or `sha256:<hex>` when the store hashes keys. */

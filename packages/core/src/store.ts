@@ -1,5 +1,5 @@
 // The public contract. Every method validates its arguments before any I/O
-// (SEMANTICS.md §7), turns durations into policy, then calls the driver.
+// (docs/semantics.md §8), turns durations into policy, then calls the driver.
 import type { ClaimOutcome, DedupOn, Lease } from './decide.js';
 import type { Capabilities, Driver, DriverContext, ListPage, SweepCounts } from './driver.js';
 import { InvalidArgumentError } from './errors.js';

@@ -47,7 +47,7 @@ function rawStore() {
   const env = open({ path: join(tmp(), 'raw.mdb'), overlappingSync: false });
   const db = env.openDB({ name: 'records', encoding: 'binary' });
   // The raw primitive at the same durability as the adapter's default: conditional put, then wait for the flush.
-  // Same storage names as the adapter (sha256 of the key, which SEMANTICS requires): random names dirty
+  // Same storage names as the adapter (sha256 of the key, which docs/semantics.md requires): random names dirty
   // more B-tree pages per commit than sequential ones, and that cost belongs to both sides.
   const claim = async (k) => {
     const name = storageName(k);
