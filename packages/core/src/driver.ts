@@ -11,6 +11,12 @@ export interface Capabilities {
   clock: 'client' | 'server';
   /** Several OS processes may share one store (a path, a server, a bucket); the suite's multi-process race runs only then. */
   sharedAcrossProcesses: boolean;
+  /**
+   * false: this store's sweep deletes without a condition (a backend that ignores conditional
+   * deletes, used with the user's explicit opt-in), so a sweep racing a takeover may delete the
+   * new owner's record; the suite then skips that race. Absent means true.
+   */
+  conditionalSweep?: boolean;
 }
 
 /** Policy the store hands to every driver call. */

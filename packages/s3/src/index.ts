@@ -127,7 +127,10 @@ const bare = (etag: string) => etag.replace(/^"(.*)"$/, '$1');
 
 /** The primitives core composes into a store: conditional PUTs for claims and finishes, a key scan for list and sweep. */
 class S3Driver implements CasParts {
-  readonly capabilities = { nativeExpiry: false, clock: 'client', sharedAcrossProcesses: true } as const;
+  /** Read after the probe: where DELETE ignores If-Match (and the user opted in), sweep is not conditional. */
+  get capabilities() {
+    return { nativeExpiry: false, clock: 'client', sharedAcrossProcesses: true, conditionalSweep: this.compat.deleteIfMatch !== false } as const;
+  }
   readonly concurrency = READ_BATCH;
   compat: S3Compat = { etagToggled: undefined, deleteIfMatch: undefined };
 

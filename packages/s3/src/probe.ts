@@ -4,7 +4,7 @@
 // that would let two callers win one key. Once per endpoint, bucket and prefix per process.
 import { randomUUID } from 'node:crypto';
 import { DeleteObjectCommand, HeadBucketCommand, type S3Client } from '@aws-sdk/client-s3';
-import { assertClaimGuarantees, IdemError, probeCas, probeOnce, UnsafeBackendError, type CasPrimitives, type Conflict, type ProbeResult } from '@idem/core/adapter';
+import { assertClaimGuarantees, BackendRefusedError, probeCas, probeOnce, UnsafeBackendError, type CasPrimitives, type Conflict, type ProbeResult } from '@idem/core/adapter';
 import { s3Failure } from './index.js';
 
 /** What a store knows of its server's conditional writes; undefined: not yet known. */
@@ -40,7 +40,7 @@ export async function probeS3(driver: S3Driver, client: S3Client, bucket: string
     } catch (error) {
       const status = (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
       if (status === 404) {
-        throw new IdemError('BACKEND_UNAVAILABLE', `S3 bucket ${bucket} does not exist (checked when the store opened; idem never creates buckets)`, { cause: error });
+        throw new BackendRefusedError(`S3 bucket ${bucket} does not exist (checked when the store opened; idem never creates buckets)`, error);
       }
       throw s3Failure(error, `HEAD bucket ${bucket}`);
     }

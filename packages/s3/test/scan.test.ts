@@ -11,8 +11,12 @@ const open = () => createS3Store({ client: client!, bucket: env!.IDEM_TEST_S3_BU
 describe.skipIf(env === undefined)('@idem/s3: list, sweep and fences through core', () => {
   it('one corrupt record hides no other in list', async () => expectListNamesCorrupt(await open()));
   it('a missing bucket is BackendRefusedError (BACKEND_UNAVAILABLE, not retryable)', async () => {
-    const store = await createS3Store({ client: client!, bucket: 'idem-no-such-bucket', prefix: freshPrefix() });
-    const error = await store.claim('k').then(() => undefined, (e: unknown) => e);
+    // The open-time probe finds it (HEAD bucket); without the probe, the first claim does.
+    const error = await createS3Store({ client: client!, bucket: 'idem-no-such-bucket', prefix: freshPrefix() }).then(() => undefined, (e: unknown) => e);
+    expect(error).toBeInstanceOf(BackendRefusedError);
+    const unprobed = await createS3Store({ client: client!, bucket: 'idem-no-such-bucket', prefix: freshPrefix(), probe: false });
+    const late = await unprobed.claim('k').then(() => undefined, (e: unknown) => e);
+    expect(late).toBeInstanceOf(BackendRefusedError);
     expect(error).toBeInstanceOf(BackendRefusedError);
     expect(error).toMatchObject({ code: 'BACKEND_UNAVAILABLE', retryable: false });
   });
