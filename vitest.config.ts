@@ -6,7 +6,7 @@ const HANG_MS = 15 * 60_000;
 
 export default defineConfig({
   test: {
-    include: ['packages/*/test/**/*.test.ts'],
+    include: ['packages/*/test/**/*.test.ts', 'examples/*/test/**/*.test.ts'],
     globalSetup: ['test-fixtures/global-setup.ts'],
     testTimeout: HANG_MS,
     hookTimeout: HANG_MS,
