@@ -23,7 +23,7 @@ const unique = () => `cli-${process.pid}-${Date.now().toString(36)}-${Math.rando
 /** The same story on every backend: run once, skip, fail and retry, race, inspect. */
 function scheme(name: string, url: () => string, options: () => Options) {
   // About 15 idem processes in a row: a loaded machine gets the time it needs (no speed is asserted).
-  it(`${name}: runs once, skips the replay, retries a failure, one winner of a race`, { timeout: 300_000 }, async () => {
+  it(`${name}: runs once, skips the replay, retries a failure, one winner of a race`, async () => {
     const store = url();
     const o = options();
     const file = join(work, unique());

@@ -14,7 +14,6 @@ import { BIN, freshKey, freshStore, idem, lines, RUN_REPORT_KEYS, start, until, 
 const here = dirname(fileURLToPath(import.meta.url));
 const work = tempDir('idem-cli-hard-');
 /** Each test spawns idem several times; a loaded machine gets the time it needs (no speed is asserted). */
-const SLOW = { timeout: 180_000 };
 const sh = (script: string, ...args: string[]) => ['sh', '-c', script, 'sh', ...args];
 
 /** Runs idem through `sh -c`, so that argv and env can hold bytes a JS string cannot (printf '\351'). */
@@ -58,7 +57,7 @@ const alive = (pid: number) => {
   }
 };
 
-describe('keys idem cannot read exactly are refused (issue 9 item 1)', SLOW, () => {
+describe('keys idem cannot read exactly are refused (issue 9 item 1)', () => {
   it('--key with invalid UTF-8 is INVALID_KEY (exit 64), so caf\\xe9 and caf\\xe8 never alias', async () => {
     const store = freshStore();
     for (const byte of ['351', '350']) {
@@ -102,7 +101,7 @@ describe('keys idem cannot read exactly are refused (issue 9 item 1)', SLOW, () 
   });
 });
 
-describe('idem key --param (issue 9 item 2)', SLOW, () => {
+describe('idem key --param (issue 9 item 2)', () => {
   it('__proto__ is a parameter like any other (a null-prototype map), and a repeated name is a usage error', async () => {
     const plain = await idem(['key', 'job']);
     const proto = await idem(['key', 'job', '--param', '__proto__=a', '--json']);
@@ -120,7 +119,7 @@ describe('idem key --param (issue 9 item 2)', SLOW, () => {
   });
 });
 
-describe('leases longer than a Node timer (issue 9 item 3)', SLOW, () => {
+describe('leases longer than a Node timer (issue 9 item 3)', () => {
   it('--lease 75d does not renew in a loop (renewals counted by the stored lease deadline)', async () => {
     const store = freshStore();
     const key = freshKey('long');
@@ -142,7 +141,7 @@ describe('leases longer than a Node timer (issue 9 item 3)', SLOW, () => {
   });
 });
 
-describe('store faults end in the report (issue 9 item 8)', SLOW, () => {
+describe('store faults end in the report (issue 9 item 8)', () => {
   it('an untyped store error at commit (ENOSPC, plus a stray rejection) is BACKEND_UNAVAILABLE with the JSON report', async () => {
     const store = freshStore();
     const key = freshKey('enospc');
@@ -176,7 +175,7 @@ describe('store faults end in the report (issue 9 item 8)', SLOW, () => {
   });
 });
 
-describe('commands that cannot start leave the key unclaimed (issue 9 item 9)', SLOW, () => {
+describe('commands that cannot start leave the key unclaimed (issue 9 item 9)', () => {
   it('a missing command and a script whose #! interpreter is missing: 127, key released, a later run executes', async () => {
     const store = freshStore();
     const key = freshKey('interp');
@@ -203,7 +202,7 @@ describe('commands that cannot start leave the key unclaimed (issue 9 item 9)', 
   });
 });
 
-describe("idem's own stderr failing (issue 9 item 10)", SLOW, () => {
+describe("idem's own stderr failing (issue 9 item 10)", () => {
   it('2>/dev/full: the command runs and the run succeeds', async () => {
     const store = freshStore();
     const key = freshKey('full');
@@ -229,7 +228,7 @@ describe("idem's own stderr failing (issue 9 item 10)", SLOW, () => {
   });
 });
 
-describe('human output escapes control characters', SLOW, () => {
+describe('human output escapes control characters', () => {
   it('status, list and run lines never print a stored ESC sequence raw', async () => {
     const store = freshStore();
     const key = `clear\u001b[2J\u009b31m\u202eme`;
@@ -253,7 +252,7 @@ describe('human output escapes control characters', SLOW, () => {
   });
 });
 
-describe('--lease lower bound and retention against lease', SLOW, () => {
+describe('--lease lower bound and retention against lease', () => {
   it.each([
     [['--lease', '500ms']],
     [['--lease', '1']],
@@ -268,7 +267,7 @@ describe('--lease lower bound and retention against lease', SLOW, () => {
   });
 });
 
-describe('operator commands when the store fails', SLOW, () => {
+describe('operator commands when the store fails', () => {
   it('status, list, check, sweep and release --json print one JSON error object on stdout (exit 69)', async () => {
     // An LMDB "directory" that is a regular file: the store exists but cannot be opened.
     const file = join(work, `not-a-dir-${process.pid}`);
@@ -297,7 +296,7 @@ describe('operator commands when the store fails', SLOW, () => {
   });
 });
 
-describe('signals', SLOW, () => {
+describe('signals', () => {
   const orphans: number[] = [];
   afterAll(() => {
     for (const pid of orphans) if (alive(pid)) process.kill(pid, 'SIGKILL');
@@ -361,7 +360,7 @@ describe('signals', SLOW, () => {
   });
 });
 
-describe('packaging', SLOW, () => {
+describe('packaging', () => {
   it('--version is the version in package.json', async () => {
     // A copy of the CLI whose package.json says another version, as a release bump would.
     const app = tempDir('idem-cli-version-');
@@ -376,7 +375,7 @@ describe('packaging', SLOW, () => {
   });
 
   // tsc takes seconds of CPU: a loaded machine gets the time it needs (no speed is asserted).
-  it('the shipped .d.ts files typecheck under skipLibCheck: false and exactOptionalPropertyTypes', { timeout: 300_000 }, async () => {
+  it('the shipped .d.ts files typecheck under skipLibCheck: false and exactOptionalPropertyTypes', async () => {
     const root = join(here, '..', '..', '..');
     const dir = tempDir('idem-cli-dts-');
     const dts = (pkg: string) =>

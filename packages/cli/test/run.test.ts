@@ -128,7 +128,7 @@ describe('idem run', () => {
   });
 
   // A 10 s lease: on a loaded machine the early run must still find it live (no speed is asserted).
-  it('kill -9 of idem run: the next run adopts after the lease', { timeout: 120_000 }, async () => {
+  it('kill -9 of idem run: the next run adopts after the lease', async () => {
     const store = freshStore();
     const key = freshKey('crash');
     const file = counter(key);

@@ -89,7 +89,7 @@ describe.skipIf(!have)('valkey faults against a private server', () => {
     expect(await calls(admin, 'eval')).toBe(1);
     expect((await store.claim('after-2')).outcome).toBe('acquired');
     expect(await calls(admin, 'eval')).toBe(1); // loaded once, EVALSHA from then on
-  }, 40_000);
+  });
 
   it("a user's client with ioredis defaults (queue for a minute) still answers BACKEND_UNAVAILABLE within timeoutMs", async () => {
     const client = new Redis(server.url);
@@ -113,7 +113,7 @@ describe.skipIf(!have)('valkey faults against a private server', () => {
     } finally {
       client.disconnect();
     }
-  }, 40_000);
+  });
 
   it('a timeout (server busy) is BACKEND_UNAVAILABLE; the claim that landed later is recognised as ours, not in_flight', async () => {
     const store = await open({ timeoutMs: 300 });
@@ -174,7 +174,7 @@ describe.skipIf(!have)('valkey faults against a private server', () => {
       const again = await whenBack(() => store.claim('vanished', { runId: 'mine' }));
       expect(again.outcome).toBe('acquired');
       expect((await store.claim('vanished', { runId: 'other' })).outcome).toBe('in_flight');
-    }, 30_000);
+    });
   });
 
   it('NOSCRIPT after SCRIPT FLUSH is handled', async () => {
