@@ -26,38 +26,11 @@ verb="${1:-}"
 rundir="${2:-}"
 [ -n "$verb" ] && [ -n "$rundir" ] || { echo "usage: $0 start|stop <rundir>" >&2; exit 2; }
 
-cache="${IDEM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/idem}"
+. "$(dirname "$0")/go-server.sh"
+cache="$idem_cache"
 bin="$cache/bin/minio-$MINIO_VERSION"
 
-build_minio() {
-  [ -x "$bin" ] && return 0
-  command -v go >/dev/null || die "go is needed to build MinIO (Go >= 1.24)"
-  mkdir -p "$cache/bin"
-  # One build at a time: parallel starts wait for the first build instead of racing it.
-  exec 9> "$cache/bin/.minio-build.lock"
-  flock 9
-  if [ ! -x "$bin" ]; then
-    local tmp
-    tmp=$(mktemp -d "$cache/bin/.minio-build.XXXXXX")
-    log "building $MINIO_MODULE@$MINIO_VERSION (one-off, several minutes on 2 cores)"
-    # GOTOOLCHAIN=local: build with the installed Go instead of fetching the go.mod toolchain.
-    if ! GOTOOLCHAIN=local GOBIN="$tmp" go install "$MINIO_MODULE@$MINIO_VERSION" >&2; then
-      rm -rf "$tmp"; die "go install $MINIO_MODULE@$MINIO_VERSION failed"
-    fi
-    mv "$tmp/minio" "$bin" && rm -rf "$tmp"
-  fi
-  flock -u 9
-}
-
-port_in_use() { ss -Hltn "sport = :$1" 2>/dev/null | grep -q .; }
-pick_port() {
-  local p i
-  for i in $(seq 1 200); do
-    p=$(( 20000 + RANDOM % 25000 ))
-    port_in_use "$p" || [ "$p" = "${1:-}" ] || { echo "$p"; return 0; }
-  done
-  die "no free loopback port found"
-}
+build_minio() { go_server_build "$bin" "$MINIO_MODULE" "$MINIO_VERSION" minio; }
 
 alive() {
   local pid

@@ -23,38 +23,11 @@ verb="${1:-}"
 rundir="${2:-}"
 [ -n "$verb" ] && [ -n "$rundir" ] || { echo "usage: $0 start|stop <rundir>" >&2; exit 2; }
 
-cache="${IDEM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/idem}"
+. "$(dirname "$0")/go-server.sh"
+cache="$idem_cache"
 bin="$cache/bin/versitygw-$VGW_VERSION"
 
-build_versitygw() {
-  [ -x "$bin" ] && return 0
-  command -v go >/dev/null || die "go is needed to build versitygw"
-  mkdir -p "$cache/bin"
-  # One build at a time: parallel starts wait for the first build instead of racing it.
-  exec 9> "$cache/bin/.versitygw-build.lock"
-  flock 9
-  if [ ! -x "$bin" ]; then
-    local tmp
-    tmp=$(mktemp -d "$cache/bin/.versitygw-build.XXXXXX")
-    log "building $VGW_MODULE@$VGW_VERSION (one-off, a few minutes on 2 cores)"
-    # GOTOOLCHAIN=local: build with the installed Go instead of fetching the go.mod toolchain.
-    if ! GOTOOLCHAIN=local GOBIN="$tmp" go install "$VGW_MODULE@$VGW_VERSION" >&2; then
-      rm -rf "$tmp"; die "go install $VGW_MODULE@$VGW_VERSION failed"
-    fi
-    mv "$tmp/versitygw" "$bin" && rm -rf "$tmp"
-  fi
-  flock -u 9
-}
-
-port_in_use() { ss -Hltn "sport = :$1" 2>/dev/null | grep -q .; }
-pick_port() {
-  local p i
-  for i in $(seq 1 200); do
-    p=$(( 20000 + RANDOM % 25000 ))
-    port_in_use "$p" || { echo "$p"; return 0; }
-  done
-  die "no free loopback port found"
-}
+build_versitygw() { go_server_build "$bin" "$VGW_MODULE" "$VGW_VERSION" versitygw; }
 
 alive() {
   local pid
