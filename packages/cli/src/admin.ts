@@ -2,22 +2,21 @@
 import { BackendUnavailableError, deriveKey, IdemError, type CorruptEntry, type IdempotencyStore, type IdemRecord, type Status } from '@idem/core';
 import { duration, exactText, keyOf, noPositionals, oneOf, parseFlags, storeOf, type Env } from './args.js';
 import { CliError, codeOf, EXIT, messageOf, usage } from './errors.js';
-import { clean, info, out, paint, printHelp, printJson, quote, recordJson, toneOf } from './output.js';
+import { clean, info, isoTime, out, paint, printHelp, printJson, quote, recordJson, toneOf } from './output.js';
 import type { StoreSpec } from './store-url.js';
 
 /**
- * Opens the store for a command; read-only commands do not create an LMDB directory that is not there.
+ * Opens the store for an operator command; none creates an LMDB store that is not there (nothing to show, sweep or release).
  * When the store fails, `--json` still prints one object on stdout (`json` plus `error`), as `run` does,
  * and an untyped error from a driver (a full disk, say) is BACKEND_UNAVAILABLE.
  */
 async function withStore<T>(
   spec: StoreSpec,
-  readOnly: boolean,
   json: Record<string, unknown> | undefined,
   fn: (store: IdempotencyStore | undefined) => Promise<T>,
 ): Promise<T> {
   try {
-    if (readOnly && !spec.mayExist()) return await fn(undefined);
+    if (!spec.mayExist()) return await fn(undefined);
     const store = await spec.open({});
     try {
       return await fn(store);
@@ -46,7 +45,7 @@ async function* allRecords(store: IdempotencyStore | undefined, status: Status |
   } while (cursor !== undefined);
 }
 
-const iso = (ms: number | undefined) => (ms === undefined ? '-' : new Date(ms).toISOString());
+const iso = (ms: number | undefined) => isoTime(ms) ?? '-';
 
 export async function statusCommand(argv: string[], env: Env): Promise<number> {
   const { values, positionals } = parseFlags('status', argv, { store: { type: 'string', short: 's' }, json: { type: 'boolean' } });
@@ -54,7 +53,7 @@ export async function statusCommand(argv: string[], env: Env): Promise<number> {
   if (positionals.length > 1) throw usage(`status: one key only, got ${positionals.length}`);
   const key = keyOf('status', positionals[0], env);
   const spec = await storeOf(values.store, env);
-  return withStore(spec, true, values.json ? { key, found: null, record: null } : undefined, async (store) => {
+  return withStore(spec, values.json ? { key, found: null, record: null } : undefined, async (store) => {
     const record = await store?.get(key);
     const now = store?.clock() ?? Date.now();
     if (values.json) printJson({ key, store: spec.display, found: record !== undefined, record: record ? recordJson(record, now) : null, error: null });
@@ -106,7 +105,7 @@ export async function listCommand(argv: string[], env: Env): Promise<number> {
   noPositionals('list', positionals);
   const status = values.status === undefined ? undefined : oneOf('status', values.status, ['in_flight', 'succeeded', 'failed'], 'in_flight');
   const spec = await storeOf(values.store, env);
-  return withStore(spec, true, values.json ? { count: null, records: null } : undefined, async (store) => {
+  return withStore(spec, values.json ? { count: null, records: null } : undefined, async (store) => {
     const now = store?.clock() ?? Date.now();
     const records: ReturnType<typeof recordJson>[] = [];
     const corrupt: Corrupt = [];
@@ -130,7 +129,7 @@ export async function checkCommand(argv: string[], env: Env): Promise<number> {
   noPositionals('check', positionals);
   const graceMs = values.grace === undefined ? 0 : duration('grace', values.grace, '0');
   const spec = await storeOf(values.store, env);
-  return withStore(spec, true, values.json ? { ok: false, in_flight: null, dead: null } : undefined, async (store) => {
+  return withStore(spec, values.json ? { ok: false, in_flight: null, dead: null } : undefined, async (store) => {
     const now = store?.clock() ?? Date.now();
     let inFlight = 0;
     const dead: IdemRecord[] = [];
@@ -158,7 +157,7 @@ export async function sweepCommand(argv: string[], env: Env): Promise<number> {
   if (values.help) return help('sweep');
   noPositionals('sweep', positionals);
   const spec = await storeOf(values.store, env);
-  return withStore(spec, true, values.json ? { expired: null, dead_leases: null, native_expiry: null } : undefined, async (store) => {
+  return withStore(spec, values.json ? { expired: null, dead_leases: null, native_expiry: null } : undefined, async (store) => {
     const counts = (await store?.sweep()) ?? { expired: 0, deadLeases: 0 };
     const native = store?.capabilities.nativeExpiry ?? false;
     // Such a backend's sweep does no I/O: one read proves the store is reachable (else exit 69, not 0).
@@ -180,7 +179,7 @@ export async function releaseCommand(argv: string[], env: Env): Promise<number> 
   const key = keyOf('release', positionals[0], env);
   const spec = await storeOf(values.store, env);
   if (!values.force) throw usage('release: --force is required: it fences out the current owner and lets the next run execute the key again');
-  return withStore(spec, true, values.json ? { key, released: false, previous: null } : undefined, async (store) => {
+  return withStore(spec, values.json ? { key, released: false, previous: null } : undefined, async (store) => {
     const before = await store?.get(key);
     if (store && before) {
       // A forced claim fences the owner out (its complete/fail gets LEASE_LOST); releasing it frees the key.

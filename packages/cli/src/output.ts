@@ -63,7 +63,8 @@ export async function printHelp(topic: Topic): Promise<number> {
   return 0;
 }
 
-const iso = (ms: number | undefined) => (ms === undefined ? null : new Date(ms).toISOString());
+/** An epoch-ms time as ISO 8601 (null when absent); the one time format of every output. */
+export const isoTime = (ms: number | undefined): string | null => (ms === undefined ? null : new Date(ms).toISOString());
 
 /** A record as the CLI prints it: snake_case, ISO times. */
 export function recordJson(record: IdemRecord, now: number) {
@@ -74,11 +75,11 @@ export function recordJson(record: IdemRecord, now: number) {
     fence: record.fence,
     attempt: record.attempt,
     fingerprint: record.fingerprint ?? null,
-    claimed_at: iso(record.claimedAt),
-    lease_expires_at: iso(record.leaseExpiresAt),
+    claimed_at: isoTime(record.claimedAt),
+    lease_expires_at: isoTime(record.leaseExpiresAt),
     lease_dead: record.status === 'in_flight' ? (record.leaseExpiresAt ?? 0) <= now : null,
-    completed_at: iso(record.completedAt),
-    expires_at: iso(record.expiresAt),
+    completed_at: isoTime(record.completedAt),
+    expires_at: isoTime(record.expiresAt),
     error: record.error ?? null,
     result: record.result ?? null,
   };

@@ -11,6 +11,7 @@ import {
   LeaseLostError,
   leaseOf,
   parseRecord,
+  RECORD_VERSION,
   resolveStoreOptions,
   STORAGE_NAME,
   validateDuration,
@@ -240,23 +241,23 @@ class ValkeyDriver implements Driver {
     private readonly client: ValkeyClient,
     private readonly owned: boolean,
     private readonly guard: Guard,
-    private readonly s: Settings,
+    private readonly settings: Settings,
   ) {}
 
   // The digest is the hash tag: a record's slot depends on its key alone, whatever the prefix.
-  private recordKey = (name: string) => `${this.s.prefix}{${name}}`;
+  private recordKey = (name: string) => `${this.settings.prefix}{${name}}`;
 
   async claim(input: ClaimInput): Promise<ClaimOutcome> {
     const rk = this.recordKey(input.name);
     // The record's constant part is encoded here (JSON.stringify), so the script only appends numbers.
-    const head = `{"v":1,"key":${JSON.stringify(input.recordKey)},"status":"in_flight","runId":${JSON.stringify(input.runId)},"fence":`;
+    const head = `{"v":${RECORD_VERSION},"key":${JSON.stringify(input.recordKey)},"status":"in_flight","runId":${JSON.stringify(input.runId)},"fence":`;
     const reply = await this.script(CLAIM_LUA, this.claimSha, rk, [
       head,
       input.fingerprint !== undefined ? `,"fingerprint":${JSON.stringify(input.fingerprint)}` : '',
       input.fingerprint ?? '',
       input.runId,
       input.leaseMs,
-      this.s.lingerMs,
+      this.settings.lingerMs,
       input.force ? '1' : '0',
       input.dedupOn,
     ]);
@@ -301,7 +302,7 @@ class ValkeyDriver implements Driver {
     const rk = this.recordKey(lease.name);
     const retentionMs = op.op === 'complete' || op.op === 'fail' ? op.retentionMs : 0; // only a finish starts retention
     const payload = op.op === 'complete' && op.result !== undefined ? JSON.stringify(op.result) : op.op === 'fail' && op.error !== undefined ? JSON.stringify(op.error) : '';
-    const reply = await this.script(FINISH_LUA, this.finishSha, rk, [op.op, lease.runId, lease.fence, op.op === 'renew' ? op.leaseMs : 0, retentionMs, this.s.lingerMs, payload]);
+    const reply = await this.script(FINISH_LUA, this.finishSha, rk, [op.op, lease.runId, lease.fence, op.op === 'renew' ? op.leaseMs : 0, retentionMs, this.settings.lingerMs, payload]);
     if (typeof reply === 'number') throw new BackendUnavailableError(`unexpected finish reply ${reply}`);
     const [tag, a] = reply;
     if (tag === 'lost') throw new LeaseLostError(lease.key, a ? parseRecord(rk, a) : undefined);
@@ -325,25 +326,18 @@ class ValkeyDriver implements Driver {
     const tag = reply[0]?.toString();
     if (tag === 'none') return undefined;
     if (tag !== 'found') throw this.corrupt(rk, reply[1]?.toString());
-    const record = parseRecord(rk, reply[1]!);
+    const record = parseRecord(this.nameOf(rk), reply[1]!);
     return isExpired(record, Number(reply[2]!.toString())) ? undefined : record;
   }
 
-  /**
-   * SCAN over every master (one for standalone). A page may end inside a SCAN
-   * batch, so the cursor holds node index, SCAN cursor, how many keys of the
-   * sorted batch were returned, and a digest of that batch. Resuming re-runs
-   * the same SCAN; if the keyspace was resized meanwhile the batch differs,
-   * and the whole new batch is returned again: a record may repeat, none is
-   * skipped (SCAN's guarantee: present for the whole listing, seen at least once).
-   */
+  /** SCAN over every master (one for standalone), in a fixed node order. */
   async list(query: ListQuery): Promise<ListPage> {
     const nodes = this.scanNodes();
     // The cursor carries the SCAN position and the names of its last batch not yet returned, so a
     // page never repeats a SCAN call: SCAN's own promise holds (a record present for the whole
     // listing is returned), and the listing ends however the keyspace changes meanwhile.
     let [node, scanCursor, pending] = decodeCursor(query.cursor);
-    const pattern = `${globEscape(this.s.prefix)}{*}`;
+    const pattern = `${globEscape(this.settings.prefix)}{*}`;
     const records: IdemRecord[] = [];
     const corrupt: CorruptEntry[] = [];
     const page = (cursor?: string): ListPage => ({ records, ...(corrupt.length > 0 ? { corrupt } : {}), ...(cursor !== undefined ? { cursor } : {}) });
@@ -352,7 +346,7 @@ class ValkeyDriver implements Driver {
         if (node >= nodes.length) return page();
         const [next, keys] = (await this.op(() => nodes[node]!.call('SCAN', scanCursor, 'MATCH', pattern, 'COUNT', SCAN_COUNT))) as [string, string[]];
         // Only storage names (sha256 hex), as on every scanning store; sorted so pages are stable.
-        pending = keys.map((k) => k.slice(this.s.prefix.length + 1, -1)).filter((name) => STORAGE_NAME.test(name)).sort();
+        pending = keys.map((k) => k.slice(this.settings.prefix.length + 1, -1)).filter((name) => STORAGE_NAME.test(name)).sort();
         if (next === '0') [node, scanCursor] = [node + 1, '0'];
         else scanCursor = next;
       }
@@ -381,7 +375,7 @@ class ValkeyDriver implements Driver {
 
   /** Ends the record at once (it lingers to hand its fence on); a foreign or corrupt value is deleted. */
   async remove(name: string): Promise<boolean> {
-    const reply = await this.op(() => this.evalsha(REMOVE_LUA, this.removeSha, this.recordKey(name), [this.s.lingerMs], false, true), true);
+    const reply = await this.op(() => this.evalsha(REMOVE_LUA, this.removeSha, this.recordKey(name), [this.settings.lingerMs], false, true), true);
     return reply === 1;
   }
 
@@ -395,7 +389,7 @@ class ValkeyDriver implements Driver {
     // QUIT is queued while the server is down, and would wait for it for ever: only a live connection says goodbye.
     if (c.status !== 'ready' && typeof c.disconnect === 'function') return c.disconnect();
     try {
-      await within(this.client.quit(), this.s.timeoutMs);
+      await within(this.client.quit(), this.settings.timeoutMs);
     } catch (error) {
       // Already disconnected (server gone) or no answer in time: nothing left to close but the socket.
       if (!(error instanceof Error)) throw error;
@@ -413,8 +407,13 @@ class ValkeyDriver implements Driver {
     return [...this.client.nodes('master')].sort((x, y) => (key(x) < key(y) ? -1 : 1));
   }
 
+  /** Named by its storage name (sha256 hex), the same form on every backend, not by the Valkey key. */
   private corrupt(rk: string, why: unknown): CorruptRecordError {
-    return new CorruptRecordError(rk, typeof why === 'string' ? why : 'unreadable');
+    return new CorruptRecordError(this.nameOf(rk), typeof why === 'string' ? why : 'unreadable');
+  }
+
+  private nameOf(rk: string): string {
+    return rk.slice(this.settings.prefix.length + 1, -1);
   }
 
   /**
@@ -437,7 +436,7 @@ class ValkeyDriver implements Driver {
    * `writes`: with minReplicas, WAIT follows the script in the same pipeline.
    */
   private async evalsha(lua: string, sha: string, key: string, args: Arg[], buffers = false, writes = false): Promise<unknown> {
-    if (writes && this.s.minReplicas > 0) return this.evalshaAcked(lua, sha, key, args);
+    if (writes && this.settings.minReplicas > 0) return this.evalshaAcked(lua, sha, key, args);
     const send = (buffers ? this.client.callBuffer : this.client.call).bind(this.client);
     try {
       return await send('EVALSHA', sha, 1, key, ...args);
@@ -460,7 +459,7 @@ class ValkeyDriver implements Driver {
    */
   private async evalshaAcked(lua: string, sha: string, key: string, args: Arg[]): Promise<unknown> {
     const run = async (command: 'EVALSHA' | 'EVAL', body: string) => {
-      const results = await this.client.pipeline!().call(command, body, 1, key, ...args).call('WAIT', this.s.minReplicas, this.s.replicaTimeoutMs).exec();
+      const results = await this.client.pipeline!().call(command, body, 1, key, ...args).call('WAIT', this.settings.minReplicas, this.settings.replicaTimeoutMs).exec();
       if (!results || results.length !== 2) throw new Error('pipeline aborted');
       return results as [[Error | null, unknown], [Error | null, unknown]];
     };
@@ -472,15 +471,15 @@ class ValkeyDriver implements Driver {
       throw scriptError;
     }
     if (waitError) throw waitError;
-    if (typeof acked !== 'number' || acked < this.s.minReplicas) {
-      throw new Error(`${String(acked)} of ${this.s.minReplicas} replicas acknowledged the write within ${this.s.replicaTimeoutMs} ms`);
+    if (typeof acked !== 'number' || acked < this.settings.minReplicas) {
+      throw new Error(`${String(acked)} of ${this.settings.minReplicas} replicas acknowledged the write within ${this.settings.replicaTimeoutMs} ms`);
     }
     return reply;
   }
 
   /** Bounds an operation by timeoutMs and maps every failure to BACKEND_UNAVAILABLE; `retry` repeats it within that bound. */
   private async op<T>(fn: () => Promise<T>, retry = false): Promise<T> {
-    const deadline = Date.now() + this.s.timeoutMs;
+    const deadline = Date.now() + this.settings.timeoutMs;
     let first: string | undefined;
     for (let attempt = 0; ; attempt++) {
       if (this.guard.fatal) throw this.guard.fatal;

@@ -14,6 +14,8 @@
 // so that start exceeds any fence the key had unless the server's clock went
 // back by more than the linger.
 
+import { RECORD_VERSION } from '@idem/core';
+
 /** Helpers: server time, a strict parse (as core's parseRecord), and encoding. */
 const COMMON = `
 local function now_ms()
@@ -32,7 +34,7 @@ local function load(k)
   if not raw then return nil, nil, nil end
   local ok, r = pcall(cjson.decode, raw)
   if not ok or type(r) ~= 'table' then return raw, nil, 'not a JSON object' end
-  if r.v ~= 1 then return raw, nil, 'unknown schema version' end
+  if r.v ~= ${RECORD_VERSION} then return raw, nil, 'unknown schema version' end
   local good = type(r.key) == 'string' and type(r.status) == 'string' and STATUS[r.status]
     and type(r.runId) == 'string' and int(r.fence) and int(r.attempt) and int(r.claimedAt)
     and optstr(r.fingerprint) and optstr(r.error) and optint(r.leaseExpiresAt)
@@ -49,7 +51,7 @@ local function str(s) return cjson.encode(s) end
 -- Never cjson.encode a whole record: it would rewrite the caller's result ([] as {}, 14-digit numbers).
 -- result and error arrive as JSON text made by the client and are inserted as they are.
 local function encode(r, result, err)
-  local p = { '"v":1', '"key":' .. str(r.key), '"status":' .. str(r.status), '"runId":' .. str(r.runId),
+  local p = { '"v":${RECORD_VERSION}', '"key":' .. str(r.key), '"status":' .. str(r.status), '"runId":' .. str(r.runId),
     '"fence":' .. num(r.fence), '"attempt":' .. num(r.attempt) }
   if r.fingerprint then p[#p + 1] = '"fingerprint":' .. str(r.fingerprint) end
   p[#p + 1] = '"claimedAt":' .. num(r.claimedAt)
