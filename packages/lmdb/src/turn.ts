@@ -1,0 +1,154 @@
+// Write turns: which process of a host may write a store now. See
+// docs/decisions/lmdb-write-turns.md for why LMDB's own writer lock is not
+// enough and why the lock is a socket name.
+import { createHash } from 'node:crypto';
+import { stat } from 'node:fs/promises';
+import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { join } from 'node:path';
+import { BackendUnavailableError } from '@idem/core';
+import { turnKey } from './files.js';
+
+type Unlock = () => Promise<void>;
+/** A turn held this long takes no new writers, so that other processes get theirs. */
+const MAX_TURN_MS = 20;
+/** A waiter is woken when the holder lets go; this only bounds a missed wake-up. */
+const RECHECK_MS = 250;
+
+/**
+ * Processes write in turns: a process takes the store's lock before its first
+ * write transaction (opening the environment counts: lmdb-js opens tables in
+ * one) and gives it back when its last one in flight has committed.
+ * Concurrent claims of one process share a turn (lmdb-js batches them), so the
+ * lock costs a round trip per turn, not per claim.
+ */
+export class WriteTurn {
+  private lock: Promise<Unlock> | undefined;
+  private since = Number.POSITIVE_INFINITY;
+  private writers = 0;
+  private ended: Promise<void> = Promise.resolve();
+  private end: () => void = () => undefined;
+
+  private constructor(private readonly take: () => Promise<Unlock>) {}
+
+  /** The turn of the store in `dir` (which must exist and be writable). */
+  static async of(dir: string): Promise<WriteTurn> {
+    if (process.platform !== 'linux') return new WriteTurn(() => lockFileTurn(dir));
+    const { dev, ino } = await stat(dir);
+    const key = await turnKey(dir);
+    // The kernel frees an abstract socket name when its holder dies (kill -9 included), at once.
+    const name = `\0idem-lmdb-turn-${createHash('sha256').update(`${dev}:${ino}:${key}`).digest('hex').slice(0, 40)}`;
+    return new WriteTurn(() => socketTurn(name, dir));
+  }
+
+  async run<T>(write: () => Promise<T>): Promise<T> {
+    while (this.lock !== undefined && Date.now() - this.since > MAX_TURN_MS) await this.ended;
+    if (this.lock === undefined) {
+      this.ended = new Promise((resolve) => (this.end = resolve));
+      this.since = Number.POSITIVE_INFINITY; // a turn being waited for still takes writers
+      this.lock = this.take().then((unlock) => {
+        this.since = Date.now();
+        return unlock;
+      });
+    }
+    const lock = this.lock;
+    const end = this.end;
+    this.writers++;
+    try {
+      await lock;
+      return await write();
+    } finally {
+      if (--this.writers === 0) {
+        this.lock = undefined;
+        await lock.then(
+          (unlock) => unlock(),
+          () => undefined, // the turn was never taken: its error already reached every writer
+        );
+        end();
+      }
+    }
+  }
+}
+
+/**
+ * Linux: the turn is an abstract unix socket name, which one socket at a time
+ * can hold and which the kernel releases when the holder's process ends,
+ * however it ends. A waiter connects to the holder and retries when that
+ * connection closes (release or death), so hand-over needs no polling. The
+ * name hashes the directory's device and inode with a random key kept in the
+ * store (turn.key): a user who cannot read the store cannot squat the name.
+ * Node opens sockets close-on-exec, so a spawned command never inherits a turn.
+ */
+async function socketTurn(name: string, dir: string): Promise<Unlock> {
+  for (;;) {
+    const held = new Set<Socket>();
+    const server = createServer((socket) => {
+      held.add(socket);
+      socket.unref();
+      socket.on('error', () => undefined); // a waiter going away is no concern of the holder
+      socket.on('close', () => held.delete(socket));
+    });
+    try {
+      await listen(server, name);
+      server.unref(); // holding a turn never keeps the process alive
+      return async () => {
+        const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+        for (const socket of held) socket.destroy(); // wakes the waiters
+        await closed;
+      };
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EADDRINUSE') {
+        throw new BackendUnavailableError(`cannot take the write turn on ${dir}: ${(error as Error).message}`, error);
+      }
+    }
+    await holderGone(name);
+  }
+}
+
+function listen(server: Server, name: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(name, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+}
+
+/** Resolves when the current holder lets go or dies (or after RECHECK_MS). */
+function holderGone(name: string): Promise<void> {
+  return new Promise((resolve) => {
+    const socket = createConnection(name);
+    const done = () => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve();
+    };
+    const timer = setTimeout(done, RECHECK_MS);
+    socket.on('error', done); // ECONNREFUSED: the holder let go in between; try again at once
+    socket.on('close', done);
+  });
+}
+
+/**
+ * Elsewhere (no abstract sockets): proper-lockfile's lock directory. A process
+ * that dies in its turn holds the others up for STALE_TURN_MS, and the
+ * package installs signal-exit's handlers (see the README).
+ */
+const STALE_TURN_MS = 5_000;
+async function lockFileTurn(dir: string): Promise<Unlock> {
+  const { default: lockfile } = await import('proper-lockfile');
+  try {
+    const unlock = await lockfile.lock(dir, {
+      lockfilePath: join(dir, 'write.lock'),
+      realpath: false,
+      stale: STALE_TURN_MS,
+      retries: { retries: 1_000, minTimeout: 1, maxTimeout: 20 },
+      // A turn lasts milliseconds; if its lock was taken over as stale, the writes already ran. Say so, do not crash.
+      onCompromised: (error) => process.emitWarning(`@idem/lmdb: write turn lock on ${dir} was compromised: ${error.message}`),
+    });
+    return () =>
+      unlock().catch((error: unknown) => process.emitWarning(`@idem/lmdb: could not release the write turn on ${dir}: ${(error as Error).message}`));
+  } catch (error) {
+    throw new BackendUnavailableError(`cannot take the write turn on ${dir}: ${(error as Error).message}`, error);
+  }
+}
