@@ -205,6 +205,7 @@ class LmdbDriver implements Driver {
   }
 
   async close() {
+    if (this.turn instanceof WriteTurn) await this.turn.close();
     await this.env.close();
   }
 }

@@ -9,6 +9,8 @@ import { BackendUnavailableError } from '@idem/core';
 import { turnKey } from './files.js';
 
 type Unlock = () => Promise<void>;
+/** Takes the lock; `wanted` is called when another process waits for it (when the lock can tell). */
+type Take = (wanted: () => void) => Promise<Unlock>;
 /** A turn held this long takes no new writers, so that other processes get theirs. */
 const MAX_TURN_MS = 20;
 /** A waiter is woken when the holder lets go; this only bounds a missed wake-up. */
@@ -18,54 +20,105 @@ const RECHECK_MS = 250;
  * Processes write in turns: a process takes the store's lock before its first
  * write transaction (opening the environment counts: lmdb-js opens tables in
  * one) and gives it back when its last one in flight has committed.
- * Concurrent claims of one process share a turn (lmdb-js batches them), so the
- * lock costs a round trip per turn, not per claim.
+ * Concurrent claims of one process share a turn (lmdb-js batches them).
+ * Where the lock tells us that another process waits (the socket lock), an
+ * idle turn is kept until someone asks or MAX_TURN_MS have passed, so a
+ * process claiming one key after another pays the lock once per turn rather
+ * than once per claim.
  */
 export class WriteTurn {
   private lock: Promise<Unlock> | undefined;
   private since = Number.POSITIVE_INFINITY;
   private writers = 0;
+  private wanted = false;
+  private idle: NodeJS.Timeout | undefined;
+  private releasing: Promise<void> | undefined;
   private ended: Promise<void> = Promise.resolve();
   private end: () => void = () => undefined;
 
-  private constructor(private readonly take: () => Promise<Unlock>) {}
+  private constructor(
+    private readonly take: Take,
+    private readonly keepsIdle: boolean,
+  ) {}
 
   /** The turn of the store in `dir` (which must exist and be writable). */
   static async of(dir: string): Promise<WriteTurn> {
-    if (process.platform !== 'linux') return new WriteTurn(() => lockFileTurn(dir));
+    if (process.platform !== 'linux') return new WriteTurn(() => lockFileTurn(dir), false);
     const { dev, ino } = await stat(dir);
     const key = await turnKey(dir);
     // The kernel frees an abstract socket name when its holder dies (kill -9 included), at once.
     const name = `\0idem-lmdb-turn-${createHash('sha256').update(`${dev}:${ino}:${key}`).digest('hex').slice(0, 40)}`;
-    return new WriteTurn(() => socketTurn(name, dir));
+    return new WriteTurn((wanted) => socketTurn(name, dir, wanted), true);
   }
 
   async run<T>(write: () => Promise<T>): Promise<T> {
-    while (this.lock !== undefined && Date.now() - this.since > MAX_TURN_MS) await this.ended;
+    for (;;) {
+      if (this.releasing) await this.releasing;
+      else if (this.lock !== undefined && this.closedToNewWriters()) {
+        // An idle turn past its time is given back here: its timer is unref'd and may never fire.
+        if (this.writers === 0) await this.release();
+        else await this.ended;
+      } else break;
+    }
+    clearTimeout(this.idle);
     if (this.lock === undefined) {
       this.ended = new Promise((resolve) => (this.end = resolve));
       this.since = Number.POSITIVE_INFINITY; // a turn being waited for still takes writers
-      this.lock = this.take().then((unlock) => {
+      this.wanted = false;
+      this.lock = this.take(() => this.onWanted()).then((unlock) => {
         this.since = Date.now();
         return unlock;
       });
     }
     const lock = this.lock;
-    const end = this.end;
     this.writers++;
+    let taken = false;
     try {
       await lock;
+      taken = true;
       return await write();
     } finally {
-      if (--this.writers === 0) {
-        this.lock = undefined;
-        await lock.then(
-          (unlock) => unlock(),
-          () => undefined, // the turn was never taken: its error already reached every writer
-        );
-        end();
+      if (--this.writers === 0 && this.lock === lock) {
+        if (taken && this.keepsIdle && !this.closedToNewWriters()) {
+          this.idle = setTimeout(() => void this.release(), MAX_TURN_MS);
+          this.idle.unref();
+        } else {
+          await this.release();
+        }
       }
     }
+  }
+
+  /** Gives the turn back now (the store is closing). */
+  close(): Promise<void> {
+    return this.writers === 0 ? this.release() : Promise.resolve();
+  }
+
+  private closedToNewWriters(): boolean {
+    return this.wanted || Date.now() - this.since > MAX_TURN_MS;
+  }
+
+  private onWanted(): void {
+    this.wanted = true;
+    if (this.writers === 0) void this.release();
+  }
+
+  private release(): Promise<void> {
+    clearTimeout(this.idle);
+    const lock = this.lock;
+    if (lock === undefined) return this.releasing ?? Promise.resolve();
+    this.lock = undefined;
+    const end = this.end;
+    this.releasing = lock
+      .then(
+        (unlock) => unlock(),
+        () => undefined, // the turn was never taken: its error already reached every writer
+      )
+      .finally(() => {
+        this.releasing = undefined;
+        end();
+      });
+    return this.releasing;
   }
 }
 
@@ -73,15 +126,17 @@ export class WriteTurn {
  * Linux: the turn is an abstract unix socket name, which one socket at a time
  * can hold and which the kernel releases when the holder's process ends,
  * however it ends. A waiter connects to the holder and retries when that
- * connection closes (release or death), so hand-over needs no polling. The
+ * connection closes (release or death), so hand-over needs no polling, and
+ * the holder learns that someone waits. The
  * name hashes the directory's device and inode with a random key kept in the
  * store (turn.key): a user who cannot read the store cannot squat the name.
  * Node opens sockets close-on-exec, so a spawned command never inherits a turn.
  */
-async function socketTurn(name: string, dir: string): Promise<Unlock> {
+async function socketTurn(name: string, dir: string, wanted: () => void): Promise<Unlock> {
   for (;;) {
     const held = new Set<Socket>();
     const server = createServer((socket) => {
+      wanted();
       held.add(socket);
       socket.unref();
       socket.on('error', () => undefined); // a waiter going away is no concern of the holder

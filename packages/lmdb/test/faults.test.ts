@@ -228,9 +228,9 @@ describe('@idem/lmdb: processes', () => {
     for (let round = 0; round < 3; round++) {
       await node(
         `const store = await idem.createLmdbStore({ path: process.argv[1] });
-         let n = 0;
-         await Promise.all(Array.from({ length: 16 }, async (_, w) => {
-           for (;;) { await store.claim('r${round}-' + w + '-' + n++); if (n === 200) console.log('busy'); }
+         let n = 0, done = 0;
+         await Promise.all(Array.from({ length: 16 }, async () => {
+           for (;;) { await store.claim('r${round}-' + n++); if (++done === 200) console.log('busy'); }
          }));`,
         [path],
         { onOutput: (out, child) => out.includes('busy') && child.kill('SIGKILL') },
@@ -247,15 +247,18 @@ describe('@idem/lmdb: processes', () => {
   it("importing and using @idem/lmdb leaves the host's signal handling alone", async () => {
     const path = tempDir();
     const got = await node(
-      `const store = await idem.createLmdbStore({ path: process.argv[1] });
-       const got = await store.claim('job', { leaseMs: 600000 });
-       await store.claim('other'); // a second write turn
+      // The app's handler comes first, as an app sets it up at start: signal-exit@3 (pulled in by
+      // proper-lockfile) re-raised the signal once it saw itself as the last listener, killing the app.
+      `let store, got;
        process.once('SIGINT', async () => {
          await store.release(got.lease);
          await store.close();
          console.log('released');
          process.exit(0);
        });
+       store = await idem.createLmdbStore({ path: process.argv[1] });
+       got = await store.claim('job', { leaseMs: 600000 });
+       await store.claim('other'); // a second write turn
        console.log('ready');
        setInterval(() => {}, 1000);`,
       [path],
