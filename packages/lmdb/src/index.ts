@@ -205,7 +205,6 @@ class LmdbDriver implements Driver {
   }
 
   async close() {
-    if (this.turn instanceof WriteTurn) await this.turn.close();
     await this.env.close();
   }
 }

@@ -20,47 +20,39 @@ const RECHECK_MS = 250;
  * Processes write in turns: a process takes the store's lock before its first
  * write transaction (opening the environment counts: lmdb-js opens tables in
  * one) and gives it back when its last one in flight has committed.
- * Concurrent claims of one process share a turn (lmdb-js batches them).
- * Where the lock tells us that another process waits (the socket lock), an
- * idle turn is kept until someone asks or MAX_TURN_MS have passed, so a
- * process claiming one key after another pays the lock once per turn rather
- * than once per claim.
+ * Concurrent claims of one process share a turn (lmdb-js batches them); a
+ * turn stops taking writers once another process waits (when the lock can
+ * tell) or after MAX_TURN_MS. An idle turn is never kept: a holder frozen by
+ * SIGSTOP, a GC pause or a suspended VM would stall every other process
+ * (a CLI test that stops a run between its writes caught this).
  */
 export class WriteTurn {
   private lock: Promise<Unlock> | undefined;
   private since = Number.POSITIVE_INFINITY;
   private writers = 0;
   private wanted = false;
-  private idle: NodeJS.Timeout | undefined;
   private releasing: Promise<void> | undefined;
   private ended: Promise<void> = Promise.resolve();
   private end: () => void = () => undefined;
 
-  private constructor(
-    private readonly take: Take,
-    private readonly keepsIdle: boolean,
-  ) {}
+  private constructor(private readonly take: Take) {}
 
   /** The turn of the store in `dir` (which must exist and be writable). */
   static async of(dir: string): Promise<WriteTurn> {
-    if (process.platform !== 'linux') return new WriteTurn(() => lockFileTurn(dir), false);
+    if (process.platform !== 'linux') return new WriteTurn(() => lockFileTurn(dir));
     const { dev, ino } = await stat(dir);
     const key = await turnKey(dir);
     // The kernel frees an abstract socket name when its holder dies (kill -9 included), at once.
     const name = `\0idem-lmdb-turn-${createHash('sha256').update(`${dev}:${ino}:${key}`).digest('hex').slice(0, 40)}`;
-    return new WriteTurn((wanted) => socketTurn(name, dir, wanted), true);
+    return new WriteTurn((wanted) => socketTurn(name, dir, wanted));
   }
 
   async run<T>(write: () => Promise<T>): Promise<T> {
     for (;;) {
       if (this.releasing) await this.releasing;
-      else if (this.lock !== undefined && this.closedToNewWriters()) {
-        // An idle turn past its time is given back here: its timer is unref'd and may never fire.
-        if (this.writers === 0) await this.release();
-        else await this.ended;
-      } else break;
+      else if (this.lock !== undefined && this.closedToNewWriters()) await this.ended;
+      else break;
     }
-    clearTimeout(this.idle);
     if (this.lock === undefined) {
       this.ended = new Promise((resolve) => (this.end = resolve));
       this.since = Number.POSITIVE_INFINITY; // a turn being waited for still takes writers
@@ -72,26 +64,12 @@ export class WriteTurn {
     }
     const lock = this.lock;
     this.writers++;
-    let taken = false;
     try {
       await lock;
-      taken = true;
       return await write();
     } finally {
-      if (--this.writers === 0 && this.lock === lock) {
-        if (taken && this.keepsIdle && !this.closedToNewWriters()) {
-          this.idle = setTimeout(() => void this.release(), MAX_TURN_MS);
-          this.idle.unref();
-        } else {
-          await this.release();
-        }
-      }
+      if (--this.writers === 0 && this.lock === lock) await this.release();
     }
-  }
-
-  /** Gives the turn back now (the store is closing). */
-  close(): Promise<void> {
-    return this.writers === 0 ? this.release() : Promise.resolve();
   }
 
   private closedToNewWriters(): boolean {
@@ -100,11 +78,9 @@ export class WriteTurn {
 
   private onWanted(): void {
     this.wanted = true;
-    if (this.writers === 0) void this.release();
   }
 
   private release(): Promise<void> {
-    clearTimeout(this.idle);
     const lock = this.lock;
     if (lock === undefined) return this.releasing ?? Promise.resolve();
     this.lock = undefined;
@@ -127,7 +103,7 @@ export class WriteTurn {
  * can hold and which the kernel releases when the holder's process ends,
  * however it ends. A waiter connects to the holder and retries when that
  * connection closes (release or death), so hand-over needs no polling, and
- * the holder learns that someone waits. The
+ * the holder learns that someone waits (its turn then takes no new writers). The
  * name hashes the directory's device and inode with a random key kept in the
  * store (turn.key): a user who cannot read the store cannot squat the name.
  * Node opens sockets close-on-exec, so a spawned command never inherits a turn.
