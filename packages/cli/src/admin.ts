@@ -6,18 +6,20 @@ import { clean, info, isoTime, out, paint, printHelp, printJson, quote, recordJs
 import type { StoreSpec } from './store-url.js';
 
 /**
- * Opens the store for an operator command; none creates an LMDB store that is not there (nothing to show, sweep or release).
+ * Opens the store for an operator command; none creates an LMDB store that is not there (nothing to show, sweep or release),
+ * and the read-only ones (status, list, check) open LMDB read-only: monitoring works on a read-only filesystem.
  * When the store fails, `--json` still prints one object on stdout (`json` plus `error`), as `run` does,
  * and an untyped error from a driver (a full disk, say) is BACKEND_UNAVAILABLE.
  */
 async function withStore<T>(
   spec: StoreSpec,
+  readOnly: boolean,
   json: Record<string, unknown> | undefined,
   fn: (store: IdempotencyStore | undefined) => Promise<T>,
 ): Promise<T> {
   try {
     if (!spec.mayExist()) return await fn(undefined);
-    const store = await spec.open({});
+    const store = await spec.open(readOnly ? { readOnly } : {});
     try {
       return await fn(store);
     } finally {
@@ -53,7 +55,7 @@ export async function statusCommand(argv: string[], env: Env): Promise<number> {
   if (positionals.length > 1) throw usage(`status: one key only, got ${positionals.length}`);
   const key = keyOf('status', positionals[0], env);
   const spec = await storeOf(values.store, env);
-  return withStore(spec, values.json ? { key, found: null, record: null } : undefined, async (store) => {
+  return withStore(spec, true, values.json ? { key, found: null, record: null } : undefined, async (store) => {
     const record = await store?.get(key);
     const now = store?.clock() ?? Date.now();
     if (values.json) printJson({ key, store: spec.display, found: record !== undefined, record: record ? recordJson(record, now) : null, error: null });
@@ -105,7 +107,7 @@ export async function listCommand(argv: string[], env: Env): Promise<number> {
   noPositionals('list', positionals);
   const status = values.status === undefined ? undefined : oneOf('status', values.status, ['in_flight', 'succeeded', 'failed'], 'in_flight');
   const spec = await storeOf(values.store, env);
-  return withStore(spec, values.json ? { count: null, records: null } : undefined, async (store) => {
+  return withStore(spec, true, values.json ? { count: null, records: null } : undefined, async (store) => {
     const now = store?.clock() ?? Date.now();
     const records: ReturnType<typeof recordJson>[] = [];
     const corrupt: Corrupt = [];
@@ -129,7 +131,7 @@ export async function checkCommand(argv: string[], env: Env): Promise<number> {
   noPositionals('check', positionals);
   const graceMs = values.grace === undefined ? 0 : duration('grace', values.grace, '0');
   const spec = await storeOf(values.store, env);
-  return withStore(spec, values.json ? { ok: false, in_flight: null, dead: null } : undefined, async (store) => {
+  return withStore(spec, true, values.json ? { ok: false, in_flight: null, dead: null } : undefined, async (store) => {
     const now = store?.clock() ?? Date.now();
     let inFlight = 0;
     const dead: IdemRecord[] = [];
@@ -157,7 +159,7 @@ export async function sweepCommand(argv: string[], env: Env): Promise<number> {
   if (values.help) return help('sweep');
   noPositionals('sweep', positionals);
   const spec = await storeOf(values.store, env);
-  return withStore(spec, values.json ? { expired: null, dead_leases: null, native_expiry: null } : undefined, async (store) => {
+  return withStore(spec, false, values.json ? { expired: null, dead_leases: null, native_expiry: null } : undefined, async (store) => {
     const counts = (await store?.sweep()) ?? { expired: 0, deadLeases: 0 };
     const native = store?.capabilities.nativeExpiry ?? false;
     // Such a backend's sweep does no I/O: one read proves the store is reachable (else exit 69, not 0).
@@ -179,7 +181,7 @@ export async function releaseCommand(argv: string[], env: Env): Promise<number> 
   const key = keyOf('release', positionals[0], env);
   const spec = await storeOf(values.store, env);
   if (!values.force) throw usage('release: --force is required: it fences out the current owner and lets the next run execute the key again');
-  return withStore(spec, values.json ? { key, released: false, previous: null } : undefined, async (store) => {
+  return withStore(spec, false, values.json ? { key, released: false, previous: null } : undefined, async (store) => {
     const before = await store?.get(key);
     if (store && before) {
       // A forced claim fences the owner out (its complete/fail gets LEASE_LOST); releasing it frees the key.

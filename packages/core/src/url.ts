@@ -40,7 +40,11 @@ export interface ParsedStoreUrl {
   /** Safe to print or log (password and secret parameters removed; LMDB paths absolute). */
   readonly display: string;
   mayExist(): boolean;
-  open(options?: StoreOptions): Promise<IdempotencyStore>;
+  /**
+   * `readOnly: true` is a hint for monitoring: a store with a read-only mode (LMDB) opens in it
+   * (nothing created, no write lock, a read-only filesystem is fine); others ignore it.
+   */
+  open(options?: StoreOptions & { readOnly?: boolean }): Promise<IdempotencyStore>;
 }
 
 export interface StoreUrlOptions {

@@ -82,7 +82,7 @@ for (const [inFlight, total] of [
   console.log(`durable claims, ${String(inFlight).padStart(2)} in flight: idem ${fmt(idemOps)}/s, raw ifNoExists+put ${fmt(rawOps)}/s, ratio ${(idemOps / rawOps).toFixed(2)} (goal >= 0.5 at 64)`);
 }
 
-// 2. One uncontended claim: the adapter (a write turn, i.e. proper-lockfile's lock, plus one LMDB transaction) vs the raw conditional put.
+// 2. One uncontended claim: the adapter (a write turn, i.e. the socket lock on Linux, plus one LMDB transaction) vs the raw conditional put.
 {
   const raw = rawStore();
   const r = await latency((i) => raw.claim(`r-${i}`), 300);
@@ -98,6 +98,7 @@ const lat = {};
 for (const n of [1_000, BIG]) {
   const dir = tmp();
   const env = open({ path: join(dir, 'idem.mdb') });
+  await env.openDB({ name: 'meta' }).put('schema', 1); // the stamp of a store idem made; unstamped files are refused
   await prefill(env.openDB({ name: 'records', encoding: 'binary' }), n);
   await env.close();
   const store = await createLmdbStore({ path: dir });

@@ -1,10 +1,10 @@
-import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import {
   BackendUnavailableError,
   CorruptRecordError,
   createStore,
+  IdemError,
   InvalidArgumentError,
   parseRecord,
   serializeRecord,
@@ -15,6 +15,8 @@ import {
   type TransactionalParts,
   type Versioned,
 } from '@idem/core/adapter';
+import { checkDataFile, createDataFile, DATA_FILE, ensureWritableDirectory } from './files.js';
+import { WriteTurn } from './turn.js';
 
 const SCHEMA = 1;
 
@@ -27,15 +29,22 @@ export interface LmdbStoreOptions extends StoreOptions {
    * processes, which survives kill -9 of the process but not of the machine.
    */
   durability?: 'flush' | 'commit';
+  /**
+   * Open for reading only (get, list): nothing is created or written, no
+   * write turn is taken, and a read-only filesystem is fine. A directory
+   * without a store reads as an empty store. Writes raise INVALID_ARGUMENT.
+   */
+  readOnly?: boolean;
 }
 
-/** Opens (creating if needed) an embedded store. */
+/** Opens (creating if needed, unless readOnly) an embedded store. */
 export async function createLmdbStore(options: LmdbStoreOptions): Promise<IdempotencyStore> {
-  const { path, durability = 'flush', ...storeOptions } = options ?? ({} as LmdbStoreOptions);
+  const { path, durability = 'flush', readOnly = false, ...storeOptions } = options ?? ({} as LmdbStoreOptions);
   if (typeof path !== 'string' || path.length === 0) throw new InvalidArgumentError('path must be a non-empty directory path');
   if (durability !== 'flush' && durability !== 'commit') throw new InvalidArgumentError('durability must be "flush" or "commit"');
+  if (typeof readOnly !== 'boolean') throw new InvalidArgumentError('readOnly must be a boolean');
   // createStore checks the store options before open runs: bad options fail before the disk is touched.
-  return createStore(storeOptions, () => LmdbDriver.open(path, durability));
+  return createStore(storeOptions, () => (readOnly ? LmdbDriver.openReadOnly(path) : LmdbDriver.open(path, durability)));
 }
 
 /** The primitives core composes into a store: a transactional atomic step for claims and finishes, a key range scan for list and sweep. */
@@ -46,52 +55,85 @@ class LmdbDriver implements TransactionalParts {
   private constructor(
     private readonly env: RootDatabase,
     private readonly records: Database<Buffer, string>,
-    durability: 'flush' | 'commit',
-    private readonly turn: WriteTurn,
+    private readonly durability: 'flush' | 'commit',
+    turn: WriteTurn | undefined,
+    private readonly path: string,
   ) {
-    // The atomic step: one LMDB write transaction reads, decides and writes,
-    // taken in this process's write turn (see WriteTurn).
-    this.update = (name, step) =>
-      this.turn.run(async () => {
+    this.turn = turn ?? readOnlyTurn;
+    // The atomic step: one LMDB write transaction reads, decides and writes.
+    this.update = async (name, step) => ({
+      value: await this.write(() => {
+        const raw = this.records.getBinary(name);
+        const decided = step(raw === undefined ? undefined : parseRecord(name, raw));
+        if (decided.write !== undefined) this.records.putSync(name, Buffer.from(serializeRecord(decided.write)));
+        return decided.value;
+      }, true),
+    });
+  }
+
+  private readonly turn: Pick<WriteTurn, 'run'>;
+
+  /**
+   * One write transaction in this process's write turn (see turn.ts),
+   * flushed before the turn ends when `flush` and durability say so.
+   */
+  private write<T>(body: () => T, flush: boolean): Promise<T> {
+    return this.turn.run(() =>
+      this.written(async () => {
         const value = await this.records.transaction(() => {
-          const raw = this.records.getBinary(name);
-          const decided = step(raw === undefined ? undefined : parseRecord(name, raw));
-          if (decided.write !== undefined) this.records.putSync(name, Buffer.from(serializeRecord(decided.write)));
-          return decided.value;
+          observeCommit(this.env);
+          return body();
         });
-        if (durability === 'flush') await this.env.flushed;
-        return { value };
-      });
+        if (flush && this.durability === 'flush') await this.env.flushed;
+        return value;
+      }),
+    );
+  }
+
+  /** A failed commit (ENOSPC, EIO, map full) is BACKEND_UNAVAILABLE: LMDB aborted it, the records are as they were. */
+  private async written<T>(write: () => Promise<T>): Promise<T> {
+    try {
+      return await write();
+    } catch (error) {
+      if (error instanceof IdemError) throw error;
+      // lmdb-js rejects a failed commit with a generic error whose commitError promise carries the cause
+      // (ENOSPC...); unobserved, that promise would crash the host as an unhandled rejection.
+      const commitError = (error as { commitError?: Promise<unknown> }).commitError;
+      const cause = commitError ? await commitError.then(() => error, (reason: unknown) => reason) : error;
+      throw new BackendUnavailableError(`LMDB write to ${join(this.path, DATA_FILE)} failed: ${(cause as Error).message}`, cause);
+    }
   }
 
   /**
-   * Opens a store, creating it if the directory has none. Opening takes a
-   * write turn (lmdb-js opens tables in a write transaction): a crowd of
-   * processes starting on an empty directory create it one at a time, the
-   * first stamping the schema version the others then check.
+   * Opens a store, creating it whole if the directory has none (see
+   * createDataFile). The data file is checked before LMDB maps it. Opening
+   * takes a write turn (lmdb-js may open tables in a write transaction).
    */
   static async open(path: string, durability: 'flush' | 'commit'): Promise<LmdbDriver> {
+    await ensureWritableDirectory(path);
+    if ((await checkDataFile(path)) === 'missing') await createDataFile(path, (file) => initialise(file, durability));
+    const turn = await WriteTurn.of(path);
     try {
-      await mkdir(path, { recursive: true });
-      const turn = new WriteTurn(path);
-      const { env, records } = await turn.run(async () => {
-        const env = openEnv(join(path, 'idem.mdb'), durability);
-        const meta = env.openDB<number, string>({ name: 'meta' });
-        const found = await meta.transaction(() => {
-          const schema = meta.get('schema');
-          if (schema === undefined) meta.putSync('schema', SCHEMA);
-          return schema ?? SCHEMA;
-        });
-        if (found !== SCHEMA) {
-          await env.close();
-          throw new CorruptRecordError(path, `store schema ${String(found)} is not ${SCHEMA}: written by another version of @idem/lmdb`);
-        }
-        return { env, records: env.openDB<Buffer, string>({ name: 'records', encoding: 'binary' }) };
-      });
-      return new LmdbDriver(env, records, durability, turn);
+      const { env, records } = await turn.run(() => openTables(path, durability, false));
+      return new LmdbDriver(env, records, durability, turn, path);
     } catch (error) {
-      if (error instanceof CorruptRecordError) throw error;
+      if (error instanceof IdemError) throw error;
       throw new BackendUnavailableError(`cannot open LMDB store at ${path}: ${(error as Error).message}`, error);
+    }
+  }
+
+  /** Opens for reading: no directory, file or lock is created; a missing store reads as empty. */
+  static async openReadOnly(path: string): Promise<TransactionalParts> {
+    if ((await checkDataFile(path)) === 'missing') return emptyStore;
+    try {
+      const { env, records } = await openTables(path, 'commit', true);
+      return new LmdbDriver(env, records, 'commit', undefined, path);
+    } catch (error) {
+      if (error instanceof IdemError) throw error;
+      const detail = /permission denied|EACCES/i.test((error as Error).message)
+        ? ' (LMDB registers readers in idem.mdb-lock: a reader needs write permission on that file, not on the data)'
+        : '';
+      throw new BackendUnavailableError(`cannot open LMDB store at ${path} for reading: ${(error as Error).message}${detail}`, error);
     }
   }
 
@@ -117,18 +159,20 @@ class LmdbDriver implements TransactionalParts {
    * it); without, unconditionally.
    */
   async delete(name: string, expected?: Versioned): Promise<boolean> {
-    return this.turn.run(() =>
-      this.records.transaction(() => {
-        const raw = this.records.getBinary(name);
-        if (raw === undefined) return false;
-        if (expected !== undefined && !sameRecord(name, raw, expected.record)) return false;
-        return this.records.removeSync(name);
-      }),
-    );
+    return this.write(() => {
+      const raw = this.records.getBinary(name);
+      if (raw === undefined) return false;
+      if (expected !== undefined && !sameRecord(name, raw, expected.record)) return false;
+      return this.records.removeSync(name);
+    }, false);
+  }
+
+  beforeSweep(): void {
+    if (this.turn === readOnlyTurn) throw readOnlyError();
   }
 
   async writeRaw(name: string, bytes: string | Uint8Array) {
-    await this.turn.run(() => this.records.put(name, Buffer.from(bytes)));
+    await this.write(() => this.records.putSync(name, Buffer.from(bytes)), false);
   }
 
   async close() {
@@ -147,88 +191,74 @@ function sameRecord(name: string, raw: Buffer, record: Versioned['record']): boo
   }
 }
 
+/** Makes a new data file: its tables and schema stamp, committed and flushed before it is linked in. */
+async function initialise(file: string, durability: 'flush' | 'commit'): Promise<void> {
+  const env = openEnv(file, durability);
+  try {
+    env.openDB<Buffer, string>({ name: 'records', encoding: 'binary' }); // creates the table
+    await env.openDB<number, string>({ name: 'meta' }).put('schema', SCHEMA);
+    await env.flushed;
+  } finally {
+    await env.close();
+  }
+}
+
+async function openTables(path: string, durability: 'flush' | 'commit', readOnly: boolean) {
+  const env = openEnv(join(path, DATA_FILE), durability, readOnly);
+  let schema: number | undefined;
+  try {
+    schema = env.openDB<number, string>({ name: 'meta' }).get('schema');
+  } catch (error) {
+    await env.close();
+    throw error;
+  }
+  if (schema !== SCHEMA) {
+    await env.close();
+    throw new CorruptRecordError(
+      join(path, DATA_FILE),
+      schema === undefined ? 'has no schema stamp: not a store idem made' : `store schema ${String(schema)} is not ${SCHEMA}: written by another version of @idem/lmdb`,
+    );
+  }
+  return { env, records: env.openDB<Buffer, string>({ name: 'records', encoding: 'binary' }) };
+}
+
+/**
+ * lmdb-js starts each batch with a commit promise of its own that no caller
+ * holds; when the commit fails (ENOSPC) it rejects unobserved and Node ends
+ * the host for an unhandled rejection. Called inside a transaction, this
+ * observes that batch's promise; the failure reaches the caller through its
+ * own transaction's promise.
+ */
+function observeCommit(env: RootDatabase): void {
+  void env.committed.then(
+    () => undefined,
+    () => undefined, // reported to each writer by its transaction promise (see LmdbDriver.written)
+  );
+}
+
+const readOnlyError = () => new InvalidArgumentError('this store was opened with readOnly: true; open it without readOnly to write');
+const readOnlyTurn = { run: async () => Promise.reject(readOnlyError()) } as Pick<WriteTurn, 'run'>;
+
+/** A read-only view of a directory that holds no store: nothing to read, nothing created. */
+const emptyStore: TransactionalParts = {
+  capabilities: { nativeExpiry: false, clock: 'client', sharedAcrossProcesses: true },
+  update: async () => Promise.reject(readOnlyError()),
+  read: async () => undefined,
+  scan: async () => ({ entries: [] }),
+  delete: async () => Promise.reject(readOnlyError()),
+  beforeSweep: () => {
+    throw readOnlyError();
+  },
+  writeRaw: async () => Promise.reject(readOnlyError()),
+  close: async () => undefined,
+};
+
 /**
  * overlappingSync (lmdb-js's default) releases the writer lock before a commit
- * is flushed. With processes sharing the file, that lost claims under load in
- * our 8-process test (two winners of one key, or MDB_BAD_TXN: 3 of 70 runs).
- * Off, each commit is whole before the next writer starts; 'commit'
- * durability then skips the fsync instead (noSync).
+ * is flushed; with processes sharing the file that lost claims (see
+ * docs/decisions/lmdb-write-turns.md). Off, each commit is whole before the
+ * next writer starts; 'commit' durability then skips the fsync instead (noSync).
  */
-function openEnv(file: string, durability: 'flush' | 'commit'): RootDatabase {
-  return open({ path: file, overlappingSync: false, noSync: durability === 'commit' });
-}
-
-type Unlock = () => Promise<void>;
-/** A turn held this long takes no new writers, so that other processes get theirs. */
-const MAX_TURN_MS = 20;
-/** proper-lockfile's minimum: a process that died in its turn holds it up this long. */
-const STALE_TURN_MS = 5_000;
-
-/**
- * Processes write in turns: a process takes proper-lockfile's lock before its
- * first write transaction (opening the environment counts: lmdb-js opens
- * tables in one) and gives it back when its last one in flight has
- * committed. LMDB's own writer lock should be enough, but it was not in our
- * tests: 8 processes claiming the same keys of a new store under CPU load
- * gave one key two winners (the second transaction did not see the first's
- * commit) in 8 of 640 runs, whatever we tried short of this (creation under
- * a lock, a ready marker, reopening after creating), and 2 of about
- * 30 with writes but not opens in turns; with opens and writes in turns, 0
- * of 200. Concurrent claims of one process share a turn (lmdb-js batches
- * them), so the lock costs a round trip per turn, not per claim (see the bench).
- */
-class WriteTurn {
-  private lock: Promise<Unlock> | undefined;
-  private since = Number.POSITIVE_INFINITY;
-  private writers = 0;
-  private ended: Promise<void> = Promise.resolve();
-  private end: () => void = () => undefined;
-
-  constructor(private readonly dir: string) {}
-
-  async run<T>(write: () => Promise<T>): Promise<T> {
-    while (this.lock !== undefined && Date.now() - this.since > MAX_TURN_MS) await this.ended;
-    if (this.lock === undefined) {
-      this.ended = new Promise((resolve) => (this.end = resolve));
-      this.since = Number.POSITIVE_INFINITY; // a turn being waited for still takes writers
-      this.lock = takeTurn(this.dir).then((unlock) => {
-        this.since = Date.now();
-        return unlock;
-      });
-    }
-    const lock = this.lock;
-    const end = this.end;
-    this.writers++;
-    try {
-      await lock;
-      return await write();
-    } finally {
-      if (--this.writers === 0) {
-        this.lock = undefined;
-        await lock.then(
-          (unlock) => unlock(),
-          () => undefined, // the turn was never taken: its error already reached every writer
-        );
-        end();
-      }
-    }
-  }
-}
-
-async function takeTurn(dir: string): Promise<Unlock> {
-  const { default: lockfile } = await import('proper-lockfile');
-  try {
-    const unlock = await lockfile.lock(dir, {
-      lockfilePath: join(dir, 'write.lock'),
-      realpath: false, // the directory is ours and exists: save a syscall per turn
-      stale: STALE_TURN_MS,
-      retries: { retries: 1_000, minTimeout: 1, maxTimeout: 20 },
-      // A turn lasts milliseconds; if its lock was taken over as stale, the writes already ran. Say so, do not crash.
-      onCompromised: (error) => process.emitWarning(`@idem/lmdb: write turn lock on ${dir} was compromised: ${error.message}`),
-    });
-    return () =>
-      unlock().catch((error: unknown) => process.emitWarning(`@idem/lmdb: could not release the write turn on ${dir}: ${(error as Error).message}`));
-  } catch (error) {
-    throw new BackendUnavailableError(`cannot take the write turn on ${dir}: ${(error as Error).message}`, error);
-  }
+function openEnv(file: string, durability: 'flush' | 'commit', readOnly = false): RootDatabase {
+  return open({ path: file, overlappingSync: false, noSync: durability === 'commit', readOnly });
 }

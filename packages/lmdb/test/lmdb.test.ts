@@ -61,9 +61,8 @@ describe('@idem/lmdb', () => {
     expect(wins).toEqual(Array.from({ length: 100 }, (_, i) => i));
   });
 
-  // This test found real faults: two winners for one key under CPU load, about
-  // once in 40 runs with lmdb-js's overlappingSync on, and about once in 70
-  // with it off but without write turns (see src). Three rounds per run.
+  // The race that found lost claims (docs/decisions/lmdb-write-turns.md);
+  // bench/stress.mjs runs it hundreds of times beside CPU hogs. Three rounds here.
   it('8 processes creating one store at once: all open it, and each key has one winner', async () => {
     const script = `
       const { default: open } = await import(${JSON.stringify(openStore)});
