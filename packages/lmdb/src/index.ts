@@ -114,7 +114,7 @@ class LmdbDriver implements TransactionalParts {
     if ((await checkDataFile(path)) === 'missing') await createDataFile(path, (file) => initialise(file, durability));
     const turn = await WriteTurn.of(path);
     try {
-      const { env, records } = await turn.run(() => openTables(path, durability, false));
+      const { env, records } = await turn.run(() => openTablesRetrying(path, durability));
       return new LmdbDriver(env, records, durability, turn, path);
     } catch (error) {
       if (error instanceof IdemError) throw error;
@@ -200,6 +200,23 @@ async function initialise(file: string, durability: 'flush' | 'commit'): Promise
     await env.flushed;
   } finally {
     await env.close();
+  }
+}
+
+/**
+ * lmdb-js's open() has failed, rarely, with "No transaction to renew" when
+ * several processes open one new store at once (it ignores the return code of
+ * its first mdb_txn_begin; see docs/decisions/lmdb-write-turns.md). The
+ * environment is closed by then, so a fresh open is safe: tried a few times.
+ */
+async function openTablesRetrying(path: string, durability: 'flush' | 'commit') {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await openTables(path, durability, false);
+    } catch (error) {
+      if (attempt >= 3 || error instanceof IdemError || !/No transaction to renew/.test((error as Error).message)) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 10 * attempt));
+    }
   }
 }
 
