@@ -1,5 +1,5 @@
 // Operator commands: status, list, check, sweep, release, key.
-import { BackendUnavailableError, deriveKey, IdemError, type CorruptEntry, type IdempotencyStore, type IdemRecord, type Status } from '@idem/core';
+import { BackendUnavailableError, deriveKey, IdemError, isLeaseDead, type CorruptEntry, type IdempotencyStore, type IdemRecord, type Status } from '@idem/core';
 import { duration, exactText, keyOf, noPositionals, oneOf, parseFlags, storeOf, type Env } from './args.js';
 import { CliError, codeOf, EXIT, messageOf, usage } from './errors.js';
 import { clean, info, isoTime, out, paint, printHelp, printJson, quote, recordJson, toneOf } from './output.js';
@@ -70,7 +70,7 @@ export async function statusCommand(argv: string[], env: Env): Promise<number> {
         ['claimed_at', iso(record.claimedAt)],
       ];
       if (record.status === 'in_flight') {
-        const dead = (record.leaseExpiresAt ?? 0) <= now;
+        const dead = isLeaseDead(record, now);
         rows.push(['lease_expires_at', `${iso(record.leaseExpiresAt)}${dead ? paint(1, 'bad', ' (dead: the next run adopts it)') : ''}`]);
       }
       if (record.completedAt !== undefined) rows.push(['completed_at', iso(record.completedAt)]);
@@ -88,7 +88,7 @@ export async function statusCommand(argv: string[], env: Env): Promise<number> {
 function line(record: IdemRecord, now: number): string {
   const when =
     record.status === 'in_flight'
-      ? `lease ${iso(record.leaseExpiresAt)}${(record.leaseExpiresAt ?? 0) <= now ? ' DEAD' : ''}`
+      ? `lease ${iso(record.leaseExpiresAt)}${isLeaseDead(record, now) ? ' DEAD' : ''}`
       : `done ${iso(record.completedAt)}`;
   return [paint(1, toneOf(record.status), record.status.padEnd(9)), `#${record.attempt}`.padEnd(4), clean(record.runId), when, quote(record.key)].join('  ');
 }
@@ -138,7 +138,7 @@ export async function checkCommand(argv: string[], env: Env): Promise<number> {
     const corrupt: Corrupt = [];
     for await (const record of allRecords(store, 'in_flight', corrupt)) {
       inFlight++;
-      if ((record.leaseExpiresAt ?? 0) + graceMs <= now) dead.push(record);
+      if (isLeaseDead(record, now - graceMs)) dead.push(record); // dead for at least the grace period
     }
     if (values.json) printJson({ store: spec.display, ok: dead.length === 0, in_flight: inFlight, dead: dead.map((r) => recordJson(r, now)), corrupt, error: null });
     else {

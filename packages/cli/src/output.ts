@@ -2,7 +2,7 @@
 // data (JSON, keys, listings) goes to stdout. Colour on a terminal or with
 // FORCE_COLOR, never when NO_COLOR is set (https://no-color.org) or TERM is dumb.
 import { writeSync } from 'node:fs';
-import type { IdemRecord } from '@idem/core';
+import { isLeaseDead, type IdemRecord } from '@idem/core';
 import type { Topic } from './help.js';
 
 function useColor(fd: number): boolean {
@@ -77,7 +77,7 @@ export function recordJson(record: IdemRecord, now: number) {
     fingerprint: record.fingerprint ?? null,
     claimed_at: isoTime(record.claimedAt),
     lease_expires_at: isoTime(record.leaseExpiresAt),
-    lease_dead: record.status === 'in_flight' ? (record.leaseExpiresAt ?? 0) <= now : null,
+    lease_dead: record.status === 'in_flight' ? isLeaseDead(record, now) : null,
     completed_at: isoTime(record.completedAt),
     expires_at: isoTime(record.expiresAt),
     error: record.error ?? null,
