@@ -3,6 +3,9 @@
 // Each adapter owns its grammar in its own `@idem/<pkg>/url` module (a
 // StoreUrlHandler); this file dispatches on the scheme, loads that module
 // lazily, and makes sure nothing secret from the URL is ever echoed.
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { IdemError, InvalidStoreUrlError } from './errors.js';
 import type { IdempotencyStore, StoreOptions } from './store.js';
 
@@ -163,7 +166,10 @@ async function loadHandler(url: string, scheme: string, importer: StoreUrlOption
     loaded = await registered();
   } else {
     const specifier = `${pkg}/url`;
-    const attempts = [...(importer ? [importer] : []), (s: string) => import(s)];
+    // From the caller's importer, then from core's own folder (flat installs), then from the
+    // application's: its main script's folder and the working directory (a pnpm workspace, where
+    // core cannot see the packages next to it).
+    const attempts = [...(importer ? [importer] : []), (s: string) => import(s), (s: string) => importFromApp(s)];
     let missing: unknown;
     for (const attempt of attempts) {
       try {
@@ -184,6 +190,23 @@ async function loadHandler(url: string, scheme: string, importer: StoreUrlOption
   if (!handler) throw storeUrlError(url, `${pkg}/url does not export a store URL handler (schemes, parse, redact, open)`);
   if (!handler.schemes.includes(scheme)) throw storeUrlError(url, `${pkg}/url does not serve the scheme ${JSON.stringify(scheme)} (it serves ${handler.schemes.join(', ')})`);
   return handler;
+}
+
+async function importFromApp(specifier: string): Promise<unknown> {
+  const bases = [process.argv[1], join(process.cwd(), 'index.js')].filter((b): b is string => typeof b === 'string' && b !== '');
+  let last: unknown;
+  for (const base of bases) {
+    let resolved: string;
+    try {
+      resolved = createRequire(base).resolve(specifier);
+    } catch (error) {
+      last = error;
+      continue; // not resolvable from there: try the next base
+    }
+    return import(pathToFileURL(resolved).href);
+  }
+  // Shaped like import()'s own error, so that the caller reports the package as missing.
+  throw Object.assign(new Error(`Cannot find package '${specifier}'`, { cause: last }), { code: 'ERR_MODULE_NOT_FOUND' });
 }
 
 function asHandler(value: unknown): StoreUrlHandler | undefined {

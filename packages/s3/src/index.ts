@@ -56,9 +56,10 @@ export interface S3StoreOptions extends StoreOptions {
    */
   probe?: boolean;
   /**
-   * Let sweep delete on a server that ignores If-Match on DELETE (MinIO): a
-   * claim that rewrites a record between sweep's read and its delete loses it.
-   * Default false: there sweep refuses with UnsafeBackendError.
+   * Let sweep delete on a server whose conditional DELETE cannot be trusted:
+   * ignored (MinIO) or not atomic against a concurrent PUT (versitygw v1.8.0):
+   * a claim that rewrites a record between sweep's read and its delete loses
+   * it. Default false: where the probe finds DELETE If-Match ignored, sweep refuses with UnsafeBackendError.
    */
   unconditionalSweep?: boolean;
 }
@@ -127,9 +128,9 @@ const bare = (etag: string) => etag.replace(/^"(.*)"$/, '$1');
 
 /** The primitives core composes into a store: conditional PUTs for claims and finishes, a key scan for list and sweep. */
 class S3Driver implements CasParts {
-  /** Read after the probe: where DELETE ignores If-Match (and the user opted in), sweep is not conditional. */
+  /** Read after the probe: where DELETE ignores If-Match, or the user opted in to unconditional sweeps, sweep is not conditional. */
   get capabilities() {
-    return { nativeExpiry: false, clock: 'client', sharedAcrossProcesses: true, conditionalSweep: this.compat.deleteIfMatch !== false } as const;
+    return { nativeExpiry: false, clock: 'client', sharedAcrossProcesses: true, conditionalSweep: this.compat.deleteIfMatch !== false && !this.unconditionalSweep } as const;
   }
   readonly concurrency = READ_BATCH;
   compat: S3Compat = { etagToggled: undefined, deleteIfMatch: undefined };
