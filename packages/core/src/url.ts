@@ -167,8 +167,7 @@ async function loadHandler(url: string, scheme: string, importer: StoreUrlOption
   } else {
     const specifier = `${pkg}/url`;
     // From the caller's importer, then from core's own folder (flat installs), then from the
-    // application's: its main script's folder and the working directory (a pnpm workspace, where
-    // core cannot see the packages next to it).
+    // application's working directory (a pnpm workspace, where core cannot see the packages next to it).
     const attempts = [...(importer ? [importer] : []), (s: string) => import(s), (s: string) => importFromApp(s)];
     let missing: unknown;
     for (const attempt of attempts) {
@@ -193,20 +192,15 @@ async function loadHandler(url: string, scheme: string, importer: StoreUrlOption
 }
 
 async function importFromApp(specifier: string): Promise<unknown> {
-  const bases = [process.argv[1], join(process.cwd(), 'index.js')].filter((b): b is string => typeof b === 'string' && b !== '');
-  let last: unknown;
-  for (const base of bases) {
-    let resolved: string;
-    try {
-      resolved = createRequire(base).resolve(specifier);
-    } catch (error) {
-      last = error;
-      continue; // not resolvable from there: try the next base
-    }
-    return import(pathToFileURL(resolved).href);
+  // The working directory only: a tool's own script (a test runner's, say) may sit where every package is hoisted.
+  let resolved: string;
+  try {
+    resolved = createRequire(join(process.cwd(), 'index.js')).resolve(specifier);
+  } catch (error) {
+    // Shaped like import()'s own error, so that the caller reports the package as missing.
+    throw Object.assign(new Error(`Cannot find package '${specifier}'`, { cause: error }), { code: 'ERR_MODULE_NOT_FOUND' });
   }
-  // Shaped like import()'s own error, so that the caller reports the package as missing.
-  throw Object.assign(new Error(`Cannot find package '${specifier}'`, { cause: last }), { code: 'ERR_MODULE_NOT_FOUND' });
+  return import(pathToFileURL(resolved).href);
 }
 
 function asHandler(value: unknown): StoreUrlHandler | undefined {
