@@ -3,8 +3,9 @@
 // Each adapter owns its grammar in its own `@idem/<pkg>/url` module (a
 // StoreUrlHandler); this file dispatches on the scheme, loads that module
 // lazily, and makes sure nothing secret from the URL is ever echoed.
+import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { IdemError, InvalidStoreUrlError } from './errors.js';
 import type { IdempotencyStore, StoreOptions } from './store.js';
@@ -167,8 +168,8 @@ async function loadHandler(url: string, scheme: string, importer: StoreUrlOption
   } else {
     const specifier = `${pkg}/url`;
     // From the caller's importer, then from core's own folder (flat installs), then from the
-    // application's working directory (a pnpm workspace, where core cannot see the packages next to it).
-    const attempts = [...(importer ? [importer] : []), (s: string) => import(s), (s: string) => importFromApp(s)];
+    // application's working directory (a pnpm workspace, where core cannot see the packages beside it).
+    const attempts = [...(importer ? [importer] : []), (s: string) => import(s), (s: string) => importFromWorkingDirectory(pkg, s)];
     let missing: unknown;
     for (const attempt of attempts) {
       try {
@@ -191,16 +192,19 @@ async function loadHandler(url: string, scheme: string, importer: StoreUrlOption
   return handler;
 }
 
-async function importFromApp(specifier: string): Promise<unknown> {
-  // The working directory only: a tool's own script (a test runner's, say) may sit where every package is hoisted.
-  let resolved: string;
-  try {
-    resolved = createRequire(join(process.cwd(), 'index.js')).resolve(specifier);
-  } catch (error) {
-    // Shaped like import()'s own error, so that the caller reports the package as missing.
-    throw Object.assign(new Error(`Cannot find package '${specifier}'`, { cause: error }), { code: 'ERR_MODULE_NOT_FOUND' });
+/**
+ * Finds `pkg` in a node_modules folder at or above the working directory (as
+ * Node would for a script there; NODE_PATH is not consulted) and imports
+ * `specifier` through the package's own exports (a self-reference).
+ */
+async function importFromWorkingDirectory(pkg: string, specifier: string): Promise<unknown> {
+  for (let dir = process.cwd(); ; dir = dirname(dir)) {
+    const manifest = join(dir, 'node_modules', pkg, 'package.json');
+    if (existsSync(manifest)) return import(pathToFileURL(createRequire(manifest).resolve(specifier)).href);
+    if (dirname(dir) === dir) break;
   }
-  return import(pathToFileURL(resolved).href);
+  // Shaped like import()'s own error, so that the caller reports the package as missing.
+  throw Object.assign(new Error(`Cannot find package '${pkg}' from the working directory`), { code: 'ERR_MODULE_NOT_FOUND' });
 }
 
 function asHandler(value: unknown): StoreUrlHandler | undefined {
