@@ -3,32 +3,13 @@
 // Sentinel URLs, and replica acknowledgement refused when the server has no replica.
 import { createServer, type AddressInfo } from 'node:net';
 import { afterAll, describe, expect, it } from 'vitest';
+import { codeOf, expectIdemError as errorOf } from '@idem/conformance/testing';
 import { IdemError, type IdempotencyStore } from '@idem/core';
 import { createValkeyStore, ownedClientOptions, type ValkeyStoreOptions } from '../src/index.js';
 import { parseSentinelUrl, splitReplicaQuery } from '../src/sentinel.js';
 import { findStandalone, freshPrefix } from './server.js';
 
 const url = await findStandalone();
-
-async function codeOf(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-  } catch (error) {
-    if (error instanceof IdemError) return error.code;
-    throw error;
-  }
-  return 'no error';
-}
-
-async function errorOf(p: Promise<unknown>): Promise<IdemError> {
-  try {
-    await p;
-  } catch (error) {
-    if (error instanceof IdemError) return error;
-    throw error;
-  }
-  throw new Error('expected an error');
-}
 
 /** A loopback port nothing listens on (taken, then released). */
 async function closedPort(): Promise<number> {

@@ -21,7 +21,8 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Cluster, Redis } from 'ioredis';
-import { IdemError, storageName, type ClaimOutcome, type IdempotencyStore } from '@idem/core';
+import { codeOf, expectLease as leaseOf } from '@idem/conformance/testing';
+import { storageName, type IdempotencyStore } from '@idem/core';
 import { findServer } from '@idem/test-fixtures';
 import { createValkeyStore, type ValkeyClient, type ValkeyStoreOptions } from '../src/index.js';
 import { CLAIM_LUA } from '../src/lua.js';
@@ -284,20 +285,6 @@ describe.skipIf(!sentinelUrl || !haCluster)('replica acknowledgement on replicat
     stores.push(store);
     return store;
   }
-  async function codeOf(p: Promise<unknown>): Promise<string> {
-    try {
-      await p;
-    } catch (error) {
-      if (error instanceof IdemError) return error.code;
-      throw error;
-    }
-    return 'no error';
-  }
-  const leaseOf = (got: ClaimOutcome) => {
-    if (got.outcome !== 'acquired' && got.outcome !== 'adopted') throw new Error(`expected a lease, got ${got.outcome}`);
-    return got.lease;
-  };
-
   it('Sentinel: a caller-owned Sentinel client; one round trip per claim and complete (the script and WAIT in one pipeline)', async () => {
     const { sentinels, name } = parseSentinelUrl(sentinelUrl!);
     const client = new Redis({ sentinels, name });
