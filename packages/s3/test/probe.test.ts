@@ -3,25 +3,11 @@
 // in front of the real one: a mock only for what no server here does.
 import { HeadBucketCommand } from '@aws-sdk/client-s3';
 import { describe, expect, it } from 'vitest';
-import { TestClock } from '@idem/conformance';
-import { IdemError, UnsafeBackendError, type ClaimOutcome, type Lease } from '@idem/core';
+import { expectIdemError as failure, expectLease as leaseOf, TestClock } from '@idem/conformance/testing';
+import { UnsafeBackendError } from '@idem/core';
 import { createS3Store, type S3StoreOptions } from '../src/index.js';
 import { defaultHandler, FaultHandler, type Quirk } from './fault-handler.js';
 import { findS3Servers, freshPrefix, testClient } from './server.js';
-
-async function failure(promise: Promise<unknown>): Promise<IdemError> {
-  const error = await promise.then(
-    () => undefined,
-    (e: unknown) => e,
-  );
-  expect(error).toBeInstanceOf(IdemError);
-  return error as IdemError;
-}
-
-function leaseOf(got: ClaimOutcome): Lease {
-  if (got.outcome !== 'acquired' && got.outcome !== 'adopted') throw new Error(`expected a lease, got ${got.outcome}`);
-  return got.lease;
-}
 
 const PROBE = ['HEAD', 'PUT If-None-Match', 'PUT If-None-Match', 'PUT If-Match', 'PUT If-Match', 'DELETE If-Match', 'GET', 'DELETE'];
 
