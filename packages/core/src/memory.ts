@@ -5,9 +5,9 @@
 // It passes @idem/conformance; it lives in one process (sharedAcrossProcesses: false).
 import { claimWith, finishWith, type AtomicUpdate } from './atomic.js';
 import type { Capabilities, Driver, DriverContext, ListPage, ListQuery, SweepCounts } from './driver.js';
-import { CorruptRecordError, InvalidArgumentError } from './errors.js';
-import { isSweepable } from './decide.js';
-import { isExpired, parseRecord, serializeRecord, type IdemRecord } from './record.js';
+import { InvalidArgumentError } from './errors.js';
+import { parseRecord, serializeRecord, type IdemRecord } from './record.js';
+import { scanList, scanSweep, type ScanPage, type ScanPrimitives } from './scan.js';
 import { IdempotencyStore, type StoreOptions } from './store.js';
 
 /** What a backend holds: storage name → stored bytes. Bytes, not objects, so that corrupt records can exist as they do on disk. */
@@ -58,42 +58,34 @@ export class MemoryDriver implements Driver {
   }
 
   /**
-   * The cursor is the storage name the next page starts at. Names are
-   * scanned in sorted order, so a record present for the whole listing is on
-   * some page however others come and go.
+   * What core needs to list and sweep (docs/adapters.md): names in sorted
+   * order strictly after `after`, the record under a name, and a delete that
+   * removes only the record read. list() and sweep() are core's, over these.
    */
-  async list(query: ListQuery, _ctx: DriverContext): Promise<ListPage> {
-    const records: IdemRecord[] = [];
-    for (const name of [...this.backend.keys()].sort()) {
-      if (query.cursor !== undefined && name < query.cursor) continue;
-      if (records.length === query.limit) return { records, cursor: name };
+  protected readonly scanning: ScanPrimitives = {
+    scan: async (after, limit): Promise<ScanPage> => {
+      const names = [...this.backend.keys()].sort().filter((name) => after === undefined || name > after);
+      const page = names.slice(0, limit);
+      return { entries: page.map((name) => ({ name })), ...(names.length > limit ? { next: page.at(-1)! } : {}) };
+    },
+    read: async (name) => {
       const record = this.load(name);
-      if (record !== undefined && query.filter(record)) records.push(record);
-    }
-    return { records };
+      return record === undefined ? undefined : { record };
+    },
+    // Compared and deleted in one synchronous stretch: a renewal or takeover since the read keeps the record.
+    delete: async (name, expected) => {
+      const raw = this.backend.get(name);
+      if (raw === undefined || (expected !== undefined && raw !== serializeRecord(expected.record))) return false;
+      return this.backend.delete(name);
+    },
+  };
+
+  async list(query: ListQuery, _ctx: DriverContext): Promise<ListPage> {
+    return scanList(this.scanning, query);
   }
 
   async sweep(ctx: DriverContext): Promise<SweepCounts> {
-    const counts = { expired: 0, deadLeases: 0 };
-    const now = ctx.now();
-    for (const name of [...this.backend.keys()]) {
-      let record: IdemRecord | undefined;
-      try {
-        record = this.load(name);
-      } catch (error) {
-        // Corrupt records are left for a human: sweep never deletes what it cannot read.
-        if (error instanceof CorruptRecordError) continue;
-        throw error;
-      }
-      // Judged and deleted in the same synchronous stretch as the read, so a
-      // renewal or takeover cannot land in between (a real backend re-checks
-      // inside its atomic step, or deletes conditioned on the version read).
-      if (record === undefined || !isSweepable(record, now)) continue;
-      this.backend.delete(name);
-      if (isExpired(record, now)) counts.expired++;
-      else counts.deadLeases++;
-    }
-    return counts;
+    return scanSweep(this.scanning, ctx);
   }
 
   async remove(name: string): Promise<boolean> {
