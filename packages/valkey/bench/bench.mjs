@@ -6,8 +6,8 @@
 //
 //   pnpm --filter @idem/valkey bench [--quick] [--rounds=N] [--ops=N] [--only=peers|replicas]
 //
-// Servers: IDEM_TEST_REDIS_URL and IDEM_TEST_REDIS_SENTINEL when set, else scripts/servers/redis.sh
-// (started here and always stopped).
+// Servers: IDEM_TEST_REDIS_URL and IDEM_TEST_REDIS_SENTINEL when set (scripts/servers.sh start),
+// else a standalone server and a primary with one replica, started here and always stopped.
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { createValkeyStore } from '@idem/valkey';
@@ -34,7 +34,7 @@ const SCENARIOS = [
   { id: 'race', kind: 'race', inFlight: IN_FLIGHT, ops: RACE_KEYS * IN_FLIGHT, title: `One key, ${IN_FLIGHT} concurrent calls (${RACE_KEYS} keys a round): executions per key must be 1` },
 ];
 
-const srv = servers({ needSentinel: only !== 'peers' });
+const srv = await servers({ needReplica: only !== 'peers' });
 const cleanup = [];
 let failed = false;
 try {
@@ -187,7 +187,7 @@ try {
     summary.goals = goals;
   }
 
-  if (only !== 'peers') summary.replicas = await replicaBench({ url: srv.url, sentinel: srv.sentinel, base, rounds: ROUNDS, ops: OPS, ops1: OPS_1 });
+  if (only !== 'peers') summary.replicas = await replicaBench({ url: srv.url, ha: srv.ha, haLabel: srv.haLabel, base, rounds: ROUNDS, ops: OPS, ops1: OPS_1 });
 
   if (only !== 'replicas') summary.roundTrips = await roundTrips(srv.url, `${base}rt:`);
 

@@ -1,39 +1,94 @@
 // Measuring for the Valkey bench: servers, one timed pass of an operation, medians and tables.
 // Nothing here asserts speed: it measures and prints. It throws only when a scenario is broken.
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { createServer } from 'node:net';
 import { loadavg, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Redis } from 'ioredis';
 
 const here = dirname(fileURLToPath(import.meta.url));
 
 /**
- * The servers: IDEM_TEST_REDIS_URL (+ IDEM_TEST_REDIS_SENTINEL for the replica part) when set,
- * else every server of scripts/servers/redis.sh, started here; `stop()` stops only what was started.
+ * The servers: IDEM_TEST_REDIS_URL (+ IDEM_TEST_REDIS_SENTINEL for the replica part) when set;
+ * else the bench starts what it needs itself: a standalone server, and a primary with one replica
+ * (the replica part then uses the primary's plain URL: WAIT needs a replica, not Sentinel).
+ * `stop()` stops only what was started here.
  */
-export function servers({ needSentinel }) {
+export async function servers({ needReplica }) {
   const env = process.env;
-  if (env.IDEM_TEST_REDIS_URL && (!needSentinel || env.IDEM_TEST_REDIS_SENTINEL)) {
-    return { url: env.IDEM_TEST_REDIS_URL, sentinel: env.IDEM_TEST_REDIS_SENTINEL, started: false, stop: () => undefined };
+  if (env.IDEM_TEST_REDIS_URL && (!needReplica || env.IDEM_TEST_REDIS_SENTINEL)) {
+    return { url: env.IDEM_TEST_REDIS_URL, ha: env.IDEM_TEST_REDIS_SENTINEL, haLabel: 'Sentinel primary', started: false, stop: () => undefined };
   }
-  const script = join(here, '../../../scripts/servers/redis.sh');
+  if (spawnSync('redis-server', ['--version']).status !== 0) {
+    // Not installed yet: scripts/servers/redis.sh installs Debian's packages (and then is done with).
+    const script = join(here, '../../../scripts/servers/redis.sh');
+    const dir = mkdtempSync(join(tmpdir(), 'idem-bench-install-'));
+    execFileSync('bash', [script, 'start', dir], { stdio: ['ignore', 'ignore', 'inherit'] });
+    execFileSync('bash', [script, 'stop', dir], { stdio: ['ignore', 'ignore', 'inherit'] });
+    rmSync(dir, { recursive: true, force: true });
+  }
   const dir = mkdtempSync(join(tmpdir(), 'idem-bench-redis-'));
-  let stopped = false;
+  const children = [];
   const stop = () => {
-    if (stopped) return;
-    stopped = true;
-    execFileSync('bash', [script, 'stop', dir], { stdio: 'inherit' });
+    for (const c of children) if (c.exitCode === null) c.kill('SIGKILL'); // no data to keep: --save '' --appendonly no
+    children.length = 0;
     rmSync(dir, { recursive: true, force: true });
   };
+  process.once('exit', stop); // also when the bench dies early
+  const start = async (name, extra = []) => {
+    const port = await freePort();
+    mkdirSync(join(dir, name));
+    const child = spawn('redis-server', ['--bind', '127.0.0.1', '--port', String(port), '--save', '', '--appendonly', 'no', '--dir', join(dir, name), ...extra], { stdio: 'ignore' });
+    children.push(child);
+    await waitFor(`redis-server ${name} on ${port}`, () => ping(port));
+    return port;
+  };
   try {
-    const out = execFileSync('bash', [script, 'start', dir], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
-    const read = (name) => new RegExp(`${name}=(\\S+)`).exec(out)?.[1];
-    return { url: read('IDEM_TEST_REDIS_URL'), sentinel: read('IDEM_TEST_REDIS_SENTINEL'), started: true, stop };
+    const standalone = await start('standalone');
+    const primary = await start('primary', ['--repl-diskless-sync-delay', '0']);
+    const replica = await start('replica', ['--replicaof', '127.0.0.1', String(primary)]);
+    await waitFor('the replica in sync', async () => /master_link_status:up/.test(await info(replica, 'replication')));
+    return { url: `redis://127.0.0.1:${standalone}`, ha: `redis://127.0.0.1:${primary}`, haLabel: 'primary', started: true, stop };
   } catch (error) {
-    stop(); // a half-started set of servers must not outlive the bench
+    stop(); // half-started servers must not outlive the bench
     throw error;
+  }
+}
+
+const freePort = () =>
+  new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address();
+      srv.close(() => resolve(port));
+    });
+  });
+const info = async (port, section) => {
+  const r = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  try {
+    await r.connect();
+    return await r.info(section);
+  } finally {
+    r.disconnect();
+  }
+};
+const ping = async (port) => {
+  try {
+    return (await info(port, 'server')).includes('redis_version');
+  } catch (error) {
+    if (error.code === 'ECONNREFUSED' || /Connection is closed/.test(error.message)) return false; // not listening yet
+    throw error;
+  }
+};
+async function waitFor(what, check, ms = 30_000) {
+  const t0 = Date.now();
+  while (!(await check())) {
+    if (Date.now() - t0 > ms) throw new Error(`${what}: not ready in ${ms / 1000} s`);
+    await new Promise((r) => setTimeout(r, 100));
   }
 }
 

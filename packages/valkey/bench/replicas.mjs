@@ -1,4 +1,5 @@
-// The replica option (#13) measured: claims and first executions on the Sentinel-managed primary
+// The replica option (#13) measured: claims and first executions on a primary with a replica
+// (Sentinel-managed when IDEM_TEST_REDIS_SENTINEL is set)
 // with `minReplicas: 1` (script + WAIT in one pipeline) against the same primary without it, and a
 // standalone server as the baseline; one run, rounds interleaved with the order rotated.
 import { Redis } from 'ioredis';
@@ -6,20 +7,20 @@ import { runOnce } from '@idem/core';
 import { createValkeyStore } from '@idem/valkey';
 import { measure, rotate, summarise, table, unlinkMatching } from './harness.mjs';
 
-/** An ioredis client on the primary a `redis+sentinel://[user:pass@]h:p,h:p/name` URL names. */
-function primaryClient(sentinelUrl) {
-  const m = /^(?:redis|valkey)\+sentinel:\/\/(?:([^@/]*)@)?([^/?]+)\/([^/?]+)/i.exec(sentinelUrl);
+/** An ioredis client on the primary: a plain URL, or the one a `redis+sentinel://[user:pass@]h:p,h:p/name` URL names. */
+function primaryClient(ha) {
+  if (/^(redis|valkey):\/\//i.test(ha)) return new Redis(ha.replace(/^valkey:/i, 'redis:'));
+  const m = /^(?:redis|valkey)\+sentinel:\/\/(?:([^@/]*)@)?([^/?]+)\/([^/?]+)/i.exec(ha);
   if (!m) throw new Error('IDEM_TEST_REDIS_SENTINEL is not a redis+sentinel:// URL'); // the URL itself is not quoted: it may hold a password
   const [user, password] = m[1] ? m[1].split(':').map(decodeURIComponent) : [];
   const sentinels = m[2].split(',').map((hp) => ({ host: hp.slice(0, hp.lastIndexOf(':')), port: Number(hp.slice(hp.lastIndexOf(':') + 1)) }));
   return new Redis({ sentinels, name: decodeURIComponent(m[3]), ...(user ? { username: user } : {}), ...(password ? { password } : {}) });
 }
 
-export async function replicaBench({ url, sentinel, base, rounds, ops, ops1 }) {
-  if (!sentinel) throw new Error('the replica bench needs IDEM_TEST_REDIS_SENTINEL (or no server variables, to start its own)');
+export async function replicaBench({ url, ha, haLabel, base, rounds, ops, ops1 }) {
   const prefix = `${base}ha:`;
   const closers = [];
-  const primary = primaryClient(sentinel);
+  const primary = primaryClient(ha);
   const standalone = new Redis(url);
   closers.push(async () => {
     await unlinkMatching(primary, `${base}*`);
@@ -36,8 +37,8 @@ export async function replicaBench({ url, sentinel, base, rounds, ops, ops1 }) {
     const noop = async () => ({ ok: true });
     const variants = [];
     for (const [label, options] of [
-      ['Sentinel primary, minReplicas: 1', { url: sentinel, minReplicas: 1 }],
-      ['Sentinel primary, no replica ack', { url: sentinel }],
+      [`${haLabel}, minReplicas: 1`, { url: ha, minReplicas: 1 }],
+      [`${haLabel}, no replica ack`, { url: ha }],
       ['standalone server (baseline)', { url }],
     ]) {
       const claimStore = await open(`claim ${label}`, options);
@@ -69,7 +70,7 @@ export async function replicaBench({ url, sentinel, base, rounds, ops, ops1 }) {
         const rows = variants.filter((v) => v.kind === kind).map((v) => ({ name: v.name, m: summarise(runs.get(`${p.id}\0${v.name}`)) }));
         const without = rows.find((x) => x.name.includes('no replica ack'));
         table(
-          `Replica option (#13): ${kind === 'claim' ? 'claim alone' : 'runOnce first execution'}, ${p.inFlight} in flight (the Sentinel primary has ${replicas} replica${replicas === 1 ? '' : 's'})`,
+          `Replica option (#13): ${kind === 'claim' ? 'claim alone' : 'runOnce first execution'}, ${p.inFlight} in flight (the ${haLabel} has ${replicas} replica${replicas === 1 ? '' : 's'})`,
           rows,
           { floor: without, floorLabel: 'x no ack', cpu: false },
         );
