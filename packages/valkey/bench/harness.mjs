@@ -38,6 +38,12 @@ export async function servers({ needReplica }) {
     rmSync(dir, { recursive: true, force: true });
   };
   process.once('exit', stop); // also when the bench dies early
+  for (const signal of ['SIGINT', 'SIGTERM']) {
+    process.once(signal, () => {
+      stop();
+      process.exit(128 + (signal === 'SIGINT' ? 2 : 15));
+    });
+  }
   const start = async (name, extra = []) => {
     const port = await freePort();
     mkdirSync(join(dir, name));
@@ -69,6 +75,7 @@ const freePort = () =>
   });
 const info = async (port, section) => {
   const r = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+  r.on('error', () => undefined); // the same error rejects connect() below, where the caller judges it
   try {
     await r.connect();
     return await r.info(section);
