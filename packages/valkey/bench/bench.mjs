@@ -1,130 +1,254 @@
-// Valkey bench: the adapter against raw ioredis SET NX PX on the same server, in one run.
-// Prints figures and ratios; never asserts (speed is measured here, not in tests).
-// Server: IDEM_TEST_REDIS_URL, else one started (and stopped) by scripts/servers/redis.sh.
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+// @idem/valkey bench: idem against its peers (Powertools idempotency, node-idempotency) and the raw
+// floors, in one process on one server, rounds interleaved with the order rotated; then the
+// replica option (minReplicas) against none; then round trips per call, counted at the server.
+// It prints figures and ratios and never asserts speed; it fails only when a scenario is broken
+// (a one-key race that idem runs twice, a first execution that did not run, a duplicate that did).
+//
+//   pnpm --filter @idem/valkey bench [--quick] [--rounds=N] [--ops=N] [--only=peers|replicas]
+//
+// Servers: IDEM_TEST_REDIS_URL and IDEM_TEST_REDIS_SENTINEL when set (scripts/servers.sh start),
+// else a standalone server and a primary with one replica, started here and always stopped.
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
-import { serializeRecord } from '@idem/core/adapter';
 import { createValkeyStore } from '@idem/valkey';
+import { load, measure, rotate, servers, summarise, table, unlinkMatching, versionOf } from './harness.mjs';
+import { FLOOR, openVariants } from './variants.mjs';
+import { replicaBench } from './replicas.mjs';
 
+const arg = (name) => process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1];
 const quick = process.argv.includes('--quick');
-const N = quick ? 5_000 : 20_000;
+const only = arg('only');
+if (only !== undefined && only !== 'peers' && only !== 'replicas') throw new Error(`--only must be peers or replicas, got ${only}`);
+const ROUNDS = Number(arg('rounds') ?? (quick ? 3 : 5));
+const OPS = Number(arg('ops') ?? (quick ? 640 : 10_240)); // per pass at 64 in flight
+const OPS_1 = Math.max(50, Math.round(OPS / 5)); // per pass at 1 in flight: each call waits for the last
+const RACE_KEYS = quick ? 5 : 40; // keys per round of the one-key race, 64 calls each
 const IN_FLIGHT = 64;
-const ROUNDS = quick ? 1 : 3;
+if (!(ROUNDS >= 1 && OPS >= IN_FLIGHT)) throw new Error('--rounds must be >= 1 and --ops >= 64');
 
-let url = process.env.IDEM_TEST_REDIS_URL;
-let stop = () => undefined;
-if (!url) {
-  const script = fileURLToPath(new URL('../../../scripts/servers/redis.sh', import.meta.url));
-  const dir = mkdtempSync(join(tmpdir(), 'idem-bench-redis-'));
-  const out = execFileSync('bash', [script, 'start', dir], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
-  url = /IDEM_TEST_REDIS_URL=(\S+)/.exec(out)[1];
-  stop = () => {
-    execFileSync('bash', [script, 'stop', dir], { stdio: 'inherit' });
-    rmSync(dir, { recursive: true, force: true });
+const SCENARIOS = [
+  { id: 'first1', kind: 'first', inFlight: 1, ops: OPS_1, title: 'First execution (claim -> no-op -> complete), 1 in flight' },
+  { id: 'first64', kind: 'first', inFlight: IN_FLIGHT, ops: OPS, title: `First execution, ${IN_FLIGHT} in flight` },
+  { id: 'dup1', kind: 'dup', inFlight: 1, ops: OPS_1, title: 'Duplicate (key already completed), 1 in flight' },
+  { id: 'dup64', kind: 'dup', inFlight: IN_FLIGHT, ops: OPS, title: `Duplicate, ${IN_FLIGHT} in flight` },
+  { id: 'race', kind: 'race', inFlight: IN_FLIGHT, ops: RACE_KEYS * IN_FLIGHT, title: `One key, ${IN_FLIGHT} concurrent calls (${RACE_KEYS} keys a round): executions per key must be 1` },
+];
+
+const srv = await servers({ needReplica: only !== 'peers' });
+const cleanup = [];
+let failed = false;
+try {
+  const run = Date.now().toString(36);
+  const base = `bench:${run}:`;
+  const admin = new Redis(srv.url);
+  cleanup.push(async () => {
+    await unlinkMatching(admin, `${base}*`); // leave the server as found
+    admin.disconnect();
+  });
+  const info = await admin.info('server');
+  const redisVersion = /redis_version:(\S+)/.exec(info)?.[1];
+  const versions = {
+    node: process.version,
+    redis: redisVersion,
+    ioredis: versionOf('ioredis'),
+    '@aws-lambda-powertools/idempotency': versionOf('@aws-lambda-powertools/idempotency'),
+    '@redis/client': versionOf('@redis/client'),
+    '@valkey/valkey-glide': versionOf('@valkey/valkey-glide'),
+    '@node-idempotency/core': versionOf('@node-idempotency/core'),
+    '@node-idempotency/storage-adapter-redis': versionOf('@node-idempotency/storage-adapter-redis'),
+    // The redis@4 that node-idempotency's adapter depends on (its own copy, not ours).
+    'redis (node-idempotency)': versionOf('redis', fileURLToPath(import.meta.resolve('@node-idempotency/storage-adapter-redis'))),
   };
-}
+  const loadStart = load();
+  console.log(`@idem/valkey bench${quick ? ' (--quick: few ops, figures indicative only)' : ''}`);
+  console.log(`  ${Object.entries(versions).map(([k, v]) => `${k} ${v}`).join(', ')}`);
+  console.log(`  load average at start: ${loadStart}; ${ROUNDS} rounds, median of each column; ${OPS} ops per pass at ${IN_FLIGHT} in flight, ${OPS_1} at 1`);
+  const summary = { versions, loadStart, rounds: ROUNDS, ops: OPS, ops1: OPS_1, quick, scenarios: {}, goals: {}, race: {} };
 
-const run = `${Date.now().toString(36)}`;
-const record = (k) =>
-  serializeRecord({ v: 1, key: k, status: 'in_flight', runId: crypto.randomUUID(), fence: 1, attempt: 1, claimedAt: Date.now(), leaseExpiresAt: Date.now() + 300_000 });
+  if (only !== 'replicas') {
+    const { variants, close } = await openVariants(srv.url);
+    cleanup.unshift(close);
+    // Each variant's two namespaces: work keys (deleted after every round) and completed keys for the duplicates.
+    for (const v of variants) {
+      v.work = await v.open(`${base}w:${v.name.replace(/\W+/g, '-')}:`);
+      if (v.scenarios.includes('dup')) v.pool = await v.open(`${base}pool:${v.name.replace(/\W+/g, '-')}:`);
+    }
+    // Warm up every path (connections, scripts, JIT) and complete the keys duplicates will find.
+    const poolKeys = Array.from({ length: OPS }, (_, i) => `done-${i}`);
+    for (const v of variants) {
+      await measure(admin, (i) => v.work(`warm-${i}`), { ops: Math.min(OPS, 1000), inFlight: IN_FLIGHT });
+      if (v.pool && v.group === 'floor') await Promise.all(poolKeys.map((k) => admin.set(`${base}pool:${v.name.replace(/\W+/g, '-')}:${k}`, 'x', 'PX', 3_600_000)));
+      else if (v.pool) await measure(admin, (i) => v.pool(poolKeys[i]), { ops: OPS, inFlight: IN_FLIGHT });
+    }
+    await unlinkMatching(admin, `${base}w:*`);
 
-/** ops/s of `op(i)` for `total` distinct i with `inFlight` concurrent callers. */
-async function throughput(op, inFlight, total) {
-  let next = 0;
-  const t0 = performance.now();
-  await Promise.all(
-    Array.from({ length: inFlight }, async () => {
-      while (next < total) await op(next++);
-    }),
-  );
-  return total / ((performance.now() - t0) / 1000);
-}
+    const runs = new Map(); // `${scenario}\0${variant}` -> per-round measurements
+    const raceExec = new Map(); // variant -> executions per raced key, all rounds
+    const raceStatuses = new Map();
+    const repeats = new Map(); // `${scenario}\0${variant}` -> handler runs on completed keys (a peer's)
+    for (let r = 0; r < ROUNDS; r++) {
+      for (const s of SCENARIOS) {
+        for (const v of rotate(variants.filter((x) => x.scenarios.includes(s.kind)), r)) {
+          const before = v.counter?.executions ?? 0;
+          let m;
+          if (s.kind === 'race') {
+            const perKey = new Array(RACE_KEYS).fill(0);
+            m = await measure(
+              admin,
+              async (i) => {
+                const status = await v.work(`r${r}:race:${Math.floor(i / IN_FLIGHT)}`);
+                if (status === 'executed') perKey[Math.floor(i / IN_FLIGHT)]++;
+                return status;
+              },
+              { ops: s.ops, inFlight: IN_FLIGHT, groups: true },
+            );
+            raceExec.set(v.name, [...(raceExec.get(v.name) ?? []), ...perKey]);
+            const acc = raceStatuses.get(v.name) ?? {};
+            for (const [k, n] of Object.entries(m.statuses)) acc[k] = (acc[k] ?? 0) + n;
+            raceStatuses.set(v.name, acc);
+            if (perKey.some((n) => n === 0)) throw new Error(`broken scenario: ${v.name} ran no call of a raced key (${JSON.stringify(m.statuses)})`);
+            // idem's promise: one execution per key, whatever the concurrency.
+            if (v.group === 'idem' && perKey.some((n) => n !== 1)) throw new Error(`BROKEN: ${v.name} executed one key ${Math.max(...perKey)} times in a ${IN_FLIGHT}-call race (executions per key: ${perKey.join(',')})`);
+          } else {
+            const op = s.kind === 'first' ? (i) => v.work(`r${r}:${s.id}:${i}`) : (i) => v.pool(poolKeys[i % poolKeys.length]);
+            m = await measure(admin, op, { ops: s.ops, inFlight: s.inFlight });
+          }
+          const executions = (v.counter?.executions ?? 0) - before;
+          // What the calls said must match what the handler saw (the bench reads each library right).
+          if (v.counter && executions !== (m.statuses.executed ?? 0)) throw new Error(`broken bench: ${v.name} ran the handler ${executions} times but ${m.statuses.executed ?? 0} calls said so`);
+          // A first execution must run the handler every time, a duplicate never.
+          if (v.counter && s.kind === 'first' && (executions !== s.ops || m.statuses.executed !== s.ops)) throw new Error(`broken scenario: ${v.name} ran ${executions} of ${s.ops} first executions (${JSON.stringify(m.statuses)})`);
+          if (v.counter && s.kind === 'dup' && executions !== 0) {
+            if (v.group === 'idem') throw new Error(`BROKEN: ${v.name} ran the handler ${executions} times on ${s.ops} completed keys (${JSON.stringify(m.statuses)})`);
+            // A peer that runs duplicates again is reported, not a reason to stop the bench.
+            const a = (repeats.get(`${s.id}\0${v.name}`) ?? { executions: 0, ops: 0 });
+            repeats.set(`${s.id}\0${v.name}`, { executions: a.executions + executions, ops: a.ops + s.ops });
+          }
+          if (v.group === 'idem-claim' && m.statuses.acquired !== s.ops) throw new Error(`broken scenario: ${v.name} acquired ${m.statuses.acquired ?? 0} of ${s.ops} new keys`);
+          const key = `${s.id}\0${v.name}`;
+          runs.set(key, [...(runs.get(key) ?? []), m]);
+        }
+      }
+      await unlinkMatching(admin, `${base}w:*`);
+    }
 
-/** Server CPU seconds so far (INFO cpu), to split each op's cost between client and server. */
-const serverCpu = async () => {
-  const info = await admin.info('cpu');
-  return Number(/used_cpu_user:([\d.]+)/.exec(info)[1]) + Number(/used_cpu_sys:([\d.]+)/.exec(info)[1]);
-};
+    // A peer that ran a completed key again, or a raced key more than once, does not deduplicate:
+    // it is shown, but never taken as the best peer to beat.
+    const unsafe = new Set([...repeats.keys()].map((k) => k.split('\0')[1]));
+    for (const [name, per] of raceExec) if (per.some((n) => n > 1)) unsafe.add(name);
+    summary.unsafePeers = [...unsafe];
+    const results = {};
+    for (const s of SCENARIOS) {
+      const rows = variants.filter((v) => v.scenarios.includes(s.kind)).map((v) => ({ name: v.name, group: v.group, m: summarise(runs.get(`${s.id}\0${v.name}`)) }));
+      const peers = rows.filter((x) => x.group === 'peer' && !unsafe.has(x.name));
+      const best = peers.reduce((a, b) => (b.m.rate > a.m.rate ? b : a), peers[0]);
+      const floor = rows.find((x) => x.name === FLOOR[s.kind]);
+      for (const row of rows) {
+        const rep = repeats.get(`${s.id}\0${row.name}`);
+        if (rep) {
+          row.note = `RAN DUPLICATES AGAIN: ${rep.executions} handler runs on ${rep.ops} calls of completed keys`;
+          summary.repeats = { ...summary.repeats, [`${s.id} ${row.name}`]: rep };
+        }
+      }
+      if (s.kind === 'race') {
+        for (const row of rows) {
+          const per = raceExec.get(row.name);
+          const counts = {};
+          for (const n of per) counts[n] = (counts[n] ?? 0) + 1;
+          row.note = `executions per key: ${Object.entries(counts).map(([n, k]) => `${n} x${k}`).join(', ')}; calls: ${Object.entries(raceStatuses.get(row.name)).map(([k, n]) => `${k} ${n}`).join(', ')}`;
+          summary.race[row.name] = { executionsPerKey: counts, statuses: raceStatuses.get(row.name) };
+        }
+      }
+      for (const row of rows) if (unsafe.has(row.name) && !row.note) row.note = 'does not deduplicate (see duplicates / race): not taken as best peer';
+      table(s.title, rows, { best, floor });
+      results[s.id] = { rows, best, floor };
+      summary.scenarios[s.id] = Object.fromEntries(rows.map((x) => [x.name, round(x.m)]));
+    }
 
-/** Throughput plus client and server CPU microseconds per op. */
-async function measure(op) {
-  const c0 = process.cpuUsage();
-  const s0 = await serverCpu();
-  const rate = await throughput(op, IN_FLIGHT, N);
-  const c = process.cpuUsage(c0);
-  const s = (await serverCpu()) - s0;
-  return { rate, client: (c.user + c.system) / N, server: (s * 1e6) / N };
-}
-
-// Same client settings on both sides: what createValkeyStore uses for a URL.
-const raw = new Redis(url, { maxRetriesPerRequest: 1, connectTimeout: 5000, commandTimeout: 5000 });
-const store = await createValkeyStore({ url, prefix: `bench:${run}:` });
-const admin = new Redis(url);
-
-// Warm both paths (connections, script cache, JIT).
-await throughput((i) => raw.set(`bench:${run}:warm:{${i}}`, record(`w${i}`), 'PX', 300_000, 'NX'), IN_FLIGHT, 2_000);
-await throughput((i) => store.claim(`warm-${i}`, { leaseMs: 300_000 }), IN_FLIGHT, 2_000);
-await store.complete((await store.claim('warm-finish')).lease); // the finish script is loaded too
-
-// Alternate the two sides so that a noisy neighbour hurts both alike; report the median round.
-const rawRuns = [];
-const idemRuns = [];
-for (let r = 0; r < ROUNDS; r++) {
-  rawRuns.push(await measure((i) => raw.set(`bench:${run}:raw${r}:{${i}}`, record(`k${i}`), 'PX', 300_000, 'NX')));
-  idemRuns.push(await measure((i) => store.claim(`r${r}-k${i}`, { leaseMs: 300_000 })));
-}
-const median = (runs) => [...runs].sort((a, b) => a.rate - b.rate)[Math.floor(runs.length / 2)];
-const rawM = median(rawRuns);
-const idemM = median(idemRuns);
-
-// Round trips, seen at the server through MONITOR: commands from clients, not the ones scripts run.
-const mon = await admin.monitor();
-const seen = [];
-mon.on('monitor', (_t, args, source) => {
-  if (source !== 'lua') seen.push(String(args[0]).toUpperCase());
-});
-// MONITOR lines trail the replies: wait until none came for 200 ms.
-const settle = async () => {
-  for (let n = -1; n !== seen.length; ) {
-    n = seen.length;
-    await new Promise((r) => setTimeout(r, 200));
+    // The goals of issue #14, read off the tables above.
+    const get = (id, name) => results[id].rows.find((x) => x.name === name)?.m;
+    const lowest = (id, k) => Math.min(...results[id].rows.filter((x) => x.group === 'peer' && !unsafe.has(x.name)).map((x) => x.m[k]));
+    const goals = [];
+    const goal = (label, value, target) => {
+      goals.push({ label, value: Number(value.toFixed(2)), target });
+      console.log(`  ${label.padEnd(72)} ${value.toFixed(2).padStart(6)}   (goal ${target})`);
+    };
+    console.log('\nGoals (ratios in this run)');
+    for (const idem of ['idem runOnce (own client, URL)', 'idem runOnce (your ioredis)']) {
+      goal(`first execution, ${IN_FLIGHT} in flight: ${idem} / best peer (${results.first64.best.name})`, get('first64', idem).rate / results.first64.best.m.rate, '>= 1');
+      for (const id of ['dup1', 'dup64']) goal(`duplicate, ${id === 'dup1' ? 1 : IN_FLIGHT} in flight: ${idem} / best peer (${results[id].best.name})`, get(id, idem).rate / results[id].best.m.rate, '> 1');
+      goal(`CPU per first execution (${IN_FLIGHT}): ${idem} client / lowest peer's`, get('first64', idem).client / lowest('first64', 'client'), '<= 1.5');
+      goal(`CPU per first execution (${IN_FLIGHT}): ${idem} server CPU / lowest peer's`, get('first64', idem).serverCpu / lowest('first64', 'serverCpu'), '<= 1.5');
+      goal(`CPU per first execution (${IN_FLIGHT}): ${idem} server cmd time / lowest peer's`, get('first64', idem).serverCmd / lowest('first64', 'serverCmd'), '<= 1.5');
+    }
+    for (const claim of ['idem claim (own client, URL)', 'idem claim (your ioredis)']) {
+      goal(`claim alone, ${IN_FLIGHT} in flight: ${claim} / ${FLOOR.first}`, get('first64', claim).rate / results.first64.floor.m.rate, '>= 0.9');
+    }
+    summary.goals = goals;
   }
-  return seen.splice(0).length;
-};
-const M = 100;
-await settle();
-const leases = [];
-for (let i = 0; i < M; i++) leases.push((await store.claim(`rt-${i}`)).lease);
-const perClaim = (await settle()) / M;
-for (let i = 0; i < M; i++) await store.claim(`rt-${i}`);
-const perDuplicate = (await settle()) / M;
-for (const lease of leases) await store.complete(lease, { result: { ok: true } });
-const perComplete = (await settle()) / M;
-mon.disconnect();
 
-const version = (await admin.info('server')).match(/redis_version:(\S+)/)?.[1];
-console.log(`@idem/valkey bench (Redis ${version}, ${IN_FLIGHT} in flight, ${N} claims per round, median of ${ROUNDS})`);
-const row = (label, m, runs) =>
-  console.log(`  ${label} ${m.rate.toFixed(0).padStart(7)} claims/s  CPU per claim: client ${m.client.toFixed(1)} us, server ${m.server.toFixed(1)} us   [rounds: ${runs.map((x) => x.rate.toFixed(0)).join(', ')}]`);
-row('raw ioredis SET NX PX:', rawM, rawRuns);
-row('idem claim (Lua):     ', idemM, idemRuns);
-console.log(`  ratio idem/raw:          ${(idemM.rate / rawM.rate).toFixed(2)}   (goal >= 0.9)`);
-console.log(`  round trips per uncontended claim / duplicate claim / complete: ${perClaim} / ${perDuplicate} / ${perComplete}   (goal 1 / 1 / 1)`);
+  if (only !== 'peers') summary.replicas = await replicaBench({ url: srv.url, ha: srv.ha, haLabel: srv.haLabel, base, rounds: ROUNDS, ops: OPS, ops1: OPS_1 });
 
-// Leave the server as found: the bench's keys go.
-for (const prefix of [`bench:${run}:*`]) {
-  let cursor = '0';
-  do {
-    const [next, keys] = await admin.scan(cursor, 'MATCH', prefix, 'COUNT', 1000);
-    if (keys.length) await admin.unlink(...keys);
-    cursor = next;
-  } while (cursor !== '0');
+  if (only !== 'replicas') summary.roundTrips = await roundTrips(srv.url, `${base}rt:`);
+
+  summary.loadEnd = load();
+  console.log(`\n  load average at end: ${summary.loadEnd}`);
+  console.log(`BENCH_JSON ${JSON.stringify(summary)}`);
+} catch (error) {
+  failed = true;
+  console.error(error);
+} finally {
+  for (const c of cleanup) {
+    try {
+      await c();
+    } catch (error) {
+      console.error('bench cleanup failed:', error); // reported, and the servers below still stop
+    }
+  }
+  srv.stop();
 }
-await store.close();
-raw.disconnect();
-admin.disconnect();
-stop();
+if (failed) process.exitCode = 1;
+
+function round(m) {
+  const out = {};
+  for (const [k, v] of Object.entries(m)) out[k] = typeof v === 'number' ? Number(v.toFixed(v >= 100 ? 0 : 1)) : v;
+  return out;
+}
+
+/** Round trips per uncontended claim, duplicate claim and complete, seen at the server through MONITOR. */
+async function roundTrips(url, prefix) {
+  const store = await createValkeyStore({ url, prefix });
+  const admin = new Redis(url);
+  try {
+    await store.complete((await store.claim('warm')).lease); // both scripts loaded before counting
+    const mon = await admin.monitor();
+    const seen = [];
+    mon.on('monitor', (_t, args, source) => {
+      if (source !== 'lua') seen.push(String(args[0]).toUpperCase());
+    });
+    // MONITOR lines trail the replies: wait until none came for 200 ms.
+    const settle = async () => {
+      for (let n = -1; n !== seen.length; ) {
+        n = seen.length;
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      return seen.splice(0).length;
+    };
+    const M = 100;
+    await settle();
+    const leases = [];
+    for (let i = 0; i < M; i++) leases.push((await store.claim(`rt-${i}`)).lease);
+    const claim = (await settle()) / M;
+    for (let i = 0; i < M; i++) await store.claim(`rt-${i}`);
+    const duplicate = (await settle()) / M;
+    for (const lease of leases) await store.complete(lease, { result: { ok: true } });
+    const complete = (await settle()) / M;
+    mon.disconnect();
+    console.log(`\nRound trips (commands seen by MONITOR, own client): uncontended claim ${claim}, duplicate claim ${duplicate}, complete ${complete}`);
+    return { claim, duplicate, complete };
+  } finally {
+    await store.close();
+    admin.disconnect();
+  }
+}
+

@@ -1,0 +1,211 @@
+// What the bench runs side by side: idem, the peers (each on its stock client and on ioredis) and
+// the raw floors. Each variant gives `open(prefix)`, an operation on its own namespace of keys:
+// one namespace for the timed work (deleted after each round) and one for the keys that the
+// duplicate scenario finds already completed (kept for the whole run).
+import { CachePersistenceLayer } from '@aws-lambda-powertools/idempotency/cache';
+import { IdempotencyConfig, makeIdempotent } from '@aws-lambda-powertools/idempotency';
+import { runOnce } from '@idem/core';
+import { createValkeyStore } from '@idem/valkey';
+import nodeIdempotency from '@node-idempotency/core';
+import nodeIdempotencyRedis from '@node-idempotency/storage-adapter-redis';
+import { createClient } from '@redis/client';
+import { GlideClient } from '@valkey/valkey-glide';
+import { Redis } from 'ioredis';
+
+const { Idempotency, IdempotencyError, IdempotencyErrorCodes } = nodeIdempotency;
+const { RedisStorageAdapter } = nodeIdempotencyRedis;
+
+/** What every no-op handler returns: a small result each library stores and hands to duplicates. */
+const RESULT = { ok: true };
+/** A raw floor's value: about the size of an idem record, built once (the floor does no work per op). */
+const VALUE = JSON.stringify({ v: 1, status: 'in_flight', runId: '2f1d6c1e-6c43-4c55-8f3b-0b8f0e4b8d61', fence: 1, attempt: 1, claimedAt: 1_750_000_000_000, leaseExpiresAt: 1_750_000_300_000 });
+const TTL_MS = 3_600_000;
+
+/**
+ * Statuses an operation returns: "executed" (the handler ran), "replayed" (a duplicate answered
+ * from the stored result), "in_flight" (another call holds the key), or a raw command's reply.
+ * `executions` counts handler runs, so that a scenario can check what each library really did.
+ */
+function counter() {
+  const c = { executions: 0 };
+  c.noop = async () => {
+    c.executions++;
+    return RESULT;
+  };
+  return c;
+}
+
+/**
+ * Powertools' CachePersistenceLayer calls `get(key)`, `set(key, value, { EX, NX })` and
+ * `del([keys])`: the @redis/client signatures. ioredis has other ones, so on ioredis it gets this
+ * shim (the layer takes any client of that shape; it has no ioredis support of its own).
+ */
+const powertoolsIoredisShim = (r) => ({
+  get: (key) => r.get(key),
+  set: (key, value, { EX, NX }) => (NX ? r.set(key, value, 'EX', EX, 'NX') : r.set(key, value, 'EX', EX)),
+  del: (keys) => r.del(...keys),
+});
+
+/**
+ * node-idempotency's storage contract (setIfNotExists / set / get, TTL in ms). Its Redis adapter
+ * opens its own redis@4 client from options and cannot take an ioredis client: on ioredis, the
+ * library gets this storage, written the way its Redis adapter is (SET NX PX, SET PX, GET).
+ */
+const nodeIdempotencyIoredisStorage = (r) => ({
+  setIfNotExists: async (key, value, { ttl } = {}) => (await r.set(key, value, 'PX', ttl, 'NX')) === 'OK',
+  set: async (key, value, { ttl }) => {
+    await r.set(key, value, 'PX', ttl);
+  },
+  get: async (key) => (await r.get(key)) ?? undefined,
+});
+
+/** The Lambda context Powertools reads its in-progress expiry from (it warns on every call without one). */
+const lambdaContext = { getRemainingTimeInMillis: () => 300_000 };
+
+/**
+ * Every variant, opened on `url`. `group` is idem / peer / floor; `scenarios` lists where it runs:
+ * first (claim -> no-op -> complete on a new key), dup (a completed key), race (64 calls, one key).
+ */
+export async function openVariants(url) {
+  const closers = [];
+  const ioredis = (options = {}) => {
+    const r = new Redis(url, options);
+    closers.push(() => r.quit());
+    return r;
+  };
+  const variants = [];
+  const add = (v) => variants.push({ scenarios: ['first', 'dup', 'race'], ...v });
+
+  // idem: runOnce on a store that opens its own client (URL), and on a caller's plain ioredis client.
+  const idemUrl = counter();
+  add({
+    name: 'idem runOnce (own client, URL)',
+    group: 'idem',
+    counter: idemUrl,
+    open: async (prefix) => {
+      const store = await createValkeyStore({ url, prefix });
+      closers.push(() => store.close());
+      return async (key) => (await runOnce(store, key, idemUrl.noop)).status;
+    },
+  });
+  const idemClientRedis = ioredis();
+  const idemClient = counter();
+  add({
+    name: 'idem runOnce (your ioredis)',
+    group: 'idem',
+    counter: idemClient,
+    open: async (prefix) => {
+      const store = await createValkeyStore({ client: idemClientRedis, prefix });
+      return async (key) => (await runOnce(store, key, idemClient.noop)).status;
+    },
+  });
+  // Claim alone (no finish): the figure to hold against one raw SET NX PX.
+  for (const [name, make] of [
+    ['idem claim (own client, URL)', (prefix) => createValkeyStore({ url, prefix })],
+    ['idem claim (your ioredis)', (prefix) => createValkeyStore({ client: idemClientRedis, prefix })],
+  ]) {
+    add({
+      name,
+      group: 'idem-claim',
+      scenarios: ['first'],
+      open: async (prefix) => {
+        const store = await make(prefix);
+        closers.push(() => store.close()); // a no-op for the caller's client
+        return async (key) => (await store.claim(key)).outcome;
+      },
+    });
+  }
+
+  // Powertools for AWS Lambda idempotency, cache persistence layer.
+  const powertools = (name, client) => {
+    const c = counter();
+    add({
+      name,
+      group: 'peer',
+      counter: c,
+      open: async (prefix) => {
+        // One layer per namespace: a layer keeps the key prefix it was configured with.
+        const persistenceStore = new CachePersistenceLayer({ client });
+        // Which calls ran the handler: marked by their event object, which must not change (the
+        // layer hashes it again after the handler, to write the result under the same key).
+        const ran = new WeakSet();
+        const handler = makeIdempotent(
+          async (event, _context) => {
+            ran.add(event);
+            return c.noop();
+          },
+          { persistenceStore, config: new IdempotencyConfig({}), keyPrefix: prefix },
+        );
+        return async (key) => {
+          const event = { key };
+          try {
+            await handler(event, lambdaContext);
+          } catch (error) {
+            if (error?.name === 'IdempotencyAlreadyInProgressError') return 'in_flight';
+            throw error;
+          }
+          return ran.has(event) ? 'executed' : 'replayed';
+        };
+      },
+    });
+  };
+  const redisClient = await createClient({ url }).connect();
+  closers.push(() => redisClient.close());
+  powertools('Powertools (@redis/client)', redisClient);
+  powertools('Powertools (ioredis)', powertoolsIoredisShim(ioredis()));
+  // Glide passed straight in, as the layer's own documentation shows. Glide's set() takes
+  // { conditionalSet, expiry }, not { NX, EX }: the layer's options are ignored, so every SET
+  // overwrites and never expires. The bench reports what that does (it is not a fault of the bench).
+  const u = new URL(url);
+  const glide = await GlideClient.createClient({ addresses: [{ host: u.hostname, port: Number(u.port) }] });
+  closers.push(() => glide.close());
+  powertools('Powertools (Glide, as documented)', glide);
+
+  // node-idempotency, driven as its README shows: onRequest, the handler, onResponse.
+  const nodeIdem = (name, storage) => {
+    const c = counter();
+    add({
+      name,
+      group: 'peer',
+      counter: c,
+      open: async (prefix) => {
+        const ni = new Idempotency(storage, { cacheKeyPrefix: prefix });
+        return async (key) => {
+          const req = { method: 'POST', path: '/bench', headers: { 'idempotency-key': key } };
+          try {
+            if ((await ni.onRequest(req)) !== undefined) return 'replayed';
+          } catch (error) {
+            if (error instanceof IdempotencyError && error.code === IdempotencyErrorCodes.REQUEST_IN_PROGRESS) return 'in_flight';
+            throw error;
+          }
+          await ni.onResponse(req, await c.noop());
+          return 'executed';
+        };
+      },
+    });
+  };
+  const niRedis = new RedisStorageAdapter({ url });
+  await niRedis.connect();
+  closers.push(() => niRedis.disconnect());
+  nodeIdem('node-idempotency (redis@4)', niRedis);
+  nodeIdem('node-idempotency (ioredis)', nodeIdempotencyIoredisStorage(ioredis()));
+
+  // Raw floors: one command, one round trip, nothing decided.
+  const plain = ioredis();
+  const piped = ioredis({ enableAutoPipelining: true });
+  const floor = (name, make) => add({ name, group: 'floor', scenarios: ['first', 'dup'], open: async (prefix) => make(prefix) });
+  floor('raw SET NX PX (ioredis)', (p) => (key) => plain.set(p + key, VALUE, 'PX', TTL_MS, 'NX'));
+  floor('raw SET NX PX (ioredis, auto-pipelined)', (p) => (key) => piped.set(p + key, VALUE, 'PX', TTL_MS, 'NX'));
+  floor('raw GET (ioredis)', (p) => (key) => plain.get(p + key).then((v) => (v === null ? 'nil' : 'value')));
+  floor('raw GET (ioredis, auto-pipelined)', (p) => (key) => piped.get(p + key).then((v) => (v === null ? 'nil' : 'value')));
+  floor('raw SET NX PX (@redis/client)', (p) => (key) => redisClient.set(p + key, VALUE, { PX: TTL_MS, NX: true }));
+  floor('raw SET NX PX (redis@4)', (p) => (key) => niRedis.client.set(p + key, VALUE, { PX: TTL_MS, NX: true }));
+
+  const close = async () => {
+    for (const c of closers.reverse()) await c();
+  };
+  return { variants, close, value: VALUE };
+}
+
+/** The floor each scenario's ratios are taken against: one plain round trip doing the least. */
+export const FLOOR = { first: 'raw SET NX PX (ioredis)', dup: 'raw GET (ioredis)' };
