@@ -19,13 +19,13 @@ export const gcs = await findServer({ label: 'tiered store: fake-gcs-server arch
 
 export const unique = (label: string) => `${label}-${process.pid}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
 
-/** What a worker process needs to open the same tiered store: JSON only. */
-export interface TieredSpec {
+/** What a worker process needs to open the same tiered store: JSON only (a type, so that it is a JsonValue). */
+export type TieredSpec = {
   redisUrl: string;
   valkeyPrefix: string;
   archive: { kind: 's3'; env: Record<string, string>; prefix: string } | { kind: 'gcs'; endpoint: string; bucket: string; prefix: string };
   frontRetentionMs?: number;
-}
+};
 
 export const s3Client = (env: Record<string, string>, endpoint = env.IDEM_TEST_S3_ENDPOINT) =>
   new S3Client({
