@@ -5,7 +5,7 @@
 // as a fresh key consults the archive before anyone runs, so post-completion
 // memory outlives the front's (eviction, restart without persistence, failover).
 // docs/semantics.md §12 is the specification; this file is its one implementation.
-import type { AtomicUpdate } from './atomic.js';
+import type { AtomicUpdate, Guess } from './atomic.js';
 import { decideClaim, decideFinish, type ClaimInput, type ClaimOutcome, type FinishOp, type FinishValue, type Lease, type Step } from './decide.js';
 import type { Capabilities, Driver, DriverContext, ListPage, ListQuery, SweepCounts } from './driver.js';
 import { BackendRefusedError, BackendUnavailableError, IdemError, InvalidArgumentError, LeaseLostError } from './errors.js';
@@ -40,6 +40,9 @@ export async function createTieredStore(options: TieredStoreOptions): Promise<Id
   validateDuration('frontRetentionMs', frontRetentionMs);
   return createStore(storeOptions, (resolved) => new TieredDriver(front.driver, archive.driver, update, frontRetentionMs, resolved.clock));
 }
+
+const MAX_MARKS = 10_000;
+const markOf = (lease: Lease) => `${lease.name}:${lease.fence}:${lease.runId}`;
 
 class TieredDriver implements Driver {
   readonly capabilities: Capabilities;
@@ -76,10 +79,12 @@ class TieredDriver implements Driver {
     // The front's clock at the claim (its deadline less the lease): archived deadlines follow that clock.
     const now = lease.leaseExpiresAt - input.leaseMs;
     let answer: ClaimOutcome;
+    let marked = false;
     try {
       // One atomic step on the archive: answer its finish, or mark the key with this claim's fence, so
       // that a finish still under way from an older lease can no longer land there (and be answered).
-      ({ value: answer } = await this.update(
+      let version: string | undefined;
+      ({ value: answer, version } = await this.update(
         input.name,
         (stored): Step<ClaimOutcome> => {
           if (stored !== undefined && (stored.fence > lease.fence || (stored.fence === lease.fence && stored.runId !== lease.runId))) {
@@ -97,10 +102,13 @@ class TieredDriver implements Driver {
           const value: ClaimOutcome = finished !== undefined && out.outcome === 'acquired' && out.previous === undefined ? { outcome: 'acquired', lease, previous: finished } : out;
           // Our own mark or finish, met again by a claim repeated with its runId: nothing to write.
           if (stored !== undefined && stored.fence === lease.fence) return { value };
+          marked = true;
           return { write: lease.record, value };
         },
         { record: undefined, version: undefined }, // a first claim of a key is one create-if-absent
       ));
+      marked &&= answer.outcome !== 'completed';
+      if (marked && version !== undefined) this.remember(lease, version);
     } catch (error) {
       // Archive unreachable, its record unreadable, a mismatch: never acquired on a guess. The fresh claim is given back.
       await this.giveBack(lease, ctx);
@@ -127,7 +135,10 @@ class TieredDriver implements Driver {
   async finish(lease: Lease, op: FinishOp, ctx: DriverContext): Promise<FinishValue> {
     if (op.op === 'renew') return this.front.finish(lease, op, ctx);
     // The archive holds this lease's mark, which no claim answers: a released key is free.
-    if (op.op === 'release') return this.front.finish(lease, op, ctx);
+    if (op.op === 'release') {
+      this.marks.delete(markOf(lease));
+      return this.front.finish(lease, op, ctx);
+    }
     // 1. Fence check in the front: is the key still this lease's claim? If not, the front answers
     //    alone (LEASE_LOST, or a repeated finish's stored record) and nothing reaches the archive.
     const current = await this.front.read(lease.name);
@@ -137,6 +148,8 @@ class TieredDriver implements Driver {
     // 2. The archive, conditioned on its fence for the key: this lease's own mark (or a lower one).
     //    A takeover between 1 and 2 marked the archive with a higher fence first: refused, LEASE_LOST.
     const archived = decideFinish(current, lease, op, this.archiveNow(ctx)).write!;
+    const mark = this.marks.get(markOf(lease));
+    this.marks.delete(markOf(lease));
     await this.update(
       lease.name,
       (stored) => {
@@ -146,7 +159,8 @@ class TieredDriver implements Driver {
         // A later claim has marked the key: this lease is a zombie and its result must not land.
         throw new LeaseLostError(lease.key, stored);
       },
-      { record: undefined, version: undefined }, // a first finish is one create-if-absent
+      // Our mark's version from the claim: one conditional replace when nobody interfered.
+      mark ?? { record: undefined, version: undefined },
     );
     // 3. The front: done. Duplicates stop here until frontRetentionMs, then read the archive.
     try {
@@ -172,6 +186,14 @@ class TieredDriver implements Driver {
   /** complete/fail as the front stores them: for frontRetentionMs at most. */
   private frontOp(op: FinishOp): FinishOp {
     return op.op === 'complete' || op.op === 'fail' ? { ...op, retentionMs: Math.min(op.retentionMs, this.frontRetentionMs) } : op;
+  }
+
+  /** Versions of the marks this process wrote, by lease: a finish then skips a read. Bounded: the oldest go first. */
+  private readonly marks = new Map<string, Guess>();
+
+  private remember(lease: Lease, version: string): void {
+    if (this.marks.size >= MAX_MARKS) this.marks.delete(this.marks.keys().next().value!);
+    this.marks.set(markOf(lease), { record: lease.record, version });
   }
 
   /** Releases a claim we will not use; a failure leaves it until its lease dies (a retry with the same runId finds it). */
