@@ -6,6 +6,7 @@ import { IdemError, runOnce, storageName, type IdempotencyStore, type Lease } fr
 import { createS3Store } from '@idem/s3';
 import { createValkeyStore } from '@idem/valkey';
 import { afterAll, describe, expect, it } from 'vitest';
+import { haveRedisServer, PrivateServer } from '../../valkey/test/private-server.js';
 import { idem } from './helpers.js';
 import { freshSpec, gcs, minio, openArchive, redis, s3Client, unique, type TieredSpec } from './tiered-stores.js';
 
@@ -67,6 +68,26 @@ for (const kind of ['s3', 'gcs'] as const) {
     });
   });
 }
+
+describe.skipIf(!redis || !minio || !haveRedisServer())('tiered memory outlives a front restart without persistence', () => {
+  it('Valkey killed (SIGKILL) and restarted empty: the completed key is answered from the archive, not run again', async () => {
+    const server = await PrivateServer.start();
+    try {
+      const spec = { ...freshSpec('s3'), redisUrl: server.url };
+      const { store, front } = await tiered(spec);
+      let runs = 0;
+      const work = async () => ++runs;
+      expect(await runOnce(store, 'nightly', work)).toMatchObject({ status: 'executed', value: 1 });
+      await server.stop();
+      await server.restart();
+      expect(await front.get('nightly')).toBeUndefined(); // the front remembers nothing
+      expect(await runOnce(store, 'nightly', work)).toMatchObject({ status: 'completed', result: 1 });
+      expect(runs).toBe(1);
+    } finally {
+      await server.stop();
+    }
+  });
+});
 
 describe.skipIf(!redis || !minio)('tiered store: the front answers duplicates alone', () => {
   it('a duplicate that hits the front costs no archive request (the archive is unreachable and it still answers)', async () => {

@@ -87,16 +87,17 @@ class TieredDriver implements Driver {
       ({ value: answer, version } = await this.update(
         input.name,
         (stored): Step<ClaimOutcome> => {
-          if (stored !== undefined && (stored.fence > lease.fence || (stored.fence === lease.fence && stored.runId !== lease.runId))) {
-            throw new BackendRefusedError(
-              `${input.name}: the front's fence ${lease.fence} does not exceed the archived fence ${stored.fence}; the front restarted its fences (a swept client-clock front, a clock gone back), so this key cannot be fenced against the archive`,
-            );
-          }
           const finished = stored !== undefined && stored.status !== 'in_flight' && !isExpired(stored, now) && stored.fence >= floor ? stored : undefined;
           if (finished !== undefined && !input.force) {
             // KEY_REUSE_MISMATCH against the archived record, as the front would have raised.
             const decided = decideClaim(finished, input, now, ctx.clockSkewMs).value;
             if (decided.outcome === 'completed') return { value: decided };
+          }
+          // Marking needs a fence above the archive's; answering a finish (above) did not.
+          if (stored !== undefined && (stored.fence > lease.fence || (stored.fence === lease.fence && stored.runId !== lease.runId))) {
+            throw new BackendRefusedError(
+              `${input.name}: the front's fence ${lease.fence} does not exceed the archived fence ${stored.fence}; the front restarted its fences (a swept client-clock front, a clock gone back), so this key cannot be fenced against the archive`,
+            );
           }
           // A retryable failure the front forgot: reported as the front would have (the front's own `previous` wins).
           const value: ClaimOutcome = finished !== undefined && out.outcome === 'acquired' && out.previous === undefined ? { outcome: 'acquired', lease, previous: finished } : out;
