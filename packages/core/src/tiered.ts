@@ -87,6 +87,7 @@ class TieredDriver implements Driver {
       ({ value: answer, version } = await this.update(
         input.name,
         (stored): Step<ClaimOutcome> => {
+          marked = false; // casUpdate may decide again on what it read after a conflict
           const finished = stored !== undefined && stored.status !== 'in_flight' && !isExpired(stored, now) && stored.fence >= floor ? stored : undefined;
           if (finished !== undefined && !input.force) {
             // KEY_REUSE_MISMATCH against the archived record, as the front would have raised.
@@ -215,9 +216,13 @@ class TieredDriver implements Driver {
     const front = await this.front.read(name);
     if (front !== undefined && front.expiresAt === undefined) return front;
     const stored = await this.archive.read(name);
+    const now = this.archiveNow({ now: this.clock });
     // Marks (in_flight records of claims) are not answers.
-    const archived = stored !== undefined && stored.status !== 'in_flight' && !isExpired(stored, this.archiveNow({ now: this.clock })) ? stored : undefined;
-    if (archived === undefined || front?.fence === archived.fence) return front ?? archived;
+    const archived = stored !== undefined && stored.status !== 'in_flight' && !isExpired(stored, now) ? stored : undefined;
+    if (archived === undefined) return front; // a client-clock store filters an expired one
+    // A server-clock front (Valkey) returns only what its server judged live; a client-clock front's record past its retention is gone.
+    const live = front !== undefined && (this.front.capabilities.clock === 'server' || !isExpired(front, now)) ? front : undefined;
+    if (live?.fence === archived.fence) return live;
     // A front record at another fence is a copy a claim made from the archive's (with that
     // claim's runId; a finish of its own would have reached the archive first): the original is answered.
     return archived;

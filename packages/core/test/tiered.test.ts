@@ -49,6 +49,7 @@ describe('createTieredStore', () => {
 
     advance(2_000); // past the front retention (1 s), inside the retention (60 s)
     expect(await front.get('k')).toBeUndefined();
+    expect(await store.get('k')).toMatchObject({ runId: first.runId, result: 'r' }); // from the archive
     expect(await store.claim('k')).toMatchObject({ outcome: 'completed', record: { result: 'r', runId: first.runId, fence: first.fence } });
     expect(await front.get('k')).toMatchObject({ status: 'succeeded', result: 'r' }); // the copy
     expect(await store.get('k')).toMatchObject({ runId: first.runId }); // the original, not the copy
