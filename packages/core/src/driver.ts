@@ -1,5 +1,6 @@
 // What an adapter implements. The public store (store.ts) validates every
 // argument and applies policy first, so a driver only sees well-formed input.
+import type { AtomicUpdate } from './atomic.js';
 import type { ClaimInput, ClaimOutcome, FinishOp, FinishValue, Lease } from './decide.js';
 import type { IdemRecord } from './record.js';
 
@@ -78,4 +79,9 @@ export interface Driver {
   close(): Promise<void>;
   /** Test hook: store raw bytes under a storage name, e.g. to prove corrupt records are never overwritten. */
   writeRaw?(name: string, bytes: string | Uint8Array): Promise<void>;
+  /**
+   * The atomic read-decide-write step this driver was composed from (composeDriver sets it;
+   * full drivers such as Valkey's have none). A tiered store writes its archive through it.
+   */
+  atomicUpdate?: AtomicUpdate;
 }

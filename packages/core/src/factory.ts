@@ -63,6 +63,7 @@ export function composeDriver(parts: TransactionalParts | CasParts): Driver {
     },
     remove: (name) => parts.delete(name),
     close: () => parts.close(),
+    atomicUpdate: update,
     ...(parts.writeRaw ? { writeRaw: parts.writeRaw.bind(parts) } : {}),
   };
 }
