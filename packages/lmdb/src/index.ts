@@ -1,5 +1,6 @@
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import { open, type Database, type RootDatabase } from 'lmdb';
+import type { Database, RootDatabase } from 'lmdb';
 import {
   BackendUnavailableError,
   CorruptRecordError,
@@ -17,6 +18,11 @@ import {
 } from '@idem/core/adapter';
 import { checkDataFile, createDataFile, DATA_FILE, ensureWritableDirectory } from './files.js';
 import { WriteTurn } from './turn.js';
+
+// lmdb-js through its CommonJS build: one file instead of its ESM graph (~25 modules with
+// msgpackr's), which loads ~15 ms faster, and a CLI's startup is mostly module loading.
+// Same native addon and same behaviour; only this package calls it.
+const { open } = createRequire(import.meta.url)('lmdb') as typeof import('lmdb');
 
 const SCHEMA = 1;
 

@@ -122,9 +122,10 @@ async function socketTurn(name: string, dir: string, wanted: () => void): Promis
       await listen(server, name);
       server.unref(); // holding a turn never keeps the process alive
       return async () => {
-        const closed = new Promise<void>((resolve) => server.close(() => resolve()));
+        // close() closes the listening descriptor at once (libuv closes a pipe's fd in uv_close; only
+        // the callback waits for the loop), so the name is free when it returns: no need to await 'close'.
+        server.close();
         for (const socket of held) socket.destroy(); // wakes the waiters
-        await closed;
       };
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EADDRINUSE') {
