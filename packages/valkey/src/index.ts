@@ -556,7 +556,7 @@ class ValkeyDriver implements Driver {
         // Every attempt is bounded by what is left of the budget: ioredis's own commandTimeout counts
         // from each send, so a retry late in the budget would otherwise overrun it (7 s for 5 s).
         // The first attempt shares one timer with every other first attempt (see Deadlines).
-        return await (attempt === 0 ? this.deadlines.bound(fn(), deadline) : within(fn(), Math.max(1, deadline - Date.now())));
+        return await (attempt === 0 ? this.deadlines.bound(fn()) : within(fn(), Math.max(1, deadline - Date.now())));
       } catch (error) {
         if (this.guard.fatal) throw this.guard.fatal;
         // A slot moved (resharding, failover): ioredis follows MOVED by itself only outside a
@@ -581,7 +581,8 @@ class ValkeyDriver implements Driver {
  * (a timer and a Promise.race per call cost more client CPU than the rest of a claim's JS). First
  * attempts all get the same budget, so their deadlines come in the order they were queued: the
  * timer only ever needs the oldest one still pending, and a settled operation at the head is
- * dropped at once, so the queue holds no more than what is in flight.
+ * dropped at once, so the queue holds no more than what is in flight. The monotonic clock keeps
+ * that order, and the budget, whatever the wall clock does.
  */
 class Deadlines {
   private readonly queue: Array<{ at: number; reject: (error: Error) => void; settled: boolean }> = [];
@@ -590,7 +591,9 @@ class Deadlines {
 
   constructor(private readonly budgetMs: number) {}
 
-  bound<T>(promise: Promise<T>, at: number): Promise<T> {
+  /** `promise`, or a rejection once the budget has run out (counted on the monotonic clock). */
+  bound<T>(promise: Promise<T>): Promise<T> {
+    const at = performance.now() + this.budgetMs;
     return new Promise<T>((resolve, reject) => {
       const entry = { at, reject, settled: false };
       this.queue.push(entry);
@@ -612,7 +615,7 @@ class Deadlines {
 
   private arm(at: number): NodeJS.Timeout {
     // Not unref'd, as one timer per operation was not: a pending operation keeps the process up until it ends.
-    return setTimeout(() => this.fire(), Math.max(1, at - Date.now()));
+    return setTimeout(() => this.fire(), Math.max(1, Math.ceil(at - performance.now())));
   }
 
   private trim(): void {
@@ -631,7 +634,7 @@ class Deadlines {
 
   private fire(): void {
     this.timer = undefined;
-    const now = Date.now();
+    const now = performance.now();
     for (; this.head < this.queue.length; this.head++) {
       const entry = this.queue[this.head]!;
       if (entry.settled) continue;
