@@ -21,7 +21,7 @@ export interface RunOptions extends ClaimOptions {
 
 export interface RunContext {
   /** Aborted when the caller's signal aborts or the lease is lost to another run. */
-  signal: AbortSignal;
+  readonly signal: AbortSignal;
   /** The current lease (renewed in the background); its fence orders writes downstream. */
   readonly lease: Lease;
   /** How this run got the key: a fresh claim, or taken over from a dead run (or forced). */
@@ -107,8 +107,18 @@ async function execute<T>(
   }
   let lease = first;
   let lost: LeaseLostError | undefined;
-  const inner = new AbortController();
-  const onAbort = () => inner.abort(signal!.reason);
+  // ctx.signal is made on first use: most handlers never read it, and an AbortController per call
+  // is a measurable share of runOnce's own cost. Made late, it starts aborted if it should be.
+  let inner: AbortController | undefined;
+  const innerSignal = () => {
+    if (inner === undefined) {
+      inner = new AbortController();
+      if (lost) inner.abort(lost);
+      else if (signal?.aborted) inner.abort(signal.reason);
+    }
+    return inner.signal;
+  };
+  const onAbort = () => inner?.abort(signal!.reason);
   signal?.addEventListener('abort', onAbort, { once: true });
 
   // Heartbeat: one renew in flight at a time. A transient error is retried on
@@ -124,7 +134,7 @@ async function execute<T>(
       .catch((error: unknown) => {
         if (error instanceof LeaseLostError) {
           lost = error;
-          inner.abort(error);
+          inner?.abort(error);
         }
       })
       .finally(() => {
@@ -134,7 +144,9 @@ async function execute<T>(
   timer.unref?.();
 
   const ctx: RunContext = {
-    signal: inner.signal,
+    get signal() {
+      return innerSignal();
+    },
     get lease() {
       return lease;
     },

@@ -1,6 +1,6 @@
 // The public contract. Every method validates its arguments before any I/O
 // (docs/semantics.md §8), turns durations into policy, then calls the driver.
-import type { ClaimOutcome, DedupOn, Lease } from './decide.js';
+import { issuedAsIs, type ClaimOutcome, type DedupOn, type Lease } from './decide.js';
 import type { Capabilities, Driver, DriverContext, ListPage, SweepCounts } from './driver.js';
 import { InvalidArgumentError } from './errors.js';
 import { sha256Hex, storageName } from './keys.js';
@@ -216,6 +216,6 @@ function checkLease(lease: unknown): asserts lease is Lease {
     typeof l.runId === 'string' &&
     Number.isSafeInteger(l.fence) &&
     typeof l.record === 'object' &&
-    l.name === storageName(l.key);
+    (issuedAsIs(l) || l.name === storageName(l.key));
   if (!ok) throw new InvalidArgumentError('lease must be the object returned by claim() or renew()');
 }

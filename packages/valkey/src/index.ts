@@ -42,6 +42,9 @@ type ScriptReply = [string, (string | null)?, (string | null)?];
 export interface ValkeyClient {
   call(command: string, ...args: Arg[]): Promise<unknown>;
   callBuffer(command: string, ...args: Arg[]): Promise<unknown>;
+  /** Used instead of callBuffer when present (ioredis, iovalkey): see evalsha below. */
+  evalshaBuffer?(sha: string, numKeys: number, ...args: Arg[]): Promise<unknown>;
+  evalBuffer?(script: string, numKeys: number, ...args: Arg[]): Promise<unknown>;
   quit(): Promise<unknown>;
   /** Present on a Cluster: the master nodes `list` scans. */
   nodes?(role: 'master'): ValkeyClient[];
@@ -50,6 +53,8 @@ export interface ValkeyClient {
   /** Present on a Cluster: asked after a MOVED reply inside a pipeline, which ioredis does not follow itself. */
   refreshSlotsCache?(): void;
   isCluster?: boolean;
+  /** The connection's socket (ioredis, iovalkey): corked for the rest of a tick, see ValkeyDriver.cork. */
+  stream?: { cork(): void; uncork(): void };
   // `| undefined`: ioredis declares it so, and callers may compile with exactOptionalPropertyTypes.
   options?: { keyPrefix?: string | undefined };
 }
@@ -236,13 +241,17 @@ class ValkeyDriver implements Driver {
   private readonly finishSha = sha1(FINISH_LUA);
   private readonly removeSha = sha1(REMOVE_LUA);
   private readonly readSha = sha1(READ_LUA);
-
+  private readonly deadlines: Deadlines;
+  private corked = false;
+  
   constructor(
     private readonly client: ValkeyClient,
     private readonly owned: boolean,
     private readonly guard: Guard,
     private readonly settings: Settings,
-  ) {}
+  ) {
+    this.deadlines = new Deadlines(settings.timeoutMs);
+  }
 
   // The digest is the hash tag: a record's slot depends on its key alone, whatever the prefix.
   private recordKey = (name: string) => `${this.settings.prefix}{${name}}`;
@@ -251,9 +260,10 @@ class ValkeyDriver implements Driver {
     const rk = this.recordKey(input.name);
     // The record's constant part is encoded here (JSON.stringify), so the script only appends numbers.
     const head = `{"v":${RECORD_VERSION},"key":${JSON.stringify(input.recordKey)},"status":"in_flight","runId":${JSON.stringify(input.runId)},"fence":`;
+    const fpPart = input.fingerprint !== undefined ? `,"fingerprint":${JSON.stringify(input.fingerprint)}` : '';
     const reply = await this.script(CLAIM_LUA, this.claimSha, rk, [
       head,
-      input.fingerprint !== undefined ? `,"fingerprint":${JSON.stringify(input.fingerprint)}` : '',
+      fpPart,
       input.fingerprint ?? '',
       input.runId,
       input.leaseMs,
@@ -274,20 +284,22 @@ class ValkeyDriver implements Driver {
         claimedAt: reply,
         leaseExpiresAt: reply + input.leaseMs,
       };
-      return { outcome: 'acquired', lease: leaseOf(input.key, input.name, record) };
+      // The stored bytes, as the script built them: the lease's version, for the finish's fast path.
+      const raw = `${head}${reply},"attempt":1${fpPart},"claimedAt":${reply},"leaseExpiresAt":${reply + input.leaseMs}}`;
+      return { outcome: 'acquired', lease: leaseOf(input.key, input.name, record, raw) };
     }
     const [tag, a, b] = reply;
     switch (tag) {
       case 'acquired':
       case 'adopted': {
-        const lease = leaseOf(input.key, input.name, parseRecord(rk, a!));
+        const lease = this.leaseFrom(input.key, input.name, rk, a!);
         const previous = b ? parseRecord(rk, b) : undefined;
         if (tag === 'adopted') return { outcome: tag, lease, previous: previous! };
         return previous ? { outcome: tag, lease, previous } : { outcome: tag, lease };
       }
       // Our own claim found again on a retry: the first attempt landed but its reply was lost.
       case 'own':
-        return { outcome: 'acquired', lease: leaseOf(input.key, input.name, parseRecord(rk, a!)) };
+        return { outcome: 'acquired', lease: this.leaseFrom(input.key, input.name, rk, a!) };
       case 'in_flight':
       case 'completed':
         return { outcome: tag, record: parseRecord(rk, a!) };
@@ -298,18 +310,46 @@ class ValkeyDriver implements Driver {
     }
   }
 
+  /** A lease on stored bytes: its version is those bytes when the record can take the finish's fast path. */
+  private leaseFrom(key: string, name: string, rk: string, raw: string): Lease {
+    const record = parseRecord(rk, raw);
+    return leaseOf(key, name, record, record.status === 'in_flight' && record.expiresAt === undefined ? raw : undefined);
+  }
+
   async finish(lease: Lease, op: FinishOp): Promise<FinishValue> {
     const rk = this.recordKey(lease.name);
     const retentionMs = op.op === 'complete' || op.op === 'fail' ? op.retentionMs : 0; // only a finish starts retention
     const payload = op.op === 'complete' && op.result !== undefined ? JSON.stringify(op.result) : op.op === 'fail' && op.error !== undefined ? JSON.stringify(op.error) : '';
-    const reply = await this.script(FINISH_LUA, this.finishSha, rk, [op.op, lease.runId, lease.fence, op.op === 'renew' ? op.leaseMs : 0, retentionMs, this.settings.lingerMs, payload]);
-    if (typeof reply === 'number') throw new BackendUnavailableError(`unexpected finish reply ${reply}`);
+    // complete and fail: the finished record is made here from the bytes the lease holds, and the
+    // script writes it only if the key still holds exactly those bytes (see FINISH_LUA).
+    const fast = op.op === 'complete' || op.op === 'fail' ? finishedParts(lease, op.op === 'complete' ? 'succeeded' : 'failed', payload ? `,"${op.op === 'complete' ? 'result' : 'error'}":${payload}}` : '}') : undefined;
+    const reply = await this.script(FINISH_LUA, this.finishSha, rk, [
+      op.op,
+      lease.runId,
+      lease.fence,
+      op.op === 'renew' ? op.leaseMs : 0,
+      retentionMs,
+      this.settings.lingerMs,
+      payload,
+      fast ? lease.version! : '',
+      fast?.[0] ?? '',
+      fast?.[1] ?? '',
+    ]);
+    if (typeof reply === 'number') {
+      if (!fast || (op.op !== 'complete' && op.op !== 'fail')) throw new BackendUnavailableError(`unexpected finish reply ${reply}`);
+      // The record the script wrote: the lease's, finished at the server's time `reply`.
+      const { leaseExpiresAt: _ended, ...base } = lease.record;
+      const record: IdemRecord = { ...base, status: op.op === 'complete' ? 'succeeded' : 'failed', completedAt: reply, expiresAt: reply + op.retentionMs };
+      if (op.op === 'complete' && op.result !== undefined) record.result = op.result;
+      if (op.op === 'fail' && op.error !== undefined) record.error = op.error;
+      return { record };
+    }
     const [tag, a] = reply;
     if (tag === 'lost') throw new LeaseLostError(lease.key, a ? parseRecord(rk, a) : undefined);
     if (tag !== 'ok') throw this.corrupt(rk, a);
     if (!a) return {};
-    const record = parseRecord(rk, a);
-    return op.op === 'renew' ? { lease: leaseOf(lease.key, lease.name, record) } : { record };
+    if (op.op === 'renew') return { lease: this.leaseFrom(lease.key, lease.name, rk, a) };
+    return { record: parseRecord(rk, a) };
   }
 
   /**
@@ -432,17 +472,46 @@ class ValkeyDriver implements Driver {
   }
 
   /**
+   * Holds the socket's writes until the current burst of JS is over (process.nextTick runs after the
+   * microtasks queued so far), so that the commands of every call resumed by one read of replies go
+   * out in one write (writev) instead of one system call each, as node-redis does. At 64 calls in
+   * flight this is most of the client's CPU per command; at 1 in flight the write waits for no
+   * timer, only for the end of the current tick. ioredis's enableAutoPipelining batches too, but
+   * builds a Pipeline per tick and waits for setImmediate: slower at every depth (see the README).
+   * A Cluster's master sockets are all corked (commands go to the node of their slot).
+   */
+  private cork(): void {
+    if (this.corked) return;
+    const c = this.client;
+    const streams = c.isCluster ? (c.nodes?.('master') ?? []).map((n) => n.stream) : [c.stream];
+    const held = streams.filter((s): s is NonNullable<ValkeyClient['stream']> => typeof s?.cork === 'function' && typeof s.uncork === 'function');
+    if (held.length === 0) return;
+    this.corked = true;
+    for (const s of held) s.cork();
+    process.nextTick(() => {
+      this.corked = false;
+      for (const s of held) s.uncork();
+    });
+  }
+
+  /**
    * `buffers`: replies as raw bytes, so that a record that is not UTF-8 is seen as it is stored.
    * `writes`: with minReplicas, WAIT follows the script in the same pipeline.
    */
   private async evalsha(lua: string, sha: string, key: string, args: Arg[], buffers = false, writes = false): Promise<unknown> {
+    this.cork();
     if (writes && this.settings.minReplicas > 0) return this.evalshaAcked(lua, sha, key, args);
-    const send = (buffers ? this.client.callBuffer : this.client.call).bind(this.client);
+    const c = this.client;
+    // Bytes through evalshaBuffer where the client has it: ioredis's auto-pipelining drops the
+    // command name of a callBuffer (it sends the SHA as the command), but not of evalshaBuffer.
+    const send = buffers
+      ? (command: 'EVALSHA' | 'EVAL', body: string) => (command === 'EVALSHA' ? c.evalshaBuffer : c.evalBuffer)?.call(c, body, 1, key, ...args) ?? c.callBuffer(command, body, 1, key, ...args)
+      : (command: 'EVALSHA' | 'EVAL', body: string) => c.call(command, body, 1, key, ...args);
     try {
-      return await send('EVALSHA', sha, 1, key, ...args);
+      return await send('EVALSHA', sha);
     } catch (error) {
       if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error;
-      return send('EVAL', lua, 1, key, ...args);
+      return send('EVAL', lua);
     }
   }
 
@@ -486,9 +555,13 @@ class ValkeyDriver implements Driver {
       try {
         // Every attempt is bounded by what is left of the budget: ioredis's own commandTimeout counts
         // from each send, so a retry late in the budget would otherwise overrun it (7 s for 5 s).
-        return await within(fn(), Math.max(1, deadline - Date.now()));
+        // The first attempt shares one timer with every other first attempt (see Deadlines).
+        return await (attempt === 0 ? this.deadlines.bound(fn()) : within(fn(), Math.max(1, deadline - Date.now())));
       } catch (error) {
         if (this.guard.fatal) throw this.guard.fatal;
+        // A slot moved (resharding, failover): ioredis follows MOVED by itself only outside a
+        // pipeline, and auto-pipelining puts every command in one. Learn the new map, then retry.
+        if (error instanceof Error && /^(MOVED|ASK) /.test(error.message)) this.client.refreshSlotsCache?.();
         // A pause, then another attempt only if some budget is left after it (10 ms at least, to be worth sending).
         const pause = Math.min(50 * 2 ** attempt, deadline - Date.now() - 10);
         const why = error instanceof Error ? error.message : String(error);
@@ -500,6 +573,77 @@ class ValkeyDriver implements Driver {
         await new Promise((r) => setTimeout(r, pause));
       }
     }
+  }
+}
+
+/**
+ * The time bound of every first attempt, with one timer per store instead of one per operation
+ * (a timer and a Promise.race per call cost more client CPU than the rest of a claim's JS). First
+ * attempts all get the same budget, so their deadlines come in the order they were queued: the
+ * timer only ever needs the oldest one still pending, and a settled operation at the head is
+ * dropped at once, so the queue holds no more than what is in flight. The monotonic clock keeps
+ * that order, and the budget, whatever the wall clock does.
+ */
+class Deadlines {
+  private readonly queue: Array<{ at: number; reject: (error: Error) => void; settled: boolean }> = [];
+  private head = 0;
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly budgetMs: number) {}
+
+  /** `promise`, or a rejection once the budget has run out (counted on the monotonic clock). */
+  bound<T>(promise: Promise<T>): Promise<T> {
+    const at = performance.now() + this.budgetMs;
+    return new Promise<T>((resolve, reject) => {
+      const entry = { at, reject, settled: false };
+      this.queue.push(entry);
+      this.timer ??= this.arm(at);
+      promise.then(
+        (value) => {
+          entry.settled = true;
+          this.trim();
+          resolve(value);
+        },
+        (error: unknown) => {
+          entry.settled = true;
+          this.trim();
+          reject(error);
+        },
+      );
+    });
+  }
+
+  private arm(at: number): NodeJS.Timeout {
+    // Not unref'd, as one timer per operation was not: a pending operation keeps the process up until it ends.
+    return setTimeout(() => this.fire(), Math.max(1, Math.ceil(at - performance.now())));
+  }
+
+  private trim(): void {
+    while (this.head < this.queue.length && this.queue[this.head]!.settled) this.head++;
+    if (this.head === this.queue.length) {
+      // Nothing pending: no timer either, so that an idle store never holds the process up.
+      this.queue.length = 0;
+      this.head = 0;
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    } else if (this.head > 1024 && this.head * 2 > this.queue.length) {
+      this.queue.splice(0, this.head);
+      this.head = 0;
+    }
+  }
+
+  private fire(): void {
+    this.timer = undefined;
+    const now = performance.now();
+    for (; this.head < this.queue.length; this.head++) {
+      const entry = this.queue[this.head]!;
+      if (entry.settled) continue;
+      if (entry.at > now) break;
+      entry.settled = true;
+      entry.reject(new Error(`no reply within ${this.budgetMs} ms`));
+    }
+    this.trim();
+    if (this.head < this.queue.length) this.timer = this.arm(this.queue[this.head]!.at);
   }
 }
 
@@ -516,6 +660,26 @@ async function within<T>(promise: Promise<T>, ms: number): Promise<T> {
     clearTimeout(timer);
   }
 }
+
+/**
+ * The finished record around its two server times, made from the in_flight bytes the lease holds
+ * (`version`): `"status":"in_flight"` becomes the final status, and everything from
+ * `,"leaseExpiresAt":` on gives way to completedAt, expiresAt and the tail. Both markers are
+ * found at their field: inside a JSON string a quote is always escaped, so neither can occur there.
+ * Undefined when the lease carries no such bytes (a lease from an older release, or made by hand).
+ */
+function finishedParts(lease: Lease, status: 'succeeded' | 'failed', tail: string): [string, string] | undefined {
+  const raw = lease.version;
+  if (typeof raw !== 'string') return undefined;
+  const s = raw.indexOf(IN_FLIGHT);
+  const e = raw.lastIndexOf(LEASE_FIELD);
+  if (s < 0 || e < s || !LEASE_END.test(raw.slice(e))) return undefined;
+  return [`${raw.slice(0, s)}"status":"${status}"${raw.slice(s + IN_FLIGHT.length, e)},"completedAt":`, tail];
+}
+
+const IN_FLIGHT = '"status":"in_flight"';
+const LEASE_FIELD = ',"leaseExpiresAt":';
+const LEASE_END = /^,"leaseExpiresAt":\d+\}$/;
 
 function sha1(text: string): string {
   return createHash('sha1').update(text).digest('hex');

@@ -43,6 +43,19 @@ local function load(k)
   return raw, r, nil
 end
 
+-- A script that changes nothing still writes, so that a WAIT after it (minReplicas) counts the
+-- replicas holding everything up to now on the primary, an unacknowledged earlier attempt of this
+-- very operation included (WAIT counts the writes of its own connection, which may be a new one).
+-- A record is written again as it is; an absent key gets a SET and a DEL that leave it absent.
+local function touch(k, raw)
+  if raw then
+    redis.call('SET', k, raw, 'KEEPTTL')
+  else
+    redis.call('SET', k, '', 'PX', 1)
+    redis.call('DEL', k)
+  end
+end
+
 local function expired(r, now) return r.expiresAt ~= nil and r.expiresAt <= now end
 
 -- tostring() would print 1.7e+12; integers are written digit by digit.
@@ -77,16 +90,17 @@ local leaseMs, lingerMs = tonumber(ARGV[5]), tonumber(ARGV[6])
 local force, dedupOn = ARGV[7] == '1', ARGV[8]
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local function body(fence, attempt)
-  return head .. string.format('%d', fence) .. ',"attempt":' .. string.format('%d', attempt) .. fpPart
-    .. ',"claimedAt":' .. string.format('%d', now) .. ',"leaseExpiresAt":' .. string.format('%d', now + leaseMs) .. '}'
-end
+local RECORD = '%s%d,"attempt":%d%s,"claimedAt":%d,"leaseExpiresAt":%d}'
 
 -- Timeline of the fast path: t0 SET NX. A key with no trace at all (no record, no lingering one,
 -- nothing foreign) is taken by this one write, and of N racing claimers exactly one gets OK.
--- It comes before the helpers below are even defined: the common claim runs only what it needs.
+-- It comes before the helpers below are even defined, and builds its record with one
+-- string.format: the common claim runs only what it needs (server time per call is what it costs).
 -- Its reply is only the time it wrote: the client knows the rest of the record it sent.
-if redis.call('SET', rk, body(now, 1), 'NX', 'PX', leaseMs + lingerMs) then return now end
+if redis.call('SET', rk, string.format(RECORD, head, now, 1, fpPart, now, now + leaseMs), 'NX', 'PX', leaseMs + lingerMs) then return now end
+local function body(fence, attempt)
+  return string.format(RECORD, head, fence, attempt, fpPart, now, now + leaseMs)
+end
 ${COMMON}
 local raw, cur, why = load(rk)
 if why then return { 'corrupt', why } end
@@ -121,13 +135,30 @@ return take('acquired')
 `;
 
 /**
- * finish(KEYS: record; ARGV: op, runId, fence, leaseMs, retentionMs, lingerMs, payload|'')
- * -> {'ok', record JSON|false} | {'lost', record JSON|false} | {'corrupt', why}
+ * finish(KEYS: record; ARGV: op, runId, fence, leaseMs, retentionMs, lingerMs, payload|'', expected|'', head|'', tail|'')
+ * expected: the exact bytes of the in_flight record this lease holds (as the server wrote them);
+ * head and tail: the finished record around its two times, made by the client from those bytes.
+ * -> server ms (the fast path: the record was `expected`, now head .. now .. expiresAt .. tail)
+ *    | {'ok', record JSON|false} | {'lost', record JSON|false} | {'corrupt', why}
  */
-export const FINISH_LUA = `${COMMON}
+export const FINISH_LUA = `
 local rk = KEYS[1]
+local retentionMs, lingerMs = tonumber(ARGV[5]), tonumber(ARGV[6])
+
+-- The fast path of complete and fail. Timeline: t0 GET; the record is byte for byte the in_flight
+-- record this lease holds (so its fence and runId are ours, its lease is not ended, and it was
+-- valid when the client parsed it) ... t1 SET of the finished record. Anything else, an older
+-- layout included, takes the full path below, which decodes the record and judges each field.
+-- Comparing two Lua strings is one pointer comparison (they are interned): no JSON decoded.
+if ARGV[8] ~= '' and redis.pcall('GET', rk) == ARGV[8] then
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  redis.call('SET', rk, ARGV[9] .. string.format('%d', now) .. ',"expiresAt":' .. string.format('%d', now + retentionMs) .. ARGV[10], 'PX', retentionMs + lingerMs)
+  return now
+end
+${COMMON}
 local op, runId, fence = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local leaseMs, retentionMs, lingerMs = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local leaseMs = tonumber(ARGV[4])
 local payload = ARGV[7] ~= '' and ARGV[7] or nil
 
 local raw, cur, why = load(rk)
@@ -135,14 +166,17 @@ if why then return { 'corrupt', why } end
 local now = now_ms()
 local gone = cur == nil or expired(cur, now)
 -- Releasing what is already gone leaves the key free, which is all release promises.
-if gone and op == 'release' then return { 'ok', false } end
+if gone and op == 'release' then
+  touch(rk, raw)
+  return { 'ok', false }
+end
 if gone then return { 'lost', false } end
 if cur.fence ~= fence or cur.runId ~= runId then return { 'lost', raw } end
 if cur.status ~= 'in_flight' then
   -- A repeated finish (a retry after a lost reply) of the same outcome is answered, not redone;
   -- written again as it is, for the same reason as a claim's 'own' (WAIT counts this connection's writes).
   if (op == 'complete' and cur.status == 'succeeded') or (op == 'fail' and cur.status == 'failed') then
-    redis.call('SET', rk, raw, 'KEEPTTL')
+    touch(rk, raw)
     return { 'ok', raw }
   end
   return { 'lost', raw }
@@ -178,14 +212,17 @@ return { 'ok', body }
 /**
  * remove(KEYS: record; ARGV: lingerMs) -> 1 if a live record was there, else 0.
  * A readable record is made past retention (it lingers to hand its fence on); anything else is deleted.
+ * Nothing live (a retry whose first attempt landed, or no record): still a write, see touch().
  */
 export const REMOVE_LUA = `${COMMON}
 local rk = KEYS[1]
 local raw, cur, why = load(rk)
 if why then return redis.call('DEL', rk) end
-if not cur then return 0 end
-local now = now_ms()
-if expired(cur, now) then return 0 end
+local now = cur and now_ms()
+if not cur or expired(cur, now) then
+  touch(rk, raw)
+  return 0
+end
 if cur.status == 'in_flight' then cur.leaseExpiresAt = now end
 cur.expiresAt = now
 redis.call('SET', rk, encode(cur), 'PX', tonumber(ARGV[1]))
