@@ -11,7 +11,9 @@
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { createValkeyStore } from '@idem/valkey';
-import { load, measure, rotate, servers, summarise, table, unlinkMatching, versionOf } from './harness.mjs';
+import { load, measure, median, rotate, serverStats, servers, summarise, table, unlinkMatching, versionOf } from './harness.mjs';
+// The claim script itself (not exported by the package): for its duplicate fast path against its full path.
+import { CLAIM_LUA } from '../dist/lua.js';
 import { FLOOR, openVariants } from './variants.mjs';
 import { replicaBench } from './replicas.mjs';
 
@@ -190,6 +192,7 @@ try {
   if (only !== 'peers') summary.replicas = await replicaBench({ url: srv.url, ha: srv.ha, haLabel: srv.haLabel, base, rounds: ROUNDS, ops: OPS, ops1: OPS_1 });
 
   if (only !== 'replicas') summary.roundTrips = await roundTrips(srv.url, `${base}rt:`);
+  if (only !== 'replicas') summary.claimPaths = await claimPaths(srv.url, `${base}cp:`);
 
   summary.loadEnd = load();
   console.log(`\n  load average at end: ${summary.loadEnd}`);
@@ -213,6 +216,45 @@ function round(m) {
   const out = {};
   for (const [k, v] of Object.entries(m)) out[k] = typeof v === 'number' ? Number(v.toFixed(v >= 100 ? 0 : 1)) : v;
   return out;
+}
+
+/**
+ * Server time of one claim script on a duplicate (`INFO commandstats` evalsha usec per call, 64 in
+ * flight): the duplicate fast path (patterns, no decode) against the full path on the same record
+ * (the script's test-only mode 'full'), rounds interleaved, median. For a completed key and for a
+ * live claim of another run (the one-key race); the store's own record layout in both.
+ */
+async function claimPaths(url, prefix) {
+  const admin = new Redis(url);
+  const TTL = 3_600_000;
+  try {
+    const sha = await admin.script('LOAD', CLAIM_LUA);
+    const [sec] = await admin.time();
+    const now = Number(sec) * 1000;
+    const keys = { completed: `${prefix}{done}`, in_flight: `${prefix}{live}` };
+    await admin.set(keys.completed, `{"v":1,"key":"done","status":"succeeded","runId":"other","fence":${now},"attempt":1,"claimedAt":${now},"completedAt":${now},"expiresAt":${now + TTL},"result":{"ok":true}}`, 'PX', TTL);
+    await admin.set(keys.in_flight, `{"v":1,"key":"live","status":"in_flight","runId":"other","fence":${now},"attempt":1,"claimedAt":${now},"leaseExpiresAt":${now + TTL}}`, 'PX', TTL);
+    const pass = async (rk, mode) => {
+      const head = `{"v":1,"key":"k","status":"in_flight","runId":"me","fence":`;
+      const s0 = await serverStats(admin);
+      for (let i = 0; i < OPS; i += IN_FLIGHT) await Promise.all(Array.from({ length: IN_FLIGHT }, () => admin.evalsha(sha, 1, rk, head, '', '', 'me', 30_000, 60_000, '0', 'success', mode)));
+      const s1 = await serverStats(admin);
+      const d = (s) => s.cmd.get('evalsha') ?? { calls: 0, usec: 0 };
+      return (d(s1).usec - d(s0).usec) / (d(s1).calls - d(s0).calls);
+    };
+    const out = {};
+    for (let r = 0; r < ROUNDS; r++) {
+      for (const [name, rk] of rotate(Object.entries(keys), r)) {
+        for (const [path, mode] of rotate([['fast', ''], ['full', 'full']], r)) (out[`${name} ${path}`] ??= []).push(await pass(rk, mode));
+      }
+    }
+    const res = Object.fromEntries(Object.entries(out).map(([k, v]) => [k, Number(median(v).toFixed(1))]));
+    console.log(`\nClaim script on a duplicate, server cmd µs per call (${IN_FLIGHT} in flight, median of ${ROUNDS}): completed ${res['completed fast']} fast path / ${res['completed full']} full path; in_flight ${res['in_flight fast']} / ${res['in_flight full']}`);
+    return res;
+  } finally {
+    await unlinkMatching(admin, `${prefix}*`);
+    admin.disconnect();
+  }
 }
 
 /** Round trips per uncontended claim, duplicate claim and complete, seen at the server through MONITOR. */

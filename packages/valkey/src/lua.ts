@@ -28,8 +28,8 @@ local function optstr(x) return x == nil or type(x) == 'string' end
 local STATUS = { in_flight = true, succeeded = true, failed = true }
 
 -- raw, record, why: absent -> nil, nil, nil; unreadable -> raw?, nil, why (never overwritten)
-local function load(k)
-  local raw = redis.pcall('GET', k)
+-- decode takes what redis.pcall('GET') answered; load reads it first.
+local function decode(raw)
   if type(raw) == 'table' and raw.err then return nil, nil, raw.err end
   if not raw then return nil, nil, nil end
   local ok, r = pcall(cjson.decode, raw)
@@ -42,6 +42,7 @@ local function load(k)
   if not good then return raw, nil, 'fields missing or of the wrong type' end
   return raw, r, nil
 end
+local function load(k) return decode(redis.pcall('GET', k)) end
 
 -- A script that changes nothing still writes, so that a WAIT after it (minReplicas) counts the
 -- replicas holding everything up to now on the primary, an unacknowledged earlier attempt of this
@@ -77,8 +78,17 @@ local function encode(r, result, err)
 end
 `;
 
+// The duplicate fast path reads a record by the layout this store writes (the SET NX above,
+// body() and encode()): these fields first, in this order, then result or error. A string field is
+// matched only without a quote, a backslash or a control character (so no escape can hide a field
+// inside it); a number only as digits without a leading zero.
+const STR_BODY = '[^"\\\\%c]*';
+const STR = `"${STR_BODY}"`;
+const NUM = '[1-9]%d*';
+
 /**
- * claim(KEYS: record; ARGV: head, fingerprintPart, fingerprint|'', runId, leaseMs, lingerMs, force '1'|'0', dedupOn)
+ * claim(KEYS: record; ARGV: head, fingerprintPart, fingerprint|'', runId, leaseMs, lingerMs, force '1'|'0', dedupOn[, mode])
+ * mode is for tests only: 'full' skips the duplicate fast path, 'fast' answers {'slow'} where it would fall through.
  * head is the new record's JSON up to `"fence":`, fingerprintPart is `,"fingerprint":"..."` or '' (both made by the client).
  * -> server ms (a fresh key, taken by SET NX), or {outcome, record JSON, previous JSON|false};
  *    outcome: acquired | adopted | own | in_flight | completed | reuse | corrupt
@@ -98,11 +108,53 @@ local RECORD = '%s%d,"attempt":%d%s,"claimedAt":%d,"leaseExpiresAt":%d}'
 -- string.format: the common claim runs only what it needs (server time per call is what it costs).
 -- Its reply is only the time it wrote: the client knows the rest of the record it sent.
 if redis.call('SET', rk, string.format(RECORD, head, now, 1, fpPart, now, now + leaseMs), 'NX', 'PX', leaseMs + lingerMs) then return now end
+local got = redis.pcall('GET', rk)
+
+-- The duplicate fast path: a record in the store's own layout that this claim only answers
+-- (completed, in_flight of another runId, reuse) is read with anchored plain patterns, no JSON
+-- decoded and no helper defined. It never writes. Any deviation from the layout, and every case
+-- that writes (a take, an adoption, our own claim, force, an expired record), falls through to the
+-- full path below, which decodes and validates the record and stays the reference. What the
+-- patterns do not read (key, fence, attempt, times, result, error) the client parses strictly
+-- (parseRecord): bytes that do not parse are CORRUPT_RECORD there, as the full path would answer.
+-- Not covered: bytes forged to repeat a top-level field after the result (no writer of this store
+-- does that) are judged here by the first copy, by a JSON decoder by the last.
+-- ARGV[9] is absent in the store's calls; fastpath.test.ts sets it to compare both paths.
+if ARGV[9] ~= 'full' and type(got) == 'string' then
+  local st, ru, p = string.match(got, '^{"v":${RECORD_VERSION},"key":${STR},"status":"(%l[%l_]*)","runId":"(${STR_BODY})","fence":${NUM},"attempt":${NUM}()')
+  local ok = p and (st == 'in_flight' or st == 'succeeded' or st == 'failed')
+  local f, le, ex, q
+  if ok then
+    f, q = string.match(got, '^,"fingerprint":"(${STR_BODY})"()', p)
+    p = string.match(got, '^,"claimedAt":${NUM}()', q or p)
+    ok = p ~= nil
+  end
+  if ok then
+    le, q = string.match(got, '^,"leaseExpiresAt":(${NUM})()', p)
+    p = q or p
+    p = string.match(got, '^,"completedAt":${NUM}()', p) or p
+    ex, q = string.match(got, '^,"expiresAt":(${NUM})()', p)
+    p = q or p
+    -- Then the end, or a result (any JSON) or an error (a string), which the client parses.
+    ok = (p == #got and string.byte(got, p) == 125) or string.find(got, '^,"result":', p) or string.find(got, '^,"error":"', p)
+  end
+  -- Decided as below: live (not expired) and not force; then reuse, a live lease of another runId, a final outcome.
+  if ok and not force and not (ex and tonumber(ex) <= now) then
+    if fp ~= '' and f and f ~= fp then return { 'reuse', got } end
+    if st == 'in_flight' then
+      if le and tonumber(le) > now and ru ~= runId then return { 'in_flight', got } end
+    elseif st == 'succeeded' or dedupOn == 'any' then
+      return { 'completed', got }
+    end
+  end
+  if ARGV[9] == 'fast' then return { 'slow' } end
+end
+
 local function body(fence, attempt)
   return string.format(RECORD, head, fence, attempt, fpPart, now, now + leaseMs)
 end
 ${COMMON}
-local raw, cur, why = load(rk)
+local raw, cur, why = decode(got)
 if why then return { 'corrupt', why } end
 if not cur then return { 'corrupt', 'vanished inside a script' } end
 local live = cur
