@@ -86,9 +86,12 @@ describe.skipIf(!have)('valkey faults against a private server', () => {
     // The restarted server is empty and knows no script: the first call gets NOSCRIPT and sends the body.
     const got = await whenBack(() => store.claim('after'));
     expect(got.outcome).toBe('acquired');
-    expect(await calls(admin, 'eval')).toBe(1);
+    // Usually one EVAL; on a loaded machine an attempt that timed out and its retry can both meet
+    // NOSCRIPT before either body lands, and each sends it (harmless: the same script, loaded twice).
+    const loads = await calls(admin, 'eval');
+    expect(loads).toBeGreaterThanOrEqual(1);
     expect((await store.claim('after-2')).outcome).toBe('acquired');
-    expect(await calls(admin, 'eval')).toBe(1); // loaded once, EVALSHA from then on
+    expect(await calls(admin, 'eval')).toBe(loads); // loaded, EVALSHA from then on
   });
 
   it("a user's client with ioredis defaults (queue for a minute) still answers BACKEND_UNAVAILABLE within timeoutMs", async () => {
