@@ -19,6 +19,9 @@ describe.skipIf(!haveRedisServer())('minReplicas: one WAIT per batch of operatio
   let replicaAdmin: Redis;
   let replicaPid = 0;
   let store: IdempotencyStore;
+  /** The same, on a client of the caller's (which the store neither opens nor closes). */
+  let callerStore: IdempotencyStore;
+  let callerClient: Redis;
   const prefix = freshPrefix();
   const keysOf = (batch: string) => Array.from({ length: IN_FLIGHT }, (_, i) => `${batch}-${i}`);
   /** Each key's record as the replica holds it (null: not there). */
@@ -38,36 +41,47 @@ describe.skipIf(!haveRedisServer())('minReplicas: one WAIT per batch of operatio
     replicaPid = Number(/^process_id:(\d+)/m.exec(await replicaAdmin.info('server'))![1]);
     store = await createValkeyStore({ url: primary.url, prefix, minReplicas: 1, replicaTimeoutMs: 300, timeoutMs: 2000 });
     await store.complete(leaseOf(await store.claim('warm-up'))); // scripts loaded: no NOSCRIPT while watching
+    callerClient = primary.admin();
+    callerStore = await createValkeyStore({ client: callerClient, prefix, minReplicas: 1, replicaTimeoutMs: 300, timeoutMs: 2000 });
   });
 
   afterAll(async () => {
     if (replicaPid) process.kill(replicaPid, 'SIGCONT');
     await store?.close();
+    await callerStore?.close();
+    callerClient?.disconnect();
     admin?.disconnect();
     replicaAdmin?.disconnect();
     await replica?.stop();
     await primary?.stop();
   });
 
-  it(`${IN_FLIGHT} claims in one tick: every script, then fewer WAITs than operations; each claim is on the replica when it returns`, async () => {
-    const keys = keysOf('batch');
-    const watch = await watchCommands(admin.duplicate());
-    const outcomes = (await Promise.all(keys.map((k) => store.claim(k)))).map((o) => o.outcome);
-    // Read at once: the replica must hold every record the moment the claims return.
-    const held = await onReplica(keys);
-    const seen = await watch.count();
-    watch.stop();
-    expect(outcomes).toEqual(keys.map(() => 'acquired'));
-    expect(held.filter((r) => r === null)).toEqual([]);
-    const scripts = seen.filter((c) => c.startsWith('EVAL'));
-    const waits = seen.filter((c) => c === 'WAIT');
-    expect(scripts.length).toBe(IN_FLIGHT);
-    expect(waits.length).toBeGreaterThan(0);
-    expect(waits.length).toBeLessThan(IN_FLIGHT);
-    // A WAIT only ever follows scripts (it covers the writes before it), and the last command is one.
-    seen.forEach((c, i) => c === 'WAIT' && expect(seen[i - 1]).toMatch(/^EVAL/));
-    expect(seen.at(-1)).toBe('WAIT');
-  });
+  for (const which of ['own client', "caller's client"] as const) {
+    it(`${which}: ${IN_FLIGHT} claims, then ${IN_FLIGHT} completes, in one tick each: every script, then fewer WAITs than operations; each write is on the replica when it returns`, async () => {
+      const s = which === 'own client' ? store : callerStore;
+      const keys = keysOf(`batch-${which === 'own client' ? 'own' : 'caller'}`);
+      const watch = await watchCommands(admin.duplicate());
+      const claims = await Promise.all(keys.map((k) => s.claim(k)));
+      // Read at once: the replica must hold every record the moment the claims return.
+      const held = await onReplica(keys);
+      await Promise.all(claims.map((o) => s.complete(leaseOf(o), { result: 1 })));
+      const finished = await onReplica(keys);
+      const seen = await watch.count();
+      watch.stop();
+      expect(claims.map((o) => o.outcome)).toEqual(keys.map(() => 'acquired'));
+      expect(held.filter((r) => r === null)).toEqual([]);
+      expect(finished.filter((r) => !r?.includes('"status":"succeeded"'))).toEqual([]);
+      const scripts = seen.filter((c) => c.startsWith('EVAL'));
+      const waits = seen.filter((c) => c === 'WAIT');
+      console.log(`wait-batch, ${which}: ${scripts.length} scripts, ${waits.length} WAITs`);
+      expect(scripts.length).toBe(2 * IN_FLIGHT);
+      expect(waits.length).toBeGreaterThanOrEqual(2);
+      expect(waits.length).toBeLessThan(IN_FLIGHT);
+      // A WAIT only ever follows scripts (it covers the writes before it), and the last command is one.
+      seen.forEach((c, i) => c === 'WAIT' && expect(seen[i - 1]).toMatch(/^EVAL/));
+      expect(seen.at(-1)).toBe('WAIT');
+    });
+  }
 
   it(`replica frozen: every claim of a ${IN_FLIGHT}-claim batch fails BACKEND_UNAVAILABLE (too few replicas); thawed, the same runs get their own claims back`, async () => {
     const keys = keysOf('frozen');
