@@ -61,7 +61,7 @@ export interface ValkeyClient {
   pipeline?(): ValkeyPipeline;
   /** Present on a Cluster: asked after a MOVED reply inside a pipeline, which ioredis does not follow itself. */
   refreshSlotsCache?(): void;
-  /** Present on a Cluster (ioredis): slot -> ["host:port" of its master, ...], to share one WAIT per master. */
+  /** Present on a Cluster (ioredis): slot -> ["host:port" of its master, then its replicas], to share one WAIT per master. */
   slots?: string[][];
   isCluster?: boolean;
   /** The connection's socket (ioredis, iovalkey): corked for the rest of a tick, see ValkeyDriver.cork. */
@@ -255,7 +255,7 @@ class ValkeyDriver implements Driver {
   private readonly deadlines: Deadlines;
   /** An end of tick is scheduled (sockets corked, acknowledged scripts gathered until then). */
   private tickPending = false;
-  /** With minReplicas: this tick's scripts, per connection ('' standalone, the master's "host:port" on a Cluster). */
+  /** With minReplicas: this tick's scripts, per connection ('' standalone, the slot's node list on a Cluster). */
   private acked = new Map<string | symbol, AckedScript[]>();
 
   constructor(
@@ -574,14 +574,14 @@ class ValkeyDriver implements Driver {
 
   /**
    * The connection a key's script goes to: the only one of a Redis client (Sentinel too), the
-   * master of its slot on a Cluster (from ioredis's slot map, the same one its pipeline checks),
-   * undefined when that map does not know the slot yet.
+   * master of its slot on a Cluster, named by the slot's node list as ioredis groups slots (its
+   * pipeline refuses keys of two groups), undefined when its map does not know the slot yet.
    */
   private connectionOf(key: string): string | undefined {
     const c = this.client;
     if (!c.isCluster) return '';
     // Every key has a hash tag (see recordKey): the slot is that of the tag alone.
-    return c.slots?.[keySlot(key.slice(key.indexOf('{') + 1, key.indexOf('}', key.indexOf('{') + 1)))]?.[0];
+    return c.slots?.[keySlot(key.slice(key.indexOf('{') + 1, key.indexOf('}', key.indexOf('{') + 1)))]?.join(';') || undefined;
   }
 
   /** Sends one batch: its scripts, then one WAIT; each script's caller gets its own reply or error, or the WAIT's failure. */
@@ -590,6 +590,9 @@ class ValkeyDriver implements Driver {
       for (const e of batch) e.reject(error);
     };
     let results: Promise<Array<[Error | null, unknown]> | null>;
+    // One pipeline, not a command each: should the connection drop after some of its replies, ioredis
+    // fails the rest of it (the WAIT) instead of resending it alone on a new connection, where it
+    // would count no write of ours and so acknowledge at once.
     try {
       const p = this.client.pipeline!();
       for (const e of batch) p.call(e.command, e.body, 1, e.key, ...e.args);
