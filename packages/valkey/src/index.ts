@@ -33,6 +33,15 @@ import { isSentinelUrl, parseSentinelUrl, splitReplicaQuery } from './sentinel.j
 type Arg = string | number | Buffer;
 /** A script's answer: a tag, then record JSON (or a reason), nil when absent. */
 type ScriptReply = [string, (string | null)?, (string | null)?];
+/** A script waiting for the end of the tick, to go out with the others of its connection and their one WAIT. */
+interface AckedScript {
+  command: 'EVALSHA' | 'EVAL';
+  body: string;
+  key: string;
+  args: Arg[];
+  resolve(reply: unknown): void;
+  reject(error: unknown): void;
+}
 
 /**
  * What the store needs of a client: ioredis `Redis` or `Cluster`, or a
@@ -52,6 +61,8 @@ export interface ValkeyClient {
   pipeline?(): ValkeyPipeline;
   /** Present on a Cluster: asked after a MOVED reply inside a pipeline, which ioredis does not follow itself. */
   refreshSlotsCache?(): void;
+  /** Present on a Cluster (ioredis): slot -> ["host:port" of its master, then its replicas], to share one WAIT per master. */
+  slots?: string[][];
   isCluster?: boolean;
   /** The connection's socket (ioredis, iovalkey): corked for the rest of a tick, see ValkeyDriver.cork. */
   stream?: { cork(): void; uncork(): void };
@@ -242,8 +253,11 @@ class ValkeyDriver implements Driver {
   private readonly removeSha = sha1(REMOVE_LUA);
   private readonly readSha = sha1(READ_LUA);
   private readonly deadlines: Deadlines;
-  private corked = false;
-  
+  /** An end of tick is scheduled (sockets corked, acknowledged scripts gathered until then). */
+  private tickPending = false;
+  /** With minReplicas: this tick's scripts, per connection ('' standalone, the slot's node list on a Cluster). */
+  private acked = new Map<string | symbol, AckedScript[]>();
+
   constructor(
     private readonly client: ValkeyClient,
     private readonly owned: boolean,
@@ -479,17 +493,23 @@ class ValkeyDriver implements Driver {
    * timer, only for the end of the current tick. ioredis's enableAutoPipelining batches too, but
    * builds a Pipeline per tick and waits for setImmediate: slower at every depth (see the README).
    * A Cluster's master sockets are all corked (commands go to the node of their slot).
+   * At the end of the tick, before the sockets let go, the scripts waiting for replica
+   * acknowledgement go out with their shared WAIT (see sendAcked): in the same write.
    */
   private cork(): void {
-    if (this.corked) return;
+    if (this.tickPending) return;
+    this.tickPending = true;
     const c = this.client;
     const streams = c.isCluster ? (c.nodes?.('master') ?? []).map((n) => n.stream) : [c.stream];
     const held = streams.filter((s): s is NonNullable<ValkeyClient['stream']> => typeof s?.cork === 'function' && typeof s.uncork === 'function');
-    if (held.length === 0) return;
-    this.corked = true;
     for (const s of held) s.cork();
     process.nextTick(() => {
-      this.corked = false;
+      this.tickPending = false;
+      const batches = this.acked;
+      if (batches.size > 0) {
+        this.acked = new Map();
+        for (const batch of batches.values()) this.sendAcked(batch);
+      }
       for (const s of held) s.uncork();
     });
   }
@@ -517,33 +537,85 @@ class ValkeyDriver implements Driver {
 
   /**
    * The script, then WAIT for the replicas, in one pipeline: one round trip, and on a Cluster the
-   * same node (the pipeline goes where its one key lives; WAIT has no key). WAIT counts the replicas
-   * that hold every write this connection made so far, so a script that wrote nothing (a duplicate,
-   * or a retry that finds its own earlier write) rewrites its record first (see lua.ts): its
-   * connection may be a new one, whose last write is not the one that matters.
+   * same node (the pipeline goes where its keys live; WAIT has no key). WAIT counts the replicas
+   * that hold every write this connection made before it, so one WAIT after the scripts of a tick
+   * covers them all: a client blocked in WAIT has its next commands held until WAIT returns, so a
+   * WAIT per script would serialise the operations in flight, one replica round trip each. A
+   * script that wrote nothing (a duplicate, or a retry that finds its own earlier write) rewrites
+   * its record first (see lua.ts): its connection may be a new one, whose last write is not the
+   * one that matters.
    *
-   * Timeline: t0 script runs and writes on the primary; t1 WAIT returns the replicas that have it.
-   * Only after t1 with enough replicas is the outcome returned: a failover after t1 promotes a
-   * replica that holds it (a copy in memory, not on disk: see the README).
+   * Timeline: t0 the tick's scripts run and write on the primary, in order; t1 WAIT returns the
+   * replicas that hold all of them. Only after t1 with enough replicas is any outcome returned: a
+   * failover after t1 promotes a replica that holds it (a copy in memory, not on disk: see the README).
    */
   private async evalshaAcked(lua: string, sha: string, key: string, args: Arg[]): Promise<unknown> {
-    const run = async (command: 'EVALSHA' | 'EVAL', body: string) => {
-      const results = await this.client.pipeline!().call(command, body, 1, key, ...args).call('WAIT', this.settings.minReplicas, this.settings.replicaTimeoutMs).exec();
-      if (!results || results.length !== 2) throw new Error('pipeline aborted');
-      return results as [[Error | null, unknown], [Error | null, unknown]];
+    try {
+      return await this.queueAcked('EVALSHA', sha, key, args);
+    } catch (error) {
+      // The scripts are not loaded (a restarted or flushed server): the body, in a later batch with its own WAIT.
+      if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error;
+      return this.queueAcked('EVAL', lua, key, args);
+    }
+  }
+
+  /** Joins this tick's batch for the key's connection; settles with the script's reply once the batch's WAIT is in. */
+  private queueAcked(command: 'EVALSHA' | 'EVAL', body: string, key: string, args: Arg[]): Promise<unknown> {
+    this.cork();
+    const conn = this.connectionOf(key);
+    return new Promise((resolve, reject) => {
+      const entry: AckedScript = { command, body, key, args, resolve, reject };
+      const batch = conn === undefined ? undefined : this.acked.get(conn);
+      if (batch) batch.push(entry);
+      // A key whose master is not known yet (a Cluster before its slots): a batch of its own.
+      else this.acked.set(conn ?? Symbol('unrouted'), [entry]);
+    });
+  }
+
+  /**
+   * The connection a key's script goes to: the only one of a Redis client (Sentinel too), the
+   * master of its slot on a Cluster, named by the slot's node list as ioredis groups slots (its
+   * pipeline refuses keys of two groups), undefined when its map does not know the slot yet.
+   */
+  private connectionOf(key: string): string | undefined {
+    const c = this.client;
+    if (!c.isCluster) return '';
+    // Every key has a hash tag (see recordKey): the slot is that of the tag alone.
+    return c.slots?.[keySlot(key.slice(key.indexOf('{') + 1, key.indexOf('}', key.indexOf('{') + 1)))]?.join(';') || undefined;
+  }
+
+  /** Sends one batch: its scripts, then one WAIT; each script's caller gets its own reply or error, or the WAIT's failure. */
+  private sendAcked(batch: AckedScript[]): void {
+    const fail = (error: unknown) => {
+      for (const e of batch) e.reject(error);
     };
-    let [[scriptError, reply], [waitError, acked]] = await run('EVALSHA', sha);
-    if (scriptError?.message.startsWith('NOSCRIPT')) [[scriptError, reply], [waitError, acked]] = await run('EVAL', lua);
-    if (scriptError) {
-      // ioredis follows MOVED/ASK inside a pipeline only when every other command is read-only (WAIT is not).
-      if (/^(MOVED|ASK) /.test(scriptError.message)) this.client.refreshSlotsCache?.();
-      throw scriptError;
+    let results: Promise<Array<[Error | null, unknown]> | null>;
+    // One pipeline, not a command each: should the connection drop after some of its replies, ioredis
+    // fails the rest of it (the WAIT) instead of resending it alone on a new connection, where it
+    // would count no write of ours and so acknowledge at once.
+    try {
+      const p = this.client.pipeline!();
+      for (const e of batch) p.call(e.command, e.body, 1, e.key, ...e.args);
+      results = p.call('WAIT', this.settings.minReplicas, this.settings.replicaTimeoutMs).exec();
+    } catch (error) {
+      // A client that refuses the pipeline at once (closed): every operation of it fails, and may retry.
+      return fail(error);
     }
-    if (waitError) throw waitError;
-    if (typeof acked !== 'number' || acked < this.settings.minReplicas) {
-      throw new Error(`${String(acked)} of ${this.settings.minReplicas} replicas acknowledged the write within ${this.settings.replicaTimeoutMs} ms`);
-    }
-    return reply;
+    results.then((replies) => {
+      if (!replies || replies.length !== batch.length + 1) return fail(new Error('pipeline aborted'));
+      const [waitError, acked] = replies[batch.length]!;
+      const short = waitError ?? (typeof acked !== 'number' || acked < this.settings.minReplicas ? new Error(`${String(acked)} of ${this.settings.minReplicas} replicas acknowledged the write within ${this.settings.replicaTimeoutMs} ms`) : undefined);
+      let moved = false;
+      batch.forEach((e, i) => {
+        const [scriptError, reply] = replies[i]!;
+        // ioredis follows MOVED/ASK inside a pipeline only when every command is read-only (WAIT is not).
+        if (scriptError && /^(MOVED|ASK) /.test(scriptError.message)) moved = true;
+        if (scriptError) e.reject(scriptError);
+        else if (short) e.reject(short);
+        else e.resolve(reply);
+      });
+      if (moved) this.client.refreshSlotsCache?.();
+    }, fail);
   }
 
   /** Bounds an operation by timeoutMs and maps every failure to BACKEND_UNAVAILABLE; `retry` repeats it within that bound. */
@@ -680,6 +752,16 @@ function finishedParts(lease: Lease, status: 'succeeded' | 'failed', tail: strin
 const IN_FLIGHT = '"status":"in_flight"';
 const LEASE_FIELD = ',"leaseExpiresAt":';
 const LEASE_END = /^,"leaseExpiresAt":\d+\}$/;
+
+/** A Cluster's hash slot of a hash tag: CRC16 (XModem) modulo 16384, as the server computes it. */
+function keySlot(tag: string): number {
+  let crc = 0;
+  for (const byte of Buffer.from(tag)) {
+    crc ^= byte << 8;
+    for (let i = 0; i < 8; i++) crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff;
+  }
+  return crc % 16384;
+}
 
 function sha1(text: string): string {
   return createHash('sha1').update(text).digest('hex');

@@ -327,7 +327,7 @@ describe.skipIf(!sentinelUrl || !haCluster)('replica acknowledgement on replicat
     expect((await store.get('rt'))?.status).toBe('succeeded');
   });
 
-  it("Cluster: WAIT goes to the key's own master, next to its script", async () => {
+  it("Cluster: WAIT goes to the key's own master, next to its script; one WAIT per master for a tick's claims", async () => {
     const seeds = haCluster!.map((a) => ({ host: '127.0.0.1', port: Number(a.split(':')[1]) }));
     const prefix = freshPrefix();
     const store = await open({ cluster: seeds.map((s) => `${s.host}:${s.port}`), prefix, minReplicas: 1, replicaTimeoutMs: 1000, timeoutMs: 4000 });
@@ -364,6 +364,23 @@ describe.skipIf(!sentinelUrl || !haCluster)('replica acknowledgement on replicat
       expect(expected.reduce((a, b) => a + b, 0)).toBe(keys.length);
     } finally {
       for (const w of watches) w.stop();
+    }
+    // Claims in one tick: each master gets its own keys' scripts, then one WAIT for them (not one each).
+    const batch = Array.from({ length: 24 }, (_, i) => `batch-${i}`);
+    const batchWatches = await Promise.all(masters.map((m) => watchCommands(m.duplicate())));
+    try {
+      expect((await Promise.all(batch.map((k) => store.claim(k)))).map((o) => o.outcome)).toEqual(batch.map(() => 'acquired'));
+      const seen = await Promise.all(batchWatches.map((w) => w.count()));
+      const scripts = seen.map((cmds) => cmds.filter((c) => c.startsWith('EVAL')).length);
+      expect(scripts.reduce((a, b) => a + b, 0)).toBe(batch.length);
+      seen.forEach((cmds, i) => {
+        const waits = cmds.filter((c) => c === 'WAIT').length;
+        expect(waits).toBeGreaterThan(0);
+        expect(waits).toBeLessThan(scripts[i]!);
+        cmds.forEach((c, j) => c === 'WAIT' && expect(cmds[j - 1]).toMatch(/^EVAL/));
+      });
+    } finally {
+      for (const w of batchWatches) w.stop();
     }
     // Two replicas are asked of masters that have one: refused in time, retryable.
     const greedy = await open({ cluster: seeds.map((s) => `${s.host}:${s.port}`), prefix, minReplicas: 2, replicaTimeoutMs: 100, timeoutMs: 1000 });

@@ -24,6 +24,9 @@ async function freePort(): Promise<number> {
   return port;
 }
 
+/** Replication (a test may make one server the replica of another) through the socket: no dump.rdb in the working directory. */
+const DISKLESS = ['--repl-diskless-sync', 'yes', '--repl-diskless-sync-delay', '0', '--repl-diskless-load', 'swapdb'];
+
 export class PrivateServer {
   private child: ChildProcess | undefined;
   private constructor(readonly port: number) {}
@@ -40,7 +43,7 @@ export class PrivateServer {
 
   /** (Re)starts an empty server on the same port: no persistence, so no scripts and no keys survive. */
   async restart(): Promise<void> {
-    const child = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--enable-debug-command', 'local'], { stdio: 'ignore' });
+    const child = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--enable-debug-command', 'local', ...DISKLESS], { stdio: 'ignore' });
     this.child = child;
     for (let i = 0; i < 100; i++) {
       const probe = new Redis(this.port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
