@@ -172,12 +172,19 @@ class Finish implements Cmd {
   async run(m: Model, r: Real): Promise<void> {
     const pair = m.leases[this.index % m.leases.length]!;
     const key = pair.model.key;
+    const current = m.records.get(key);
+    // A lease from before its key was deleted or swept, met by a new claim with the same runId that
+    // the model numbered with the same fence: a store may start fences again after forgetting (then
+    // this lease still matches) or continue them (then it is stale, LEASE_LOST); §6 of the spec
+    // allows both. The store's own fences say which one it did.
+    const restarted = current !== undefined && current.fence === pair.model.fence && current.runId === pair.model.runId && m.fences.get(key)?.get(current.fence) !== pair.real.fence;
+    const lease: Lease = restarted ? { ...pair.model, fence: -1 } : pair.model;
     let step: ReturnType<typeof decideFinish> | undefined;
     let raised: unknown;
     try {
       // The store applies its own retention to complete and fail; the model does the same.
       const op: FinishOp = this.op.op === 'complete' || this.op.op === 'fail' ? { ...this.op, retentionMs: m.retentionMs } : this.op;
-      step = decideFinish(m.records.get(key), pair.model, op, m.now());
+      step = decideFinish(current, lease, op, m.now());
     } catch (error) {
       raised = error;
     }
