@@ -16,13 +16,15 @@ export const MIN_LEASE_MS = 100;
 /** Longest delay Node's timers take (2^31-1 ms, about 24.8 days); a longer one fires after 1 ms. */
 export const MAX_TIMER_MS = 2 ** 31 - 1;
 
-const encoder = new TextEncoder();
+// UTF-8 sizes are counted, not encoded: a key and a result are measured on every call, and an
+// encoded copy of each was a measurable share of runOnce's own garbage. Both are well-formed here.
+const utf8Bytes = (text: string): number => Buffer.byteLength(text, 'utf8');
 
 export function validateKey(key: unknown): string {
   if (typeof key !== 'string') throw new InvalidKeyError(`key must be a string, got ${describeValue(key)}`);
   if (key.length === 0) throw new InvalidKeyError('key must not be empty');
   if (!key.isWellFormed()) throw new InvalidKeyError('key is not well-formed UTF-16 (lone surrogate): it has no UTF-8 form');
-  const bytes = encoder.encode(key).length;
+  const bytes = key.length * 3 <= MAX_KEY_BYTES ? 0 : utf8Bytes(key); // at most 3 bytes per UTF-16 unit
   if (bytes > MAX_KEY_BYTES) throw new InvalidKeyError(`key is ${bytes} bytes of UTF-8; the limit is ${MAX_KEY_BYTES}`);
   return key;
 }
@@ -79,7 +81,7 @@ export function validateBoolean(name: string, value: unknown): boolean {
 export function validateResult(value: unknown, maxBytes: number): JsonValue {
   checkJson(value, '$', new Set());
   const text = JSON.stringify(value);
-  const bytes = encoder.encode(text).length;
+  const bytes = utf8Bytes(text);
   if (bytes > maxBytes) throw new InvalidArgumentError(`result is ${bytes} bytes of JSON; the store's limit is ${maxBytes}`);
   return JSON.parse(text) as JsonValue;
 }

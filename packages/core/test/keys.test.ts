@@ -27,6 +27,16 @@ describe('canonical JSON and derived keys', () => {
     expect(() => validateKey(a)).not.toThrow();
   });
 
+  it('limits a key to 1024 bytes of UTF-8, whatever the width of its characters', () => {
+    // 1, 2, 3 and 4 bytes a character (the last as a surrogate pair): exactly at the limit, then one over.
+    for (const [ch, n] of [['a', 1024], ['\u00e9', 512], ['\u20ac', 341], ['\u{1F600}', 256]] as const) {
+      expect(() => validateKey(ch.repeat(n))).not.toThrow();
+      expect(() => validateKey(ch.repeat(n + 1))).toThrow(/bytes of UTF-8; the limit is 1024/);
+    }
+    expect(() => validateKey('\u20ac'.repeat(341) + 'a')).not.toThrow(); // 1024 bytes in 342 units
+    expect(() => validateKey('\u20ac'.repeat(341) + 'ab')).toThrow(/1025 bytes/);
+  });
+
   it('fingerprints parameters and names storage by sha256', () => {
     expect(fingerprint({ a: 1, b: [1] })).toBe(fingerprint({ b: [1], a: 1 }));
     expect(fingerprint({ a: 1 })).toMatch(/^sha256:[0-9a-f]{64}$/);
