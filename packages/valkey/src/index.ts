@@ -1,4 +1,5 @@
 import { createHash } from 'node:crypto';
+import calculateSlot from 'cluster-key-slot';
 import { Cluster, Redis } from 'ioredis';
 import {
   BackendUnavailableError,
@@ -582,8 +583,8 @@ class ValkeyDriver implements Driver {
   private connectionOf(key: string): string | undefined {
     const c = this.client;
     if (!c.isCluster) return '';
-    // Every key has a hash tag (see recordKey): the slot is that of the tag alone.
-    return c.slots?.[keySlot(key.slice(key.indexOf('{') + 1, key.indexOf('}', key.indexOf('{') + 1)))]?.join(';') || undefined;
+    // The slot as ioredis computes it (the same module), hash tag included: its grouping is the one to match.
+    return c.slots?.[calculateSlot(key)]?.join(';') || undefined;
   }
 
   /** Sends one batch: its scripts, then one WAIT; each script's caller gets its own reply or error, or the WAIT's failure. */
@@ -754,16 +755,6 @@ function finishedParts(lease: Lease, status: 'succeeded' | 'failed', tail: strin
 const IN_FLIGHT = '"status":"in_flight"';
 const LEASE_FIELD = ',"leaseExpiresAt":';
 const LEASE_END = /^,"leaseExpiresAt":\d+\}$/;
-
-/** A Cluster's hash slot of a hash tag: CRC16 (XModem) modulo 16384, as the server computes it. */
-function keySlot(tag: string): number {
-  let crc = 0;
-  for (const byte of Buffer.from(tag)) {
-    crc ^= byte << 8;
-    for (let i = 0; i < 8; i++) crc = crc & 0x8000 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff;
-  }
-  return crc % 16384;
-}
 
 function sha1(text: string): string {
   return createHash('sha1').update(text).digest('hex');
