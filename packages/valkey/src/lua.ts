@@ -16,11 +16,14 @@
 
 import { RECORD_VERSION } from '@idem/core';
 
+/** The server's time in ms, from the reply `t` of redis.call('TIME'): inlined where no helper is defined yet. */
+const MS_OF_TIME = 'tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)';
+
 /** Helpers: server time, a strict parse (as core's parseRecord), and encoding. */
 const COMMON = `
 local function now_ms()
   local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  return ${MS_OF_TIME}
 end
 local function int(x) return type(x) == 'number' and x == math.floor(x) and math.abs(x) <= 9007199254740991 end
 local function optint(x) return x == nil or int(x) end
@@ -99,7 +102,7 @@ local head, fpPart, fp, runId = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local leaseMs, lingerMs = tonumber(ARGV[5]), tonumber(ARGV[6])
 local force, dedupOn = ARGV[7] == '1', ARGV[8]
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now = ${MS_OF_TIME}
 local RECORD = '%s%d,"attempt":%d%s,"claimedAt":%d,"leaseExpiresAt":%d}'
 
 -- Timeline of the fast path: t0 SET NX. A key with no trace at all (no record, no lingering one,
@@ -204,7 +207,7 @@ local retentionMs, lingerMs = tonumber(ARGV[5]), tonumber(ARGV[6])
 -- Comparing two Lua strings is one pointer comparison (they are interned): no JSON decoded.
 if ARGV[8] ~= '' and redis.pcall('GET', rk) == ARGV[8] then
   local t = redis.call('TIME')
-  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local now = ${MS_OF_TIME}
   redis.call('SET', rk, ARGV[9] .. string.format('%d', now) .. ',"expiresAt":' .. string.format('%d', now + retentionMs) .. ARGV[10], 'PX', retentionMs + lingerMs)
   return now
 end
@@ -290,5 +293,5 @@ local raw = redis.pcall('GET', KEYS[1])
 if type(raw) == 'table' and raw.err then return { 'corrupt', raw.err } end
 if not raw then return { 'none' } end
 local t = redis.call('TIME')
-return { 'found', raw, string.format('%d', tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)) }
+return { 'found', raw, string.format('%d', ${MS_OF_TIME}) }
 `;
