@@ -200,12 +200,21 @@ export async function openVariants(url) {
   floor('raw GET (ioredis, auto-pipelined)', (p) => (key) => piped.get(p + key).then((v) => (v === null ? 'nil' : 'value')));
   floor('raw SET NX PX (@redis/client)', (p) => (key) => redisClient.set(p + key, VALUE, { PX: TTL_MS, NX: true }));
   floor('raw SET NX PX (redis@4)', (p) => (key) => niRedis.client.set(p + key, VALUE, { PX: TTL_MS, NX: true }));
+  // The least a fenced finish can cost the server on Redis 7.0, which has no conditional SET: a
+  // script that reads the key, compares and writes (the peers' finish is a plain SET, unfenced). With
+  // the SET NX PX above it gives the server's floor for any fenced first execution (see Goals).
+  const cas = await plain.script('LOAD', CAS_LUA);
+  add({ name: CAS_FLOOR, group: 'floor', scenarios: ['first'], open: async (prefix) => (key) => plain.evalsha(cas, 1, prefix + key, VALUE, VALUE, TTL_MS) });
 
   const close = async () => {
     for (const c of closers.reverse()) await c();
   };
   return { variants, close, value: VALUE };
 }
+
+/** A compare-and-set, the core of a fenced finish: written if absent or holding the expected bytes. */
+const CAS_LUA = "local v = redis.call('GET', KEYS[1]) if v == false or v == ARGV[1] then return redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end return false";
+export const CAS_FLOOR = 'raw scripted compare-and-SET (ioredis)';
 
 /** The floor each scenario's ratios are taken against: one plain round trip doing the least. */
 export const FLOOR = { first: 'raw SET NX PX (ioredis)', dup: 'raw GET (ioredis)' };
