@@ -99,10 +99,25 @@ export async function openVariants(url) {
       return async (key) => (await runOnce(store, key, idemClient.noop)).status;
     },
   });
+  // The same on a caller's node-redis client (its own connection, as the ioredis one above):
+  // what the client alone buys, against the peers on their stock @redis/client and redis@4.
+  const idemNodeRedis = await createClient({ url }).connect();
+  closers.push(() => idemNodeRedis.close());
+  const idemNr = counter();
+  add({
+    name: 'idem runOnce (your @redis/client)',
+    group: 'idem',
+    counter: idemNr,
+    open: async (prefix) => {
+      const store = await createValkeyStore({ client: idemNodeRedis, prefix });
+      return async (key) => (await runOnce(store, key, idemNr.noop)).status;
+    },
+  });
   // Claim alone (no finish): the figure to hold against one raw SET NX PX.
   for (const [name, make] of [
     ['idem claim (own client, URL)', (prefix) => createValkeyStore({ url, prefix })],
     ['idem claim (your ioredis)', (prefix) => createValkeyStore({ client: idemClientRedis, prefix })],
+    ['idem claim (your @redis/client)', (prefix) => createValkeyStore({ client: idemNodeRedis, prefix })],
   ]) {
     add({
       name,
