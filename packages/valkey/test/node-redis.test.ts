@@ -21,5 +21,7 @@ for (const [label, client] of url === undefined ? ([['6, RESP2', undefined]] as 
     name: `valkey standalone, node-redis ${label} client`,
     enabled: client !== undefined,
     createStore: (options) => createValkeyStore({ client: client!, prefix: freshPrefix(), ...options }),
+    // The 4-process race once, on 6 over RESP2: each process opens a node-redis client of its own.
+    ...(label === '6, RESP2' ? { processes: { module: new URL('./open-node-redis-store.mjs', import.meta.url).href, options: () => ({ url: url!, prefix: freshPrefix() }) } } : {}),
   });
 }
