@@ -7,23 +7,10 @@ import { createClient, createClientPool, createCluster, createSentinel } from '@
 import { codeOf, expectLease as leaseOf } from '@idem/conformance/testing';
 import { IdemError, type IdempotencyStore } from '@idem/core';
 import { createValkeyStore, type NodeRedisClient, type ValkeyStoreOptions } from '../src/index.js';
-import { calls, haveRedisServer, PrivateServer, watchCommands } from './private-server.js';
+import { calls, expectNoscriptHandled, expectOneRoundTripEach, haveRedisServer, PrivateServer, whenBack } from './private-server.js';
 import { freshPrefix } from './server.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Retries `fn` while the backend is unavailable (the client reconnecting), up to `ms`. */
-async function whenBack<T>(fn: () => Promise<T>, ms = 15_000): Promise<T> {
-  const until = Date.now() + ms;
-  for (;;) {
-    try {
-      return await fn();
-    } catch (error) {
-      if (!(error instanceof IdemError && error.code === 'BACKEND_UNAVAILABLE') || Date.now() > until) throw error;
-      await sleep(100);
-    }
-  }
-}
 
 describe.skipIf(!haveRedisServer())('a caller-owned node-redis client against a private server', () => {
   let server: PrivateServer;
@@ -50,31 +37,13 @@ describe.skipIf(!haveRedisServer())('a caller-owned node-redis client against a 
   it('one round trip per claim, duplicate and complete (MONITOR); close() leaves the client open', async () => {
     const client = await connect();
     const store = await open(client);
-    await store.complete(leaseOf(await store.claim('warm-up'))); // scripts loaded (NOSCRIPT, then the body)
-    const watch = await watchCommands(admin);
-    try {
-      const lease = leaseOf(await store.claim('rt'));
-      expect(await watch.count()).toEqual(['EVALSHA']);
-      expect((await store.claim('rt')).outcome).toBe('in_flight');
-      expect(await watch.count()).toEqual(['EVALSHA']);
-      await store.complete(lease, { result: [] });
-      expect(await watch.count()).toEqual(['EVALSHA']);
-    } finally {
-      watch.stop();
-    }
+    await expectOneRoundTripEach(store, admin);
     await store.close();
     expect(await client.ping()).toBe('PONG');
   });
 
   it('NOSCRIPT after SCRIPT FLUSH is handled (a node-redis ErrorReply, matched by its message)', async () => {
-    const store = await open(await connect());
-    expect((await store.claim('flush-1')).outcome).toBe('acquired');
-    await admin.call('SCRIPT', 'FLUSH');
-    const evals = await calls(admin, 'eval');
-    const lease = leaseOf(await store.claim('flush-2'));
-    await admin.call('SCRIPT', 'FLUSH');
-    expect((await store.complete(lease)).status).toBe('succeeded');
-    expect((await calls(admin, 'eval')) - evals).toBe(2);
+    await expectNoscriptHandled(await open(await connect()), admin);
   });
 
   it("a type mapping the caller set on the client changes nothing the store reads", async () => {
