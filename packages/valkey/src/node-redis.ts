@@ -33,8 +33,8 @@ export function fromNodeRedis(client: object): ValkeyClient {
   if (typeof c.getSlotMaster === 'function') throw new InvalidArgumentError('a node-redis cluster client (createCluster) is not supported: give cluster: ["host:port", ...] and the store opens an ioredis Cluster');
   if (typeof c.getSentinelNode === 'function') throw new InvalidArgumentError('a node-redis Sentinel client (createSentinel) is not supported: give url: "redis+sentinel://..." and the store opens its own client');
   if (typeof c.execute === 'function') throw new InvalidArgumentError('a node-redis client pool (createClientPool) is not supported: give one connected client (createClient)');
-  // node-redis 4 (@redis/client 1.x) has neither type mappings nor the command options used below.
-  if (typeof c.withTypeMapping !== 'function') throw new InvalidArgumentError('client looks like node-redis 4 (@redis/client 1.x): give a client of redis / @redis/client 5 or later');
+  // node-redis 4 (@redis/client 1.x) and a legacy() wrapper have neither type mappings nor the command options used below.
+  if (typeof c.withTypeMapping !== 'function') throw new InvalidArgumentError('client looks like node-redis 4 (@redis/client 1.x) or a legacy() client: give a createClient() of redis / @redis/client 5 or later');
   // The store sends raw commands, which node-redis 6 does not prefix (and SCAN replies never are).
   if (c.options?.keyPrefix) throw new InvalidArgumentError('client has keyPrefix set: use the store option prefix instead');
 

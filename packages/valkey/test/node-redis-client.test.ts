@@ -106,12 +106,13 @@ describe.skipIf(!haveRedisServer())('a caller-owned node-redis client against a 
 });
 
 describe('node-redis clients the store refuses, before any I/O', () => {
-  it('cluster, Sentinel and pool clients, a client with keyPrefix, and node-redis 4', async () => {
+  it('cluster, Sentinel and pool clients, a client with keyPrefix, a legacy() wrapper and node-redis 4', async () => {
     const bad: Array<[string, object]> = [
       ['cluster', createCluster({ rootNodes: [{ url: 'redis://127.0.0.1:1' }] })],
       ['Sentinel', createSentinel({ name: 'm', sentinelRootNodes: [{ host: '127.0.0.1', port: 1 }] })],
       ['client pool', createClientPool({ url: 'redis://127.0.0.1:1' })],
       ['keyPrefix', createClient({ url: 'redis://127.0.0.1:1', keyPrefix: 'app:' })],
+      ['legacy() wrapper', createClient({ url: 'redis://127.0.0.1:1' }).legacy()],
       // node-redis 4 (@redis/client 1.x), not installed here: its shape, sendCommand without type mappings.
       ['node-redis 4', { sendCommand: async () => 'PONG', isOpen: true }],
     ];
