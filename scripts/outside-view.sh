@@ -109,6 +109,7 @@ version() { node -e 'const [f, n] = process.argv.slice(1); const j = require(f);
 s3sdk=$(version packages/s3/package.json @aws-sdk/client-s3)
 gcssdk=$(version packages/gcs/package.json @google-cloud/storage)
 ioredis=$(version packages/valkey/package.json ioredis | sed 's/@.*|| \^/@/')
+redisclient=$(version packages/valkey/package.json @redis/client)
 typescript=$(version package.json typescript)
 vitest=$(version package.json vitest)
 typesnode=$(version package.json @types/node)
@@ -142,7 +143,7 @@ app="$work/app"
 mkdir -p "$app" && echo '{"name":"outside-app","private":true}' >"$app/package.json"
 install_app() {
   cd "$app" && npm install --prefer-offline $(for p in "${pkgs[@]}"; do tgz "$p"; done) \
-    "$s3sdk" "$gcssdk" "$ioredis" "$typescript" "$vitest" "$typesnode"
+    "$s3sdk" "$gcssdk" "$ioredis" "$redisclient" "$typescript" "$vitest" "$typesnode"
 }
 spawn "npm install of the tarballs into a project outside the workspace" install_app
 # Installs wait on the network, lint on the CPU: they run side by side.
@@ -153,6 +154,16 @@ cp -r "$repo/scripts/outside-view/file-adapter" "$app/file-adapter"
 
 check "ESM: import() of every entry point" bash -c "cd '$app' && node esm.mjs"
 check "CommonJS: require() of every entry point" bash -c "cd '$app' && node cjs.cjs"
+# @idem/valkey on a caller's node-redis client (@redis/client installed by the app, not by @idem/valkey):
+# one claim and complete against the test server, when there is one (scripts/test.sh starts it).
+node_redis_claim() {
+  if [ -z "${IDEM_TEST_REDIS_URL:-}" ]; then
+    [ "${CI:-}" = true ] && { echo "CI=true and IDEM_TEST_REDIS_URL is not set"; return 1; }
+    echo "no IDEM_TEST_REDIS_URL: not run (scripts/test.sh sets it)"; return 0
+  fi
+  cd "$app" && node node-redis.mjs
+}
+check "@idem/valkey on a node-redis client (@redis/client): a claim against the test server" node_redis_claim
 # nodenext: the app's .mts and .cts files and the outside adapter; then the compiled CommonJS file runs.
 spawn "tsc nodenext (ESM .mts, CJS .cts, outside adapter; strict, exactOptionalPropertyTypes, skipLibCheck false), run the CJS output" \
   bash -c "cd '$app' && npx tsc -p tsconfig.nodenext.json && node out/types.cjs"

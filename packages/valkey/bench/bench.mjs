@@ -175,17 +175,23 @@ try {
       goals.push({ label, value: Number(value.toFixed(2)), target });
       console.log(`  ${label.padEnd(72)} ${value.toFixed(2).padStart(6)}   (goal ${target})`);
     };
-    console.log('\nGoals (ratios in this run)');
-    for (const idem of ['idem runOnce (own client, URL)', 'idem runOnce (your ioredis)']) {
-      goal(`first execution, ${IN_FLIGHT} in flight: ${idem} / best peer (${results.first64.best.name})`, get('first64', idem).rate / results.first64.best.m.rate, '>= 1');
-      for (const id of ['dup1', 'dup64']) goal(`duplicate, ${id === 'dup1' ? 1 : IN_FLIGHT} in flight: ${idem} / best peer (${results[id].best.name})`, get(id, idem).rate / results[id].best.m.rate, '> 1');
-      goal(`CPU per first execution (${IN_FLIGHT}): ${idem} client / lowest peer's`, get('first64', idem).client / lowest('first64', 'client'), '<= 1.5');
-      goal(`CPU per first execution (${IN_FLIGHT}): ${idem} server CPU / lowest peer's`, get('first64', idem).serverCpu / lowest('first64', 'serverCpu'), '<= 1.5');
-      goal(`CPU per first execution (${IN_FLIGHT}): ${idem} server cmd time / lowest peer's`, get('first64', idem).serverCmd / lowest('first64', 'serverCmd'), '<= 1.5');
-    }
-    for (const claim of ['idem claim (own client, URL)', 'idem claim (your ioredis)']) {
+    // Per goal, the idem row that does best on it (highest rate, lowest CPU), named in the label.
+    const bestIdem = (id, group, k, lower = false) => results[id].rows.filter((x) => x.group === group).reduce((a, b) => ((lower ? b.m[k] < a.m[k] : b.m[k] > a.m[k]) ? b : a)).name;
+    const goalsFor = (pick, claimPick) => {
+      const idem = (id, k, lower) => pick ?? bestIdem(id, 'idem', k, lower);
+      goal(`first execution, ${IN_FLIGHT} in flight: ${idem('first64', 'rate')} / best peer (${results.first64.best.name})`, get('first64', idem('first64', 'rate')).rate / results.first64.best.m.rate, '>= 1');
+      for (const id of ['dup1', 'dup64']) goal(`duplicate, ${id === 'dup1' ? 1 : IN_FLIGHT} in flight: ${idem(id, 'rate')} / best peer (${results[id].best.name})`, get(id, idem(id, 'rate')).rate / results[id].best.m.rate, '> 1');
+      for (const [k, what] of [['client', 'client'], ['serverCpu', 'server CPU'], ['serverCmd', 'server cmd time']]) {
+        goal(`CPU per first execution (${IN_FLIGHT}): ${idem('first64', k, true)} ${what} / lowest peer's`, get('first64', idem('first64', k, true))[k] / lowest('first64', k), '<= 1.5');
+      }
+      const claim = claimPick ?? bestIdem('first64', 'idem-claim', 'rate');
       goal(`claim alone, ${IN_FLIGHT} in flight: ${claim} / ${FLOOR.first}`, get('first64', claim).rate / results.first64.floor.m.rate, '>= 0.9');
-    }
+    };
+    console.log('\nGoals (ratios in this run): idem on ioredis');
+    goalsFor('idem runOnce (own client, URL)', 'idem claim (own client, URL)');
+    goalsFor('idem runOnce (your ioredis)', 'idem claim (your ioredis)');
+    console.log('Goals: the best idem variant of each line (any client)');
+    goalsFor(undefined, undefined);
     // Why the server goal is out of reach on this server: a fenced first execution needs at least
     // SET NX PX plus a scripted compare-and-set, whatever else the store does.
     const fenced = get('first64', FLOOR.first).serverCmd + get('first64', CAS_FLOOR).serverCmd;

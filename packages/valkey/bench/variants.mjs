@@ -76,36 +76,36 @@ export async function openVariants(url) {
   const variants = [];
   const add = (v) => variants.push({ scenarios: ['first', 'dup', 'race'], ...v });
 
-  // idem: runOnce on a store that opens its own client (URL), and on a caller's plain ioredis client.
-  const idemUrl = counter();
-  add({
-    name: 'idem runOnce (own client, URL)',
-    group: 'idem',
-    counter: idemUrl,
-    open: async (prefix) => {
-      const store = await createValkeyStore({ url, prefix });
-      closers.push(() => store.close());
-      return async (key) => (await runOnce(store, key, idemUrl.noop)).status;
-    },
-  });
-  const idemClientRedis = ioredis();
-  const idemClient = counter();
-  add({
-    name: 'idem runOnce (your ioredis)',
-    group: 'idem',
-    counter: idemClient,
-    open: async (prefix) => {
-      const store = await createValkeyStore({ client: idemClientRedis, prefix });
-      return async (key) => (await runOnce(store, key, idemClient.noop)).status;
-    },
-  });
-  // Claim alone (no finish): the figure to hold against one raw SET NX PX.
-  for (const [name, make] of [
-    ['idem claim (own client, URL)', (prefix) => createValkeyStore({ url, prefix })],
-    ['idem claim (your ioredis)', (prefix) => createValkeyStore({ client: idemClientRedis, prefix })],
-  ]) {
+  // idem runOnce on a store made by `make(prefix)` (close() is a no-op on a caller's client).
+  const idemRunOnce = (name, make) => {
+    const c = counter();
     add({
       name,
+      group: 'idem',
+      counter: c,
+      open: async (prefix) => {
+        const store = await make(prefix);
+        closers.push(() => store.close());
+        return async (key) => (await runOnce(store, key, c.noop)).status;
+      },
+    });
+  };
+  // idem on a store that opens its own client (URL), on a caller's plain ioredis client, and on a
+  // caller's node-redis client (each its own connection): what the client alone buys, against the
+  // peers on their stock @redis/client and redis@4.
+  const idemClientRedis = ioredis();
+  const idemNodeRedis = await createClient({ url }).connect();
+  closers.push(() => idemNodeRedis.close());
+  const stores = [
+    ['own client, URL', (prefix) => createValkeyStore({ url, prefix })],
+    ['your ioredis', (prefix) => createValkeyStore({ client: idemClientRedis, prefix })],
+    ['your @redis/client', (prefix) => createValkeyStore({ client: idemNodeRedis, prefix })],
+  ];
+  for (const [on, make] of stores) idemRunOnce(`idem runOnce (${on})`, make);
+  // Claim alone (no finish): the figure to hold against one raw SET NX PX.
+  for (const [on, make] of stores) {
+    add({
+      name: `idem claim (${on})`,
       group: 'idem-claim',
       scenarios: ['first'],
       open: async (prefix) => {

@@ -29,7 +29,10 @@ import {
   type StoreOptions,
 } from '@idem/core/adapter';
 import { CLAIM_LUA, FINISH_LUA, READ_LUA, REMOVE_LUA } from './lua.js';
+import { fromNodeRedis, isNodeRedis, type NodeRedisClient } from './node-redis.js';
 import { isSentinelUrl, parseSentinelUrl, splitReplicaQuery } from './sentinel.js';
+
+export type { NodeRedisClient } from './node-redis.js';
 
 type Arg = string | number | Buffer;
 /** A script's answer: a tag, then record JSON (or a reason), nil when absent. */
@@ -78,8 +81,11 @@ export interface ValkeyPipeline {
 }
 
 export interface ValkeyStoreOptions extends StoreOptions {
-  /** Your connected client (Redis, Cluster, iovalkey...). You close it; `store.close()` does not. */
-  client?: ValkeyClient;
+  /**
+   * Your connected client (ioredis Redis or Cluster, iovalkey, or a node-redis `createClient()` of
+   * redis / @redis/client 5 or 6). You close it; `store.close()` does not.
+   */
+  client?: ValkeyClient | NodeRedisClient;
   /**
    * Or a URL (redis://, rediss://, valkey://, valkeys://, or redis+sentinel:// / valkey+sentinel://
    * `[user:password@]host:port,host:port/masterName[/db]`): the store opens and closes its own client.
@@ -145,15 +151,19 @@ export async function createValkeyStore(options: ValkeyStoreOptions): Promise<Id
   // WAIT 0 would block forever; a WAIT as long as the whole budget leaves no time for its reply.
   if (replicaTimeoutMs < 1 || replicaTimeoutMs >= timeoutMs) throw new InvalidArgumentError('replicaTimeoutMs must be at least 1 and below timeoutMs');
   const resolved = resolveStoreOptions(storeOptions); // bad options fail before any connection is made
+  let given: ValkeyClient | undefined;
   if (client !== undefined) {
-    if (typeof client !== 'object' || client === null || typeof client.call !== 'function') throw new InvalidArgumentError('client must be an ioredis-compatible Redis or Cluster');
+    if (typeof client !== 'object' || client === null) throw new InvalidArgumentError('client must be an ioredis-compatible Redis or Cluster, or a node-redis client');
+    // node-redis (sendCommand, no call): wrapped in a ValkeyClient; its own kinds refused there.
+    given = isNodeRedis(client) ? fromNodeRedis(client) : (client as ValkeyClient);
+    if (typeof given.call !== 'function') throw new InvalidArgumentError('client must be an ioredis-compatible Redis or Cluster, or a node-redis client');
     // ioredis prefixes command keys but not SCAN results: list would then read the wrong keys.
-    if (client.options?.keyPrefix) throw new InvalidArgumentError('client has keyPrefix set: use the store option prefix instead');
+    if (given.options?.keyPrefix) throw new InvalidArgumentError('client has keyPrefix set: use the store option prefix instead');
   }
-  if (minReplicas > 0 && client !== undefined && typeof client.pipeline !== 'function') throw new InvalidArgumentError('minReplicas needs a client with pipeline() (ioredis Redis or Cluster)');
+  if (minReplicas > 0 && given !== undefined && typeof given.pipeline !== 'function') throw new InvalidArgumentError('minReplicas needs a client with pipeline() (ioredis Redis or Cluster, or node-redis)');
   const guard: Guard = {};
-  const owned = client === undefined ? openClient(fromUrl?.url ?? url, cluster, timeoutMs, guard, sentinel) : undefined;
-  const driver = new ValkeyDriver(client ?? owned!, owned !== undefined, guard, { prefix, lingerMs, timeoutMs, minReplicas, replicaTimeoutMs });
+  const owned = given === undefined ? openClient(fromUrl?.url ?? url, cluster, timeoutMs, guard, sentinel) : undefined;
+  const driver = new ValkeyDriver(given ?? owned!, owned !== undefined, guard, { prefix, lingerMs, timeoutMs, minReplicas, replicaTimeoutMs });
   return new IdempotencyStore(driver, resolved);
 }
 

@@ -5,24 +5,11 @@ import { Redis } from 'ioredis';
 import { codeOf, expectLease as leaseOf } from '@idem/conformance/testing';
 import { IdemError, storageName, type IdempotencyStore } from '@idem/core';
 import { createValkeyStore, type ValkeyStoreOptions } from '../src/index.js';
-import { calls, haveRedisServer, PrivateServer, ReplyLosingProxy, scriptRuns, watchCommands } from './private-server.js';
+import { calls, expectNoscriptHandled, expectOneRoundTripEach, haveRedisServer, PrivateServer, ReplyLosingProxy, scriptRuns, whenBack } from './private-server.js';
 import { freshPrefix } from './server.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const have = haveRedisServer();
-
-/** Retries `fn` while the backend is unavailable (a client reconnecting), up to `ms`. */
-async function whenBack<T>(fn: () => Promise<T>, ms = 15_000): Promise<T> {
-  const until = Date.now() + ms;
-  for (;;) {
-    try {
-      return await fn();
-    } catch (error) {
-      if (!(error instanceof IdemError && error.code === 'BACKEND_UNAVAILABLE') || Date.now() > until) throw error;
-      await sleep(100);
-    }
-  }
-}
 
 describe.skipIf(!have)('valkey faults against a private server', () => {
   let server: PrivateServer;
@@ -45,22 +32,7 @@ describe.skipIf(!have)('valkey faults against a private server', () => {
   });
 
   it('one round trip per uncontended claim, duplicate claim and complete, seen at the server (MONITOR)', async () => {
-    const store = await open();
-    // Connection handshake, and the first use of each script (NOSCRIPT, then its body) happen here.
-    await store.complete(leaseOf(await store.claim('warm-up')));
-    const watch = await watchCommands(admin);
-    try {
-      const lease = leaseOf(await store.claim('rt'));
-      expect(await watch.count()).toEqual(['EVALSHA']);
-      expect((await store.claim('rt')).outcome).toBe('in_flight');
-      expect(await watch.count()).toEqual(['EVALSHA']);
-      await store.complete(lease, { result: [] });
-      expect(await watch.count()).toEqual(['EVALSHA']);
-    } finally {
-      watch.stop();
-    }
-    // The caller's result is stored as sent: an empty array stays an array.
-    expect((await store.get('rt'))?.result).toEqual([]);
+    await expectOneRoundTripEach(await open(), admin);
   });
 
   it('server down: every operation is BACKEND_UNAVAILABLE, never acquired; after a restart claims work again (NOSCRIPT handled)', async () => {
@@ -181,14 +153,7 @@ describe.skipIf(!have)('valkey faults against a private server', () => {
   });
 
   it('NOSCRIPT after SCRIPT FLUSH is handled', async () => {
-    const store = await open();
-    expect((await store.claim('flush-1')).outcome).toBe('acquired');
-    await admin.call('SCRIPT', 'FLUSH');
-    const evals = await calls(admin, 'eval');
-    const lease = leaseOf(await store.claim('flush-2'));
-    await admin.call('SCRIPT', 'FLUSH');
-    expect((await store.complete(lease)).status).toBe('succeeded');
-    expect((await calls(admin, 'eval')) - evals).toBe(2);
+    await expectNoscriptHandled(await open(), admin);
   });
 
   it('a foreign value or type under the key is CORRUPT_RECORD and is left as it is', async () => {

@@ -1,8 +1,12 @@
 // A Redis server of the fault tests' own, which they may stop and restart
-// without disturbing the shared servers; and a TCP proxy that can lose a reply.
+// without disturbing the shared servers; a TCP proxy that can lose a reply;
+// and the checks the fault tests of every client (ioredis, node-redis) share.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { createServer, connect, type AddressInfo, type Server, type Socket } from 'node:net';
+import { expect } from 'vitest';
 import { Redis } from 'ioredis';
+import { expectLease as leaseOf } from '@idem/conformance/testing';
+import { IdemError, type IdempotencyStore } from '@idem/core';
 import { inCI } from '@idem/test-fixtures';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -189,4 +193,47 @@ export class ReplyLosingProxy {
     this.cut();
     await new Promise((r) => this.server?.close(r));
   }
+}
+
+/** Retries `fn` while the backend is unavailable (a client reconnecting), up to `ms`. */
+export async function whenBack<T>(fn: () => Promise<T>, ms = 15_000): Promise<T> {
+  const until = Date.now() + ms;
+  for (;;) {
+    try {
+      return await fn();
+    } catch (error) {
+      if (!(error instanceof IdemError && error.code === 'BACKEND_UNAVAILABLE') || Date.now() > until) throw error;
+      await sleep(100);
+    }
+  }
+}
+
+/** One command (EVALSHA) per uncontended claim, duplicate claim and complete, seen through MONITOR. */
+export async function expectOneRoundTripEach(store: IdempotencyStore, admin: Redis): Promise<void> {
+  // Connection handshake, and the first use of each script (NOSCRIPT, then its body) happen here.
+  await store.complete(leaseOf(await store.claim('warm-up')));
+  const watch = await watchCommands(admin);
+  try {
+    const lease = leaseOf(await store.claim('rt'));
+    expect(await watch.count()).toEqual(['EVALSHA']);
+    expect((await store.claim('rt')).outcome).toBe('in_flight');
+    expect(await watch.count()).toEqual(['EVALSHA']);
+    await store.complete(lease, { result: [] });
+    expect(await watch.count()).toEqual(['EVALSHA']);
+  } finally {
+    watch.stop();
+  }
+  // The caller's result is stored as sent: an empty array stays an array.
+  expect((await store.get('rt'))?.result).toEqual([]);
+}
+
+/** After SCRIPT FLUSH a claim and a complete each send their script's body once (EVAL), then succeed. */
+export async function expectNoscriptHandled(store: IdempotencyStore, admin: Redis): Promise<void> {
+  expect((await store.claim('flush-1')).outcome).toBe('acquired');
+  await admin.call('SCRIPT', 'FLUSH');
+  const evals = await calls(admin, 'eval');
+  const lease = leaseOf(await store.claim('flush-2'));
+  await admin.call('SCRIPT', 'FLUSH');
+  expect((await store.complete(lease)).status).toBe('succeeded');
+  expect((await calls(admin, 'eval')) - evals).toBe(2);
 }

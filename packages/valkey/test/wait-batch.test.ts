@@ -3,6 +3,7 @@
 // with SIGSTOP disturbs no other test.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
+import { createClient } from '@redis/client';
 import { expectLease as leaseOf } from '@idem/conformance/testing';
 import { storageName, type IdempotencyStore } from '@idem/core';
 import { createValkeyStore } from '../src/index.js';
@@ -22,6 +23,9 @@ describe.skipIf(!haveRedisServer())('minReplicas: one WAIT per batch of operatio
   /** The same, on a client of the caller's (which the store neither opens nor closes). */
   let callerStore: IdempotencyStore;
   let callerClient: Redis;
+  /** And on a caller's node-redis client: its commands of one tick, in order on its one connection. */
+  let nodeRedisStore: IdempotencyStore;
+  let nodeRedisClient: ReturnType<typeof createClient>;
   const prefix = freshPrefix();
   const keysOf = (batch: string) => Array.from({ length: IN_FLIGHT }, (_, i) => `${batch}-${i}`);
   /** Each key's record as the replica holds it (null: not there). */
@@ -43,6 +47,11 @@ describe.skipIf(!haveRedisServer())('minReplicas: one WAIT per batch of operatio
     await store.complete(leaseOf(await store.claim('warm-up'))); // scripts loaded: no NOSCRIPT while watching
     callerClient = primary.admin();
     callerStore = await createValkeyStore({ client: callerClient, prefix, minReplicas: 1, replicaTimeoutMs: 300, timeoutMs: 2000 });
+    nodeRedisClient = createClient({ url: primary.url });
+    nodeRedisClient.on('error', () => undefined); // node-redis throws on an 'error' nobody listens to
+    await nodeRedisClient.connect();
+    nodeRedisStore = await createValkeyStore({ client: nodeRedisClient, prefix, minReplicas: 1, replicaTimeoutMs: 300, timeoutMs: 2000 });
+    await nodeRedisStore.get('warm-up'); // its connection's handshake done before watching
   });
 
   afterAll(async () => {
@@ -50,16 +59,17 @@ describe.skipIf(!haveRedisServer())('minReplicas: one WAIT per batch of operatio
     await store?.close();
     await callerStore?.close();
     callerClient?.disconnect();
+    if (nodeRedisClient?.isOpen) nodeRedisClient.destroy();
     admin?.disconnect();
     replicaAdmin?.disconnect();
     await replica?.stop();
     await primary?.stop();
   });
 
-  for (const which of ['own client', "caller's client"] as const) {
+  for (const which of ['own client', "caller's client", "caller's node-redis client"] as const) {
     it(`${which}: ${IN_FLIGHT} claims, then ${IN_FLIGHT} completes, in one tick each: every script, then fewer WAITs than operations; each write is on the replica when it returns`, async () => {
-      const s = which === 'own client' ? store : callerStore;
-      const keys = keysOf(`batch-${which === 'own client' ? 'own' : 'caller'}`);
+      const s = which === 'own client' ? store : which === "caller's client" ? callerStore : nodeRedisStore;
+      const keys = keysOf(`batch-${which.replace(/\W+/g, '-')}`);
       const watch = await watchCommands(admin.duplicate());
       const claims = await Promise.all(keys.map((k) => s.claim(k)));
       // Read at once: the replica must hold every record the moment the claims return.
@@ -83,27 +93,30 @@ describe.skipIf(!haveRedisServer())('minReplicas: one WAIT per batch of operatio
     });
   }
 
-  it(`replica frozen: every claim of a ${IN_FLIGHT}-claim batch fails BACKEND_UNAVAILABLE (too few replicas); thawed, the same runs get their own claims back`, async () => {
-    const keys = keysOf('frozen');
-    const runId = (k: string) => `run-${k}`;
-    process.kill(replicaPid, 'SIGSTOP');
-    let failures: unknown[];
-    try {
-      failures = await Promise.all(keys.map((k) => store.claim(k, { runId: runId(k) }).then((o) => o, (error: unknown) => error)));
-    } finally {
-      process.kill(replicaPid, 'SIGCONT');
-    }
-    for (const f of failures) {
-      expect((f as { code?: string }).code).toBe('BACKEND_UNAVAILABLE');
-      // Said by WAIT, not by a lost connection: each operation counted the replicas of its batch.
-      expect((f as Error).message).toMatch(/0 of 1 replicas acknowledged/);
-    }
-    // The writes landed on the primary: a retry with the same runId recognises each as its own.
-    const again = await Promise.all(keys.map((k) => store.claim(k, { runId: runId(k) })));
-    expect(again.map((o) => o.outcome)).toEqual(keys.map(() => 'acquired'));
-    expect((await onReplica(keys)).filter((r) => r === null)).toEqual([]);
-    // And every first execution completes, acknowledged too.
-    await Promise.all(again.map((o) => store.complete(leaseOf(o), { result: 1 })));
-    expect((await Promise.all(keys.map((k) => store.get(k)))).map((r) => r?.status)).toEqual(keys.map(() => 'succeeded'));
-  });
+  for (const which of ['own client', "caller's node-redis client"] as const) {
+    it(`${which}, replica frozen: every claim of a ${IN_FLIGHT}-claim batch fails BACKEND_UNAVAILABLE (too few replicas); thawed, the same runs get their own claims back`, async () => {
+      const s = which === 'own client' ? store : nodeRedisStore;
+      const keys = keysOf(`frozen-${which.replace(/\W+/g, '-')}`);
+      const runId = (k: string) => `run-${k}`;
+      process.kill(replicaPid, 'SIGSTOP');
+      let failures: unknown[];
+      try {
+        failures = await Promise.all(keys.map((k) => s.claim(k, { runId: runId(k) }).then((o) => o, (error: unknown) => error)));
+      } finally {
+        process.kill(replicaPid, 'SIGCONT');
+      }
+      for (const f of failures) {
+        expect((f as { code?: string }).code).toBe('BACKEND_UNAVAILABLE');
+        // Said by WAIT, not by a lost connection: each operation counted the replicas of its batch.
+        expect((f as Error).message).toMatch(/0 of 1 replicas acknowledged/);
+      }
+      // The writes landed on the primary: a retry with the same runId recognises each as its own.
+      const again = await Promise.all(keys.map((k) => s.claim(k, { runId: runId(k) })));
+      expect(again.map((o) => o.outcome)).toEqual(keys.map(() => 'acquired'));
+      expect((await onReplica(keys)).filter((r) => r === null)).toEqual([]);
+      // And every first execution completes, acknowledged too.
+      await Promise.all(again.map((o) => s.complete(leaseOf(o), { result: 1 })));
+      expect((await Promise.all(keys.map((k) => s.get(k)))).map((r) => r?.status)).toEqual(keys.map(() => 'succeeded'));
+    });
+  }
 });
