@@ -200,11 +200,14 @@ export async function openVariants(url) {
   floor('raw GET (ioredis, auto-pipelined)', (p) => (key) => piped.get(p + key).then((v) => (v === null ? 'nil' : 'value')));
   floor('raw SET NX PX (@redis/client)', (p) => (key) => redisClient.set(p + key, VALUE, { PX: TTL_MS, NX: true }));
   floor('raw SET NX PX (redis@4)', (p) => (key) => niRedis.client.set(p + key, VALUE, { PX: TTL_MS, NX: true }));
-  // The least a fenced finish can cost the server on Redis 7.0, which has no conditional SET: a
-  // script that reads the key, compares and writes (the peers' finish is a plain SET, unfenced). With
-  // the SET NX PX above it gives the server's floor for any fenced first execution (see Goals).
-  const cas = await plain.script('LOAD', CAS_LUA);
-  add({ name: CAS_FLOOR, group: 'floor', scenarios: ['first'], open: async (prefix) => (key) => plain.evalsha(cas, 1, prefix + key, VALUE, VALUE, TTL_MS) });
+  // What the guarantees cost the server at the least, on Redis 7.0, which has neither a
+  // conditional SET nor the time outside a script. A fenced finish is a script that reads, compares
+  // and writes (the peers' finish is a plain SET, unfenced); a claim or finish stamped with the
+  // server's clock is a script that reads TIME. Summed per first execution under the goals.
+  for (const [name, lua] of Object.entries(GUARANTEE_FLOORS)) {
+    const sha = await plain.script('LOAD', lua);
+    add({ name, group: 'floor', scenarios: ['first'], open: async (prefix) => (key) => plain.evalsha(sha, 1, prefix + key, VALUE, VALUE, TTL_MS) });
+  }
 
   const close = async () => {
     for (const c of closers.reverse()) await c();
@@ -212,9 +215,18 @@ export async function openVariants(url) {
   return { variants, close, value: VALUE };
 }
 
-/** A compare-and-set, the core of a fenced finish: written if absent or holding the expected bytes. */
-const CAS_LUA = "local v = redis.call('GET', KEYS[1]) if v == false or v == ARGV[1] then return redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3]) end return false";
-export const CAS_FLOOR = 'raw scripted compare-and-SET (ioredis)';
+/**
+ * Least scripts for each guarantee (ARGV: expected bytes, new bytes, PX). compare-and-SET: written
+ * if absent or holding the expected bytes, the core of a fenced finish. The TIME forms stamp the
+ * written value with the server's clock, as idem's claim and finish do.
+ */
+const CAS = "if v == false or v == ARGV[1] then return redis.call('SET', KEYS[1], ARGV[2] .. now, 'PX', ARGV[3]) end return false";
+const NOW = "local t = redis.call('TIME') local now = t[1] * 1000 + math.floor(t[2] / 1000)";
+export const GUARANTEE_FLOORS = {
+  'raw scripted compare-and-SET (ioredis)': `local now = '' local v = redis.call('GET', KEYS[1]) ${CAS}`,
+  'raw scripted TIME + SET NX PX (ioredis)': `${NOW} return redis.call('SET', KEYS[1], ARGV[2] .. now, 'NX', 'PX', ARGV[3])`,
+  'raw scripted TIME + compare-and-SET (ioredis)': `${NOW} local v = redis.call('GET', KEYS[1]) ${CAS}`,
+};
 
 /** The floor each scenario's ratios are taken against: one plain round trip doing the least. */
 export const FLOOR = { first: 'raw SET NX PX (ioredis)', dup: 'raw GET (ioredis)' };
