@@ -31,7 +31,7 @@ local function optstr(x) return x == nil or type(x) == 'string' end
 local STATUS = { in_flight = true, succeeded = true, failed = true }
 
 -- raw, record, why: absent -> nil, nil, nil; unreadable -> raw?, nil, why (never overwritten)
--- decode takes what a read answered (GET, or SET NX GET in the claim); load reads it first.
+-- decode takes what redis.pcall('GET') answered; load reads it first.
 local function decode(raw)
   if type(raw) == 'table' and raw.err then return nil, nil, raw.err end
   if not raw then return nil, nil, nil end
@@ -106,15 +106,12 @@ local now = ${MS_OF_TIME}
 local RECORD = '%s%d,"attempt":%d%s,"claimedAt":%d,"leaseExpiresAt":%d}'
 
 -- Timeline of the fast path: t0 SET NX. A key with no trace at all (no record, no lingering one,
--- nothing foreign) is taken by this one write, and of N racing claimers exactly one gets it.
+-- nothing foreign) is taken by this one write, and of N racing claimers exactly one gets OK.
 -- It comes before the helpers below are even defined, and builds its record with one
 -- string.format: the common claim runs only what it needs (server time per call is what it costs).
 -- Its reply is only the time it wrote: the client knows the rest of the record it sent.
--- GET (with NX since 7.0) answers nil when this SET wrote, else the key's value unchanged, so that
--- every other claim reads its record in the same call (each redis.call is server time). pcall: a
--- key of another type answers WRONGTYPE without a write, and decode() below reports it as corrupt.
-local got = redis.pcall('SET', rk, string.format(RECORD, head, now, 1, fpPart, now, now + leaseMs), 'NX', 'PX', leaseMs + lingerMs, 'GET')
-if not got then return now end
+if redis.call('SET', rk, string.format(RECORD, head, now, 1, fpPart, now, now + leaseMs), 'NX', 'PX', leaseMs + lingerMs) then return now end
+local got = redis.pcall('GET', rk)
 
 -- The duplicate fast path: a record in the store's own layout that this claim only answers
 -- (completed, in_flight of another runId, reuse) is read with anchored plain patterns, no JSON
@@ -168,7 +165,7 @@ if expired(cur, now) then live = nil end
 
 if live and fp ~= '' and live.fingerprint and live.fingerprint ~= fp and not force then return { 'reuse', raw } end
 
--- Timeline of a take: t0 the read (the SET NX GET above) ... decide ... t1 SET PX lease + linger. Nothing runs between
+-- Timeline of a take: t0 GET (above) ... decide ... t1 SET PX lease + linger. Nothing runs between
 -- t0 and t1 (scripts are atomic): every other claimer sees the record before t0 or ours after t1.
 local function take(outcome)
   local b = body(math.max(cur.fence + 1, now), (live and live.attempt or 0) + 1)
