@@ -14,7 +14,7 @@ import { createValkeyStore } from '@idem/valkey';
 import { load, measure, median, rotate, serverStats, servers, summarise, table, unlinkMatching, versionOf } from './harness.mjs';
 // The claim script itself (not exported by the package): for its duplicate fast path against its full path.
 import { CLAIM_LUA } from '../dist/lua.js';
-import { FLOOR, GUARANTEE_FLOORS, openVariants } from './variants.mjs';
+import { FLOOR, GUARANTEE_FLOORS, openVariants, TIMED_GET_FLOOR } from './variants.mjs';
 import { replicaBench } from './replicas.mjs';
 
 const arg = (name) => process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1];
@@ -202,6 +202,9 @@ try {
     goal(`server cmd time, least fenced first execution on the server's clock (2 scripts with TIME) / lowest peer's`, serverClock / peerCmd, 'floor');
     const idemCmd = Math.min(...results.first64.rows.filter((x) => x.group === 'idem').map((x) => x.m.serverCmd));
     goal(`server cmd time, idem runOnce (lowest of its rows) / that least fenced first execution on the server's clock`, idemCmd / serverClock, '-');
+    const idemDup = Math.min(...results.dup64.rows.filter((x) => x.group === 'idem').map((x) => x.m.serverCmd));
+    goal(`server cmd time per duplicate (64): least read on the server's clock (TIME + GET script) / lowest peer's`, get('dup64', TIMED_GET_FLOOR).serverCmd / lowest('dup64', 'serverCmd'), 'floor');
+    goal(`server cmd time per duplicate (64): idem runOnce (lowest of its rows) / that least read on the server's clock`, idemDup / get('dup64', TIMED_GET_FLOOR).serverCmd, '-');
     summary.goals = goals;
   }
 

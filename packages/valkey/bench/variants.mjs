@@ -204,6 +204,9 @@ export async function openVariants(url) {
   // conditional SET nor the time outside a script. A fenced finish is a script that reads, compares
   // and writes (the peers' finish is a plain SET, unfenced); a claim or finish stamped with the
   // server's clock is a script that reads TIME. Summed per first execution under the goals.
+  // A duplicate judged by the server's clock: GET and TIME in one script (the peers' is a plain GET).
+  const timedGet = await plain.script('LOAD', TIMED_GET);
+  floor(TIMED_GET_FLOOR, (p) => (key) => plain.evalsha(timedGet, 1, p + key).then(([, v]) => (v === null ? 'nil' : 'value')));
   for (const [name, lua] of Object.entries(GUARANTEE_FLOORS)) {
     const sha = await plain.script('LOAD', lua);
     add({ name, group: 'floor', scenarios: ['first'], open: async (prefix) => (key) => plain.evalsha(sha, 1, prefix + key, VALUE, VALUE, TTL_MS) });
@@ -222,6 +225,8 @@ export async function openVariants(url) {
  */
 const CAS = "if v == false or v == ARGV[1] then return redis.call('SET', KEYS[1], ARGV[2] .. now, 'PX', ARGV[3]) end return false";
 const NOW = "local t = redis.call('TIME') local now = t[1] * 1000 + math.floor(t[2] / 1000)";
+const TIMED_GET = "local t = redis.call('TIME') return { t[1] * 1000 + math.floor(t[2] / 1000), redis.call('GET', KEYS[1]) }";
+export const TIMED_GET_FLOOR = 'raw scripted TIME + GET (ioredis)';
 export const GUARANTEE_FLOORS = {
   'raw scripted compare-and-SET (ioredis)': `local now = '' local v = redis.call('GET', KEYS[1]) ${CAS}`,
   'raw scripted TIME + SET NX PX (ioredis)': `${NOW} return redis.call('SET', KEYS[1], ARGV[2] .. now, 'NX', 'PX', ARGV[3])`,
