@@ -61,6 +61,27 @@ const LMDB_DIR = dirname(createRequire(import.meta.url).resolve('@idem/lmdb/pack
 const REFERENCE = "node + require('lmdb') alone";
 const cwdOf = { [REFERENCE]: LMDB_DIR };
 cases[REFERENCE] = () => ['-e', "require('node:module').enableCompileCache?.(); require('lmdb')"];
+// The raw primitive of `idem run -- true`, with none of idem: lmdb-js opens a store file, a
+// conditional put is fsynced, `true` is spawned and awaited, a second put is fsynced, exit. What
+// it leaves out is idem's own part: the CLI and core, key hashing and run ids (node:crypto), the
+// cross-process write turn, records, checks and reports.
+const RAW = 'raw lmdb-js run (no idem)';
+cwdOf[RAW] = LMDB_DIR;
+const RAW_SCRIPT = `require('node:module').enableCompileCache?.();
+const { open } = require('lmdb');
+const { spawn } = require('node:child_process');
+const env = open({ path: process.argv[1], overlappingSync: false });
+const db = env.openDB({ name: 'records', encoding: 'binary' });
+const key = process.argv[2];
+(async () => {
+  await db.ifNoExists(key, () => db.put(key, Buffer.from('in_flight')));
+  await env.flushed;
+  await new Promise((resolve, reject) => spawn('true', { stdio: 'inherit' }).on('exit', resolve).on('error', reject));
+  await db.put(key, Buffer.from('succeeded'));
+  await env.flushed;
+  process.exit(0);
+})();`;
+cases[RAW] = () => ['-e', RAW_SCRIPT, join(dir, 'raw.mdb'), `raw-${n++}`];
 
 try {
   for (const [name, make] of Object.entries(cases)) wall(make(), cwdOf[name]); // warm the page cache and the compile cache
@@ -86,6 +107,8 @@ try {
   );
   const ratio = median(times['idem run -- true (executes)']) / base;
   console.log(`idem run -- true / node -e 0: ${ratio.toFixed(2)} (goal <= ${GOAL_RATIO}: ${ratio <= GOAL_RATIO ? 'met' : 'NOT met'}); reference: node + lmdb-js alone / node -e 0: ${(median(times[REFERENCE]) / base).toFixed(2)}`);
+  const raw = median(times[RAW]);
+  console.log(`raw lmdb-js run / node -e 0: ${(raw / base).toFixed(2)} (the floor of any run wrapper on lmdb-js); idem run -- true / raw lmdb-js run: ${(median(times['idem run -- true (executes)']) / raw).toFixed(2)}`);
   const samples = { idem: [], node: [] };
   for (let i = 0; i < Math.min(RUNS, 15); i++) {
     samples.idem.push(usage(cases['idem run -- true (executes)']()));
