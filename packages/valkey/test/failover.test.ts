@@ -156,11 +156,16 @@ async function sentinelFailover(): Promise<number> {
     // was a synced replica (root cause not found). This test is about the store, not about Sentinel,
     // so each sentinel forgets idem-ha and monitors it again at the primary the nodes agree on; it
     // then finds the replica (INFO) and the other sentinels (hello messages) by itself.
-    // The primary the nodes agree on, which is not always `replica`: one CI run found it demoted
-    // again by then (the sentinels had failed over a second time, back to the returned node).
+    // The primary the nodes agree on, which is not always `replica`: one CI run found it no longer
+    // primary by then (demoted again; by which sentinel, not found). Should it change under us
+    // again, remonitor refuses (an Error) and waitUntil asks the nodes anew.
     const stale = sentinelViews;
-    const [now, other] = await agreedPrimary(primary, replica);
-    await remonitor(now);
+    let [now, other] = [replica, primary];
+    await waitUntil('re-monitoring at the primary the two nodes agree on', async () => {
+      [now, other] = await agreedPrimary(primary, replica);
+      await remonitor(now);
+      return true;
+    });
     await waitUntil('after re-monitoring, a majority of sentinels see the replica healthy and every sentinel knows the two others', async () => (await sentinelsSeeReplica(other)) && (await sentinelsKnowEachOther())).catch((again: unknown) => {
       throw new Error(`${(again as Error).message} (sentinels saw: ${sentinelViews}; before re-monitoring: ${stale})`);
     });
