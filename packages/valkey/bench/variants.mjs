@@ -76,20 +76,6 @@ export async function openVariants(url) {
   const variants = [];
   const add = (v) => variants.push({ scenarios: ['first', 'dup', 'race'], ...v });
 
-  // idem runOnce on a store made by `make(prefix)` (close() is a no-op on a caller's client).
-  const idemRunOnce = (name, make) => {
-    const c = counter();
-    add({
-      name,
-      group: 'idem',
-      counter: c,
-      open: async (prefix) => {
-        const store = await make(prefix);
-        closers.push(() => store.close());
-        return async (key) => (await runOnce(store, key, c.noop)).status;
-      },
-    });
-  };
   // idem on a store that opens its own client (URL), on a caller's plain ioredis client, and on a
   // caller's node-redis client (each its own connection): what the client alone buys, against the
   // peers on their stock @redis/client and redis@4.
@@ -101,7 +87,24 @@ export async function openVariants(url) {
     ['your ioredis', (prefix) => createValkeyStore({ client: idemClientRedis, prefix })],
     ['your @redis/client', (prefix) => createValkeyStore({ client: idemNodeRedis, prefix })],
   ];
-  for (const [on, make] of stores) idemRunOnce(`idem runOnce (${on})`, make);
+  // The store `make(prefix)` gives, closed with the bench (a no-op for a caller's client).
+  const opened = async (make, prefix) => {
+    const store = await make(prefix);
+    closers.push(() => store.close());
+    return store;
+  };
+  for (const [on, make] of stores) {
+    const c = counter();
+    add({
+      name: `idem runOnce (${on})`,
+      group: 'idem',
+      counter: c,
+      open: async (prefix) => {
+        const store = await opened(make, prefix);
+        return async (key) => (await runOnce(store, key, c.noop)).status;
+      },
+    });
+  }
   // Claim alone (no finish): the figure to hold against one raw SET NX PX.
   for (const [on, make] of stores) {
     add({
@@ -109,8 +112,7 @@ export async function openVariants(url) {
       group: 'idem-claim',
       scenarios: ['first'],
       open: async (prefix) => {
-        const store = await make(prefix);
-        closers.push(() => store.close()); // a no-op for the caller's client
+        const store = await opened(make, prefix);
         return async (key) => (await store.claim(key)).outcome;
       },
     });
