@@ -2,6 +2,7 @@
 // every exit path. The one function most callers need.
 import type { Lease } from './decide.js';
 import { InFlightError, InvalidArgumentError, LeaseLostError } from './errors.js';
+import { heartbeat } from './heartbeat.js';
 import type { IdemRecord, JsonValue } from './record.js';
 import type { ClaimOptions, IdempotencyStore } from './store.js';
 import { MAX_TIMER_MS, validateDuration, validateLeaseMs } from './validate.js';
@@ -124,7 +125,7 @@ async function execute<T>(
   // Heartbeat: one renew in flight at a time. A transient error is retried on
   // the next tick (the lease is still ours until its deadline); only a lost lease stops it.
   let renewing: Promise<void> | undefined;
-  const timer = setInterval(() => {
+  const beat = heartbeat(every, () => {
     if (renewing || lost) return;
     renewing = store
       .renew(lease, leaseMs)
@@ -140,8 +141,7 @@ async function execute<T>(
       .finally(() => {
         renewing = undefined;
       });
-  }, every);
-  timer.unref?.();
+  });
 
   const ctx: RunContext = {
     get signal() {
@@ -158,7 +158,7 @@ async function execute<T>(
     try {
       value = await fn(ctx);
     } catch (error) {
-      clearInterval(timer);
+      beat.stop();
       await renewing;
       if (lost) throw lost;
       if (signal?.aborted) {
@@ -168,7 +168,7 @@ async function execute<T>(
       }
       throw error;
     }
-    clearInterval(timer);
+    beat.stop();
     await renewing;
     if (lost) throw lost;
     let record: IdemRecord;
@@ -181,7 +181,7 @@ async function execute<T>(
     }
     return { status: 'executed', value, outcome, lease, record, ...(previous ? { previous } : {}) };
   } finally {
-    clearInterval(timer);
+    beat.stop();
     signal?.removeEventListener('abort', onAbort);
   }
 }
