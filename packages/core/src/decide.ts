@@ -101,31 +101,44 @@ export function decideClaim(current: IdemRecord | undefined, input: ClaimInput, 
 }
 
 export function leaseOf(key: string, name: string, record: IdemRecord, version?: string): Lease {
-  const lease: Lease = {
-    key,
-    name,
-    runId: record.runId,
-    fence: record.fence,
-    leaseExpiresAt: record.leaseExpiresAt ?? 0,
-    record,
-    ...(version !== undefined ? { version } : {}),
-  };
-  issued.set(lease, { key, name });
-  return lease;
+  return new IssuedLease(key, name, record, version);
 }
 
 /**
- * The key and storage name each lease was issued with (core computed the name from the key), so
- * that the store's lease check hashes the key again only for a lease that was made or changed by
- * hand: a sha256 per finish is a measurable share of a first execution's client CPU.
+ * A lease as core issued it, with the key and storage name it was issued with (core computed the
+ * name from the key) in private fields, so that the store's lease check hashes the key again only
+ * for a lease that was made or changed by hand: a sha256 per finish is a measurable share of a
+ * first execution's client CPU. Private fields, unlike a WeakMap of leases, cost the collector
+ * nothing, and they are invisible: a copy or a JSON round trip is a plain Lease.
  */
-const issued = new WeakMap<object, { key: string; name: string }>();
+class IssuedLease implements Lease {
+  readonly #key: string;
+  readonly #name: string;
+  key: string;
+  name: string;
+  runId: string;
+  fence: number;
+  leaseExpiresAt: number;
+  record: IdemRecord;
+  declare version?: string;
+
+  constructor(key: string, name: string, record: IdemRecord, version: string | undefined) {
+    this.#key = this.key = key;
+    this.#name = this.name = name;
+    this.runId = record.runId;
+    this.fence = record.fence;
+    this.leaseExpiresAt = record.leaseExpiresAt ?? 0;
+    this.record = record;
+    if (version !== undefined) this.version = version;
+  }
+
+  static asIssued(lease: { key?: unknown; name?: unknown }): boolean {
+    return #key in lease && lease.#key === lease.key && lease.#name === lease.name;
+  }
+}
 
 /** True when `lease` came from leaseOf and still has the key and name it was issued with. */
-export function issuedAsIs(lease: { key?: unknown; name?: unknown }): boolean {
-  const at = issued.get(lease);
-  return at !== undefined && at.key === lease.key && at.name === lease.name;
-}
+export const issuedAsIs = (lease: { key?: unknown; name?: unknown }): boolean => IssuedLease.asIssued(lease);
 
 /** The result of a finish: the renewed lease, the finished record, or nothing (released). */
 export type FinishValue = { lease?: Lease; record?: IdemRecord };
