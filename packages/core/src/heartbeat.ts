@@ -6,9 +6,14 @@ export interface Beat {
   stop(): void;
 }
 
+/** What a heartbeat calls. */
+export interface Ticker {
+  tick(): void;
+}
+
 interface Entry extends Beat {
   due: number;
-  readonly tick: () => void;
+  readonly ticker: Ticker;
   stopped: boolean;
 }
 
@@ -26,10 +31,10 @@ class Period {
 
   constructor(private readonly every: number) {}
 
-  add(tick: () => void): Beat {
+  add(ticker: Ticker): Beat {
     const entry: Entry = {
       due: performance.now() + this.every,
-      tick,
+      ticker,
       stopped: false,
       stop: () => {
         entry.stopped = true;
@@ -69,7 +74,7 @@ class Period {
       if (entry.due > now + 1) break;
       entry.due = now + this.every;
       this.queue.push(entry);
-      entry.tick();
+      entry.ticker.tick();
     }
     this.trim();
     if (this.head < this.queue.length) this.arm(this.queue[this.head]!.due);
@@ -80,9 +85,9 @@ class Period {
 
 const periods = new Map<number, Period>();
 
-/** Calls `tick` every `every` ms (at most MAX_TIMER_MS) until the returned beat is stopped. */
-export function heartbeat(every: number, tick: () => void): Beat {
+/** Calls `ticker.tick()` every `every` ms (at most MAX_TIMER_MS) until the returned beat is stopped. */
+export function heartbeat(every: number, ticker: Ticker): Beat {
   let period = periods.get(every);
   if (period === undefined) periods.set(every, (period = new Period(every)));
-  return period.add(tick);
+  return period.add(ticker);
 }
