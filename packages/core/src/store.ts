@@ -1,10 +1,10 @@
 // The public contract. Every method validates its arguments before any I/O
 // (docs/semantics.md §8), turns durations into policy, then calls the driver.
-import { issuedAsIs, type ClaimOutcome, type DedupOn, type Lease } from './decide.js';
+import { issuedAsIs, type ClaimInput, type ClaimOutcome, type DedupOn, type FinishOp, type Lease } from './decide.js';
 import type { Capabilities, Driver, DriverContext, ListPage, SweepCounts } from './driver.js';
 import { InvalidArgumentError } from './errors.js';
 import { sha256Hex, storageName } from './keys.js';
-import { isExpired, STATUSES, type IdemRecord, type JsonValue, type Status } from './record.js';
+import { isExpired, STATUSES, type IdemRecord, type Status } from './record.js';
 import {
   describeValue,
   summarizeError,
@@ -119,30 +119,40 @@ export class IdempotencyStore {
   }
 
   /** One atomic claim; see ClaimOutcome for the four answers. */
-  async claim(key: string, options: ClaimOptions = {}): Promise<ClaimOutcome> {
+  claim(key: string, options: ClaimOptions = {}): Promise<ClaimOutcome> {
+    // Not async: the driver's promise is returned as it is (an async layer costs a promise per
+    // call); bad input still rejects, before any I/O.
+    let input: ClaimInput;
+    try {
+      input = this.claimInput(key, options);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    return this.driver.claim(input, this.ctx);
+  }
+
+  private claimInput(key: string, options: ClaimOptions): ClaimInput {
     validateKey(key);
     if (typeof options !== 'object' || options === null) throw new InvalidArgumentError(`claim options must be an object, got ${describeValue(options)}`);
     const fingerprint = options.fingerprint === undefined ? undefined : validateFingerprint(options.fingerprint);
-    return this.driver.claim(
-      {
-        key,
-        recordKey: this.hashKeys ? `sha256:${sha256Hex(key)}` : key,
-        name: storageName(key),
-        runId: options.runId === undefined ? crypto.randomUUID() : validateRunId(options.runId),
-        leaseMs: validateLeaseMs('leaseMs', options.leaseMs ?? this.leaseMs),
-        force: validateBoolean('force', options.force ?? false),
-        dedupOn: validateDedupOn(options.dedupOn ?? this.dedupOn),
-        ...(fingerprint !== undefined ? { fingerprint } : {}),
-      },
-      this.ctx,
-    );
+    const input: ClaimInput = {
+      key,
+      recordKey: this.hashKeys ? `sha256:${sha256Hex(key)}` : key,
+      name: storageName(key),
+      runId: options.runId === undefined ? crypto.randomUUID() : validateRunId(options.runId),
+      leaseMs: validateLeaseMs('leaseMs', options.leaseMs ?? this.leaseMs),
+      force: validateBoolean('force', options.force ?? false),
+      dedupOn: validateDedupOn(options.dedupOn ?? this.dedupOn),
+    };
+    if (fingerprint !== undefined) input.fingerprint = fingerprint;
+    return input;
   }
 
   /** Marks the work done and stores `result` for duplicates. Fenced: LeaseLostError if someone took over. */
   async complete(lease: Lease, options: { result?: unknown } = {}): Promise<IdemRecord> {
     checkLease(lease);
-    const result: JsonValue | undefined = options.result === undefined ? undefined : validateResult(options.result, this.maxResultBytes);
-    const op = { op: 'complete', retentionMs: this.retentionMs, ...(result !== undefined ? { result } : {}) } as const;
+    const op: FinishOp = { op: 'complete', retentionMs: this.retentionMs };
+    if (options.result !== undefined) op.result = validateResult(options.result, this.maxResultBytes);
     const done = await this.driver.finish(lease, op, this.ctx);
     return done.record!;
   }

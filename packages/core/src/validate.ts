@@ -79,46 +79,85 @@ export function validateBoolean(name: string, value: unknown): boolean {
  * arrays), cycles. Checked before any I/O.
  */
 export function validateResult(value: unknown, maxBytes: number): JsonValue {
-  checkJson(value, '$', new Set());
+  try {
+    checkJson(value, undefined);
+  } catch (error) {
+    if (!(error instanceof NotExactJson)) throw error;
+    throw new InvalidArgumentError(`result $${error.path.reverse().join('')} ${error.why}: JSON would not give it back as it is`);
+  }
   const text = JSON.stringify(value);
   const bytes = utf8Bytes(text);
   if (bytes > maxBytes) throw new InvalidArgumentError(`result is ${bytes} bytes of JSON; the store's limit is ${maxBytes}`);
-  return JSON.parse(text) as JsonValue;
+  // A copy, so that the record returned and stored is what JSON gives back, whatever the caller
+  // does to its value later. A string, number, boolean or null is its own copy.
+  return typeof value === 'object' && value !== null ? (JSON.parse(text) as JsonValue) : (value as JsonValue);
 }
 
-function checkJson(value: unknown, path: string, seen: Set<object>): void {
-  const bad = (why: string) => new InvalidArgumentError(`result ${path} ${why}: JSON would not give it back as it is`);
+/** Why a value is not exact JSON; its path is filled in, innermost step first, on the way out. */
+class NotExactJson extends Error {
+  readonly path: string[] = [];
+  constructor(readonly why: string) {
+    super(why);
+  }
+}
+
+/**
+ * Throws NotExactJson for anything JSON would not give back exactly. `ancestors`: the objects
+ * around this one, to find cycles; made only once an object holds another. The path of a bad
+ * value is built as the error passes up, so that a good value costs no path strings.
+ */
+function checkJson(value: unknown, ancestors: object[] | undefined): void {
   switch (typeof value) {
     case 'string':
     case 'boolean':
       return;
     case 'number':
-      if (!Number.isFinite(value)) throw bad(`is ${value}`);
-      if (Object.is(value, -0)) throw bad('is -0');
-      if (Number.isInteger(value) && !Number.isSafeInteger(value)) throw bad(`is ${value}, an integer beyond 2^53-1 (store it as a string)`);
+      if (!Number.isFinite(value)) throw new NotExactJson(`is ${value}`);
+      if (Object.is(value, -0)) throw new NotExactJson('is -0');
+      if (Number.isInteger(value) && !Number.isSafeInteger(value)) throw new NotExactJson(`is ${value}, an integer beyond 2^53-1 (store it as a string)`);
       return;
     case 'object':
       break;
     default:
-      throw bad(`is ${typeof value === 'undefined' ? 'undefined' : `a ${typeof value}`}`);
+      throw new NotExactJson(`is ${typeof value === 'undefined' ? 'undefined' : `a ${typeof value}`}`);
   }
   if (value === null) return;
-  if (seen.has(value)) throw bad('is circular');
+  if (ancestors?.includes(value)) throw new NotExactJson('is circular');
   const proto = Object.getPrototypeOf(value);
   if (Array.isArray(value)) {
-    if (proto !== Array.prototype) throw bad('is an array subclass');
-    seen.add(value);
+    if (proto !== Array.prototype) throw new NotExactJson('is an array subclass');
     for (let i = 0; i < value.length; i++) {
-      if (!(i in value)) throw bad(`has a hole at [${i}]`);
-      checkJson(value[i], `${path}[${i}]`, seen);
+      if (!(i in value)) throw new NotExactJson(`has a hole at [${i}]`);
+      try {
+        checkItem(value[i], value, ancestors);
+      } catch (error) {
+        if (error instanceof NotExactJson) error.path.push(`[${i}]`);
+        throw error;
+      }
     }
-  } else {
-    if (proto !== Object.prototype && proto !== null) throw bad(`is a ${(value as object).constructor?.name ?? 'non-plain object'}, not a plain object`);
-    if (Object.getOwnPropertySymbols(value).length > 0) throw bad('has symbol keys');
-    seen.add(value);
-    for (const [k, v] of Object.entries(value)) checkJson(v, `${path}.${k}`, seen);
+    return;
   }
-  seen.delete(value);
+  if (proto !== Object.prototype && proto !== null) throw new NotExactJson(`is a ${(value as object).constructor?.name ?? 'non-plain object'}, not a plain object`);
+  if (Object.getOwnPropertySymbols(value).length > 0) throw new NotExactJson('has symbol keys');
+  const keys = Object.keys(value);
+  for (let i = 0; i < keys.length; i++) {
+    const k = keys[i]!;
+    try {
+      checkItem((value as Record<string, unknown>)[k], value, ancestors);
+    } catch (error) {
+      if (error instanceof NotExactJson) error.path.push(`.${k}`);
+      throw error;
+    }
+  }
+}
+
+/** Checks `item`, held by `holder`: an object with `holder` among its ancestors. */
+function checkItem(item: unknown, holder: object, ancestors: object[] | undefined): void {
+  if (typeof item !== 'object' || item === null) return checkJson(item, undefined);
+  const around = ancestors ?? [];
+  around.push(holder);
+  checkJson(item, around);
+  around.pop(); // only on success: after a throw the whole check is over
 }
 
 /** A short, storable summary of whatever was thrown. Never throws, whatever the value's getters do. */
