@@ -288,16 +288,8 @@ class ValkeyDriver implements Driver {
     // The record's constant part is encoded here (JSON.stringify), so the script only appends numbers.
     const head = `{"v":${RECORD_VERSION},"key":${JSON.stringify(input.recordKey)},"status":"in_flight","runId":${JSON.stringify(input.runId)},"fence":`;
     const fpPart = input.fingerprint !== undefined ? `,"fingerprint":${JSON.stringify(input.fingerprint)}` : '';
-    const reply = await this.script(CLAIM_LUA, this.claimSha, rk, [
-      head,
-      fpPart,
-      input.fingerprint ?? '',
-      input.runId,
-      input.leaseMs,
-      this.settings.lingerMs,
-      input.force ? '1' : '0',
-      input.dedupOn,
-    ]);
+    const args = [head, fpPart, input.fingerprint ?? '', input.runId, input.leaseMs, this.settings.lingerMs, input.force ? '1' : '0', input.dedupOn];
+    const reply = ValkeyDriver.scriptReply(await this.evalScript(CLAIM_LUA, this.claimSha, rk, args, false, true));
     if (typeof reply === 'number') {
       // The fast path (SET NX on a key with no trace): the record is the one we sent, stamped with the server's time.
       const record: IdemRecord = {
@@ -312,7 +304,8 @@ class ValkeyDriver implements Driver {
         leaseExpiresAt: reply + input.leaseMs,
       };
       // The stored bytes, as the script built them: the lease's version, for the finish's fast path.
-      const raw = `${head}${reply},"attempt":1${fpPart},"claimedAt":${reply},"leaseExpiresAt":${reply + input.leaseMs}}`;
+      const at = String(reply); // converted once: a 13-digit number's text is not cheap
+      const raw = `${head}${at},"attempt":1${fpPart},"claimedAt":${at},"leaseExpiresAt":${reply + input.leaseMs}}`;
       return { outcome: 'acquired', lease: leaseOf(input.key, input.name, record, raw) };
     }
     const [tag, a, b] = reply;
@@ -350,26 +343,13 @@ class ValkeyDriver implements Driver {
     // complete and fail: the finished record is made here from the bytes the lease holds, and the
     // script writes it only if the key still holds exactly those bytes (see FINISH_LUA).
     const fast = op.op === 'complete' || op.op === 'fail' ? finishedParts(lease, op.op === 'complete' ? 'succeeded' : 'failed', payload ? `,"${op.op === 'complete' ? 'result' : 'error'}":${payload}}` : '}') : undefined;
-    const reply = await this.script(FINISH_LUA, this.finishSha, rk, [
-      op.op,
-      lease.runId,
-      lease.fence,
-      op.op === 'renew' ? op.leaseMs : 0,
-      retentionMs,
-      this.settings.lingerMs,
-      payload,
-      fast ? lease.version! : '',
-      fast?.[0] ?? '',
-      fast?.[1] ?? '',
-    ]);
+    const leaseMs = op.op === 'renew' ? op.leaseMs : 0;
+    const args = [op.op, lease.runId, lease.fence, leaseMs, retentionMs, this.settings.lingerMs, payload, fast ? lease.version! : '', fast?.[0] ?? '', fast?.[1] ?? ''];
+    const reply = ValkeyDriver.scriptReply(await this.evalScript(FINISH_LUA, this.finishSha, rk, args, false, true));
     if (typeof reply === 'number') {
       if (!fast || (op.op !== 'complete' && op.op !== 'fail')) throw new BackendUnavailableError(`unexpected finish reply ${reply}`);
       // The record the script wrote: the lease's, finished at the server's time `reply`.
-      const { leaseExpiresAt: _ended, ...base } = lease.record;
-      const record: IdemRecord = { ...base, status: op.op === 'complete' ? 'succeeded' : 'failed', completedAt: reply, expiresAt: reply + op.retentionMs };
-      if (op.op === 'complete' && op.result !== undefined) record.result = op.result;
-      if (op.op === 'fail' && op.error !== undefined) record.error = op.error;
-      return { record };
+      return { record: finishedRecord(lease.record, op, reply) };
     }
     const [tag, a] = reply;
     if (tag === 'lost') throw new LeaseLostError(lease.key, a ? parseRecord(rk, a) : undefined);
@@ -389,7 +369,7 @@ class ValkeyDriver implements Driver {
   }
 
   private async readKey(rk: string): Promise<IdemRecord | undefined> {
-    const reply = (await this.op(() => this.evalsha(READ_LUA, this.readSha, rk, [], true), true)) as Buffer[];
+    const reply = (await this.evalScript(READ_LUA, this.readSha, rk, [], true, false)) as Buffer[];
     const tag = reply[0]?.toString();
     if (tag === 'none') return undefined;
     if (tag !== 'found') throw this.corrupt(rk, reply[1]?.toString());
@@ -442,7 +422,7 @@ class ValkeyDriver implements Driver {
 
   /** Ends the record at once (it lingers to hand its fence on); a foreign or corrupt value is deleted. */
   async remove(name: string): Promise<boolean> {
-    const reply = await this.op(() => this.evalsha(REMOVE_LUA, this.removeSha, this.recordKey(name), [this.settings.lingerMs], false, true), true);
+    const reply = await this.evalScript(REMOVE_LUA, this.removeSha, this.recordKey(name), [this.settings.lingerMs], false, true);
     return reply === 1;
   }
 
@@ -483,15 +463,8 @@ class ValkeyDriver implements Driver {
     return rk.slice(this.settings.prefix.length + 1, -1);
   }
 
-  /**
-   * Runs a script by its SHA1 (one round trip); after NOSCRIPT (the server
-   * restarted or flushed its cache) sends the body once, which loads it.
-   * Transport failures are retried with the same arguments inside the time
-   * budget: both scripts recognise their own earlier write (same runId and
-   * fence), so a retry after a lost reply never reports someone else's claim.
-   */
-  private async script(lua: string, sha: string, key: string, args: Arg[]): Promise<ScriptReply | number> {
-    const reply = await this.op(() => this.evalsha(lua, sha, key, args, false, true), true);
+  /** A claim's or finish's reply, checked: a server time (their fast paths), or a tag and records. */
+  private static scriptReply(reply: unknown): ScriptReply | number {
     if (typeof reply === 'number' && Number.isSafeInteger(reply) && reply > 0) return reply;
     const ok = Array.isArray(reply) && typeof reply[0] === 'string' && reply.slice(1).every((x) => x == null || typeof x === 'string');
     if (!ok) throw new BackendUnavailableError(`unexpected script reply ${JSON.stringify(reply)?.slice(0, 100)}: is this Valkey/Redis 7?`);
@@ -528,29 +501,26 @@ class ValkeyDriver implements Driver {
   }
 
   /**
-   * `buffers`: replies as raw bytes, so that a record that is not UTF-8 is seen as it is stored.
-   * `writes`: with minReplicas, WAIT follows the script in the same pipeline.
+   * Sends a script once. `buffers`: replies as raw bytes, so that a record that is not UTF-8 is
+   * seen as it is stored. `writes`: with minReplicas, the script waits for the end of the tick, to
+   * go out with the others of its connection and their one WAIT (see queueAcked).
    */
-  private async evalsha(lua: string, sha: string, key: string, args: Arg[], buffers = false, writes = false): Promise<unknown> {
+  private sendScript(command: 'EVALSHA' | 'EVAL', body: string, key: string, args: Arg[], buffers: boolean, writes: boolean): Promise<unknown> {
+    if (writes && this.settings.minReplicas > 0) return this.queueAcked(command, body, key, args);
     this.cork();
-    if (writes && this.settings.minReplicas > 0) return this.evalshaAcked(lua, sha, key, args);
     const c = this.client;
+    if (!buffers) return c.call(command, body, 1, key, ...args);
     // Bytes through evalshaBuffer where the client has it: ioredis's auto-pipelining drops the
     // command name of a callBuffer (it sends the SHA as the command), but not of evalshaBuffer.
-    const send = buffers
-      ? (command: 'EVALSHA' | 'EVAL', body: string) => (command === 'EVALSHA' ? c.evalshaBuffer : c.evalBuffer)?.call(c, body, 1, key, ...args) ?? c.callBuffer(command, body, 1, key, ...args)
-      : (command: 'EVALSHA' | 'EVAL', body: string) => c.call(command, body, 1, key, ...args);
-    try {
-      return await send('EVALSHA', sha);
-    } catch (error) {
-      if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error;
-      return send('EVAL', lua);
-    }
+    const bytes = command === 'EVALSHA' ? c.evalshaBuffer : c.evalBuffer;
+    return bytes ? bytes.call(c, body, 1, key, ...args) : c.callBuffer(command, body, 1, key, ...args);
   }
 
   /**
-   * The script, then WAIT for the replicas, in one pipeline: one round trip, and on a Cluster the
-   * same node (the pipeline goes where its keys live; WAIT has no key). WAIT counts the replicas
+   * With minReplicas, a writing script joins this tick's batch for its connection, and settles
+   * with its own reply once the batch's WAIT is in. The batch goes out as its scripts, then WAIT
+   * for the replicas, in one pipeline: one round trip, and on a Cluster the same node (the
+   * pipeline goes where its keys live; WAIT has no key). WAIT counts the replicas
    * that hold every write this connection made before it, so one WAIT after the scripts of a tick
    * covers them all: a client blocked in WAIT has its next commands held until WAIT returns, so a
    * WAIT per script would serialise the operations in flight, one replica round trip each. A
@@ -562,17 +532,6 @@ class ValkeyDriver implements Driver {
    * replicas that hold all of them. Only after t1 with enough replicas is any outcome returned: a
    * failover after t1 promotes a replica that holds it (a copy in memory, not on disk: see the README).
    */
-  private async evalshaAcked(lua: string, sha: string, key: string, args: Arg[]): Promise<unknown> {
-    try {
-      return await this.queueAcked('EVALSHA', sha, key, args);
-    } catch (error) {
-      // The scripts are not loaded (a restarted or flushed server): the body, in a later batch with its own WAIT.
-      if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error;
-      return this.queueAcked('EVAL', lua, key, args);
-    }
-  }
-
-  /** Joins this tick's batch for the key's connection; settles with the script's reply once the batch's WAIT is in. */
   private queueAcked(command: 'EVALSHA' | 'EVAL', body: string, key: string, args: Arg[]): Promise<unknown> {
     this.cork();
     const conn = this.connectionOf(key);
@@ -631,35 +590,70 @@ class ValkeyDriver implements Driver {
     }, fail);
   }
 
-  /** Bounds an operation by timeoutMs and maps every failure to BACKEND_UNAVAILABLE; `retry` repeats it within that bound. */
-  private async op<T>(fn: () => Promise<T>, retry = false): Promise<T> {
+  /**
+   * Runs a script by its SHA1 (one round trip); after NOSCRIPT (the server restarted or flushed
+   * its cache) sends the body, which loads it. Bounded by timeoutMs, every failure mapped to
+   * BACKEND_UNAVAILABLE. Transport failures are retried with the same arguments inside the
+   * budget: each script recognises its own earlier write (same runId and fence), so a retry after
+   * a lost reply never reports someone else's claim. One async function from send to reply: a
+   * layer each for the retries, the script cache and the bound cost a promise each, a measurable
+   * share of a first execution's client CPU.
+   */
+  private async evalScript(lua: string, sha: string, key: string, args: Arg[], buffers: boolean, writes: boolean): Promise<unknown> {
     const deadline = Date.now() + this.settings.timeoutMs;
+    let command: 'EVALSHA' | 'EVAL' = 'EVALSHA';
     let first: string | undefined;
     for (let attempt = 0; ; attempt++) {
       if (this.guard.fatal) throw this.guard.fatal;
       try {
+        const sent = this.sendScript(command, command === 'EVALSHA' ? sha : lua, key, args, buffers, writes);
         // Every attempt is bounded by what is left of the budget, so a retry late in it cannot overrun
         // it (a per-command timeout counting from each send once took 7 s for 5 s).
         // The first attempt shares one timer with every other first attempt (see Deadlines).
-        return await (attempt === 0 ? this.deadlines.bound(fn()) : within(fn(), Math.max(1, deadline - Date.now())));
+        return await (attempt === 0 ? this.deadlines.bound(sent) : within(sent, Math.max(1, deadline - Date.now())));
       } catch (error) {
-        if (this.guard.fatal) throw this.guard.fatal;
-        // A slot moved (resharding, failover): ioredis follows MOVED by itself only outside a
-        // pipeline, and auto-pipelining puts every command in one. Learn the new map, then retry.
-        if (error instanceof Error && /^(MOVED|ASK) /.test(error.message)) this.client.refreshSlotsCache?.();
-        // A pause, then another attempt only if some budget is left after it (10 ms at least, to be worth sending).
-        const pause = Math.min(50 * 2 ** attempt, deadline - Date.now() - 10);
-        const why = error instanceof Error ? error.message : String(error);
-        first ??= why;
-        if (!retry || pause < 0) {
-          // The first failure usually says why (server down, too few replicas); the last one may only be the budget running out.
-          throw new BackendUnavailableError(`Valkey/Redis unavailable: ${why}${why !== first ? ` (first attempt: ${first})` : ''}`, error);
+        // Not loaded: the body next, at once (in a later batch with its own WAIT under minReplicas).
+        if (command === 'EVALSHA' && error instanceof Error && error.message.startsWith('NOSCRIPT')) {
+          command = 'EVAL';
+          continue;
         }
-        await new Promise((r) => setTimeout(r, pause));
+        first ??= describe(error);
+        await new Promise((r) => setTimeout(r, this.pauseAfter(error, attempt, deadline, first!, true)));
       }
     }
   }
+
+  /** Bounds one command by timeoutMs and maps its failure to BACKEND_UNAVAILABLE (SCAN, and writeRaw for the tests). */
+  private async op<T>(fn: () => Promise<T>): Promise<T> {
+    if (this.guard.fatal) throw this.guard.fatal;
+    try {
+      return await this.deadlines.bound(fn());
+    } catch (error) {
+      this.pauseAfter(error, 0, 0, describe(error), false); // throws: a command alone is not retried
+      throw error;
+    }
+  }
+
+  /**
+   * After a failed attempt: the pause before the next one. Throws BACKEND_UNAVAILABLE instead when
+   * there is to be no retry, or no budget left for one after the pause (10 ms at least, to be worth sending).
+   */
+  private pauseAfter(error: unknown, attempt: number, deadline: number, first: string, retry: boolean): number {
+    if (this.guard.fatal) throw this.guard.fatal;
+    // A slot moved (resharding, failover): ioredis follows MOVED by itself only outside a
+    // pipeline, and auto-pipelining puts every command in one. Learn the new map, then retry.
+    if (error instanceof Error && /^(MOVED|ASK) /.test(error.message)) this.client.refreshSlotsCache?.();
+    const pause = Math.min(50 * 2 ** attempt, deadline - Date.now() - 10);
+    if (!retry || pause < 0) {
+      const why = describe(error);
+      // The first failure usually says why (server down, too few replicas); the last one may only be the budget running out.
+      throw new BackendUnavailableError(`Valkey/Redis unavailable: ${why}${why !== first ? ` (first attempt: ${first})` : ''}`, error);
+    }
+    return pause;
+  }
 }
+
+const describe = (error: unknown): string => (error instanceof Error ? error.message : String(error));
 
 /**
  * The time bound of every first attempt, with one timer per store instead of one per operation
@@ -758,13 +752,40 @@ function finishedParts(lease: Lease, status: 'succeeded' | 'failed', tail: strin
   if (typeof raw !== 'string') return undefined;
   const s = raw.indexOf(IN_FLIGHT);
   const e = raw.lastIndexOf(LEASE_FIELD);
-  if (s < 0 || e < s || !LEASE_END.test(raw.slice(e))) return undefined;
+  if (s < 0 || e < s || !leaseEndAt(raw, e)) return undefined;
   return [`${raw.slice(0, s)}"status":"${status}"${raw.slice(s + IN_FLIGHT.length, e)},"completedAt":`, tail];
 }
 
 const IN_FLIGHT = '"status":"in_flight"';
 const LEASE_FIELD = ',"leaseExpiresAt":';
-const LEASE_END = /^,"leaseExpiresAt":\d+\}$/;
+
+/** True when `raw` ends with `,"leaseExpiresAt":<digits>}` from `at` on (a loop: a regex on a slice costs more). */
+function leaseEndAt(raw: string, at: number): boolean {
+  const last = raw.length - 1;
+  if (last <= at + LEASE_FIELD.length || raw.charCodeAt(last) !== 0x7d) return false; // '}'
+  for (let i = at + LEASE_FIELD.length; i < last; i++) {
+    const c = raw.charCodeAt(i);
+    if (c < 0x30 || c > 0x39) return false; // '0'..'9'
+  }
+  return true;
+}
+
+/**
+ * The record a finish's fast path wrote, as finishedParts made it: the lease's record, field for
+ * field in its order, without its lease deadline and with the final status, then the server's
+ * time `at` and the result or error. A loop over the fields: a rest copy of the record costs more
+ * than the rest of a finish's JS.
+ */
+function finishedRecord(r: IdemRecord, op: FinishOp & { op: 'complete' | 'fail' }, at: number): IdemRecord {
+  const record: Record<string, unknown> = {};
+  const status = op.op === 'complete' ? 'succeeded' : 'failed';
+  for (const k in r) if (k !== 'leaseExpiresAt') record[k] = k === 'status' ? status : r[k as keyof IdemRecord];
+  record.completedAt = at;
+  record.expiresAt = at + op.retentionMs;
+  if (op.op === 'complete' && op.result !== undefined) record.result = op.result;
+  if (op.op === 'fail' && op.error !== undefined) record.error = op.error;
+  return record as unknown as IdemRecord;
+}
 
 function sha1(text: string): string {
   return createHash('sha1').update(text).digest('hex');
