@@ -11,10 +11,19 @@ export interface Ticker {
   tick(): void;
 }
 
-interface Entry extends Beat {
-  due: number;
-  readonly ticker: Ticker;
-  stopped: boolean;
+/** A run's place in its period's queue: a class, so that a run costs one object and no closure. */
+class Entry implements Beat {
+  stopped = false;
+  constructor(
+    readonly period: Period,
+    readonly ticker: Ticker,
+    public due: number,
+  ) {}
+
+  stop(): void {
+    this.stopped = true;
+    this.period.trim();
+  }
 }
 
 /**
@@ -32,15 +41,7 @@ class Period {
   constructor(private readonly every: number) {}
 
   add(ticker: Ticker): Beat {
-    const entry: Entry = {
-      due: performance.now() + this.every,
-      ticker,
-      stopped: false,
-      stop: () => {
-        entry.stopped = true;
-        this.trim();
-      },
-    };
+    const entry = new Entry(this, ticker, performance.now() + this.every);
     this.queue.push(entry);
     // A timer still armed fires no later than this entry is due: it was armed for an earlier joiner.
     if (!this.armed) this.arm(entry.due);
@@ -52,7 +53,7 @@ class Period {
     setTimeout(() => this.fire(), Math.max(1, Math.ceil(at - performance.now()))).unref();
   }
 
-  private trim(): void {
+  trim(): void {
     while (this.head < this.queue.length && this.queue[this.head]!.stopped) this.head++;
     if (this.head === this.queue.length) {
       this.queue.length = 0;
