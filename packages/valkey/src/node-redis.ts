@@ -47,7 +47,11 @@ export function fromNodeRedis(client: object): ValkeyClient {
   const BYTES = { typeMapping: { 36: Buffer }, timeout: undefined };
   // RESP3 clients (`RESP: 3`) need nothing more: the replies the store reads (script tables,
   // integers, SCAN, WAIT) come the same, and a script's false in a table arrives as null on both.
-  const send = (options: object, command: string, args: Arg[]) => c.sendCommand([command, ...args.map((a) => (typeof a === 'number' ? String(a) : a))], options);
+  const send = (options: object, command: string, args: Arg[]) => {
+    const argv: Array<string | Buffer> = [command];
+    for (const a of args) argv.push(typeof a === 'number' ? String(a) : a);
+    return c.sendCommand(argv, options);
+  };
 
   return {
     call: (command, ...args) => send(TEXT, command, args),
