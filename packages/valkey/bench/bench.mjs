@@ -14,7 +14,7 @@ import { createValkeyStore } from '@idem/valkey';
 import { load, measure, median, rotate, serverStats, servers, summarise, table, unlinkMatching, versionOf } from './harness.mjs';
 // The claim script itself (not exported by the package): for its duplicate fast path against its full path.
 import { CLAIM_LUA } from '../dist/lua.js';
-import { CLIENT_FLOOR, FLOOR, GUARANTEE_FLOORS, openVariants, TIMED_GET_FLOOR } from './variants.mjs';
+import { CLIENT_FLOOR, FLOOR, GUARANTEE_FLOORS, openVariants, OWN_WORK, TIMED_GET_FLOOR } from './variants.mjs';
 import { replicaBench } from './replicas.mjs';
 
 const arg = (name) => process.argv.find((a) => a.startsWith(`--${name}=`))?.split('=')[1];
@@ -206,6 +206,7 @@ try {
     const clientFloor = get('first64', CLIENT_FLOOR).client;
     goal(`client CPU per first execution (64): two timed scripts on @redis/client / lowest peer's`, clientFloor / lowest('first64', 'client'), 'floor');
     goal(`client CPU per first execution (64): idem runOnce (your @redis/client) / those two scripts`, get('first64', 'idem runOnce (your @redis/client)').client / clientFloor, '-');
+    goal(`client CPU per first execution (64): idem's own work (runOnce, no I/O) / lowest peer's`, get('first64', OWN_WORK).client / lowest('first64', 'client'), '-');
     const idemDup = Math.min(...results.dup64.rows.filter((x) => x.group === 'idem').map((x) => x.m.serverCmd));
     goal(`server cmd time per duplicate (64): least read on the server's clock (TIME + GET script) / lowest peer's`, get('dup64', TIMED_GET_FLOOR).serverCmd / lowest('dup64', 'serverCmd'), 'floor');
     goal(`server cmd time per duplicate (64): idem runOnce (lowest of its rows) / that least read on the server's clock`, idemDup / get('dup64', TIMED_GET_FLOOR).serverCmd, '-');

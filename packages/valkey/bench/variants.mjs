@@ -105,6 +105,23 @@ export async function openVariants(url) {
       },
     });
   }
+  // idem's own work, with no client and no server: runOnce on a stand-in client that answers each
+  // script at once as the server's fast paths do (a claim and a finish each get a server time).
+  // Only its client column means anything: idem's own CPU per first execution.
+  let instantNow = Date.now();
+  const answer = async () => ++instantNow;
+  const instant = { call: answer, callBuffer: answer, quit: async () => undefined };
+  const own = counter();
+  add({
+    name: OWN_WORK,
+    group: 'idem-own',
+    scenarios: ['first'],
+    counter: own,
+    open: async (prefix) => {
+      const store = await opened((p) => createValkeyStore({ client: instant, prefix: p }), prefix);
+      return async (key) => (await runOnce(store, key, own.noop)).status;
+    },
+  });
   // Claim alone (no finish): the figure to hold against one raw SET NX PX.
   for (const [on, make] of stores) {
     add({
@@ -246,6 +263,7 @@ const NOW = "local t = redis.call('TIME') local now = t[1] * 1000 + math.floor(t
 const TIMED_GET = "local t = redis.call('TIME') return { t[1] * 1000 + math.floor(t[2] / 1000), redis.call('GET', KEYS[1]) }";
 export const TIMED_GET_FLOOR = 'raw scripted TIME + GET (ioredis)';
 export const CLIENT_FLOOR = 'raw two timed scripts (@redis/client)';
+export const OWN_WORK = 'idem runOnce (no I/O: a client that answers at once)';
 /** In this order (bench.mjs reads them so): fenced finish, claim on the server's clock, fenced finish on it. */
 export const GUARANTEE_FLOORS = {
   'raw scripted compare-and-SET (ioredis)': `local now = '' local v = redis.call('GET', KEYS[1]) ${CAS}`,
