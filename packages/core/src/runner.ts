@@ -109,16 +109,16 @@ async function execute<T>(
     throw signal.reason;
   }
   const run = new Execution(store, first, outcome, previous, leaseMs, signal);
-  const onAbort = signal && (() => run.abort(signal.reason));
+  const onAbort = signal && (() => Execution.abort(run, signal.reason));
   signal?.addEventListener('abort', onAbort!, { once: true });
-  const beat = heartbeat(every, run);
+  const beat = heartbeat(every, run, Execution.tick);
   try {
     let value: T;
     try {
       value = await fn(run);
     } catch (error) {
       beat.stop();
-      const lease = await run.settled();
+      const lease = await Execution.settled(run);
       if (signal?.aborted) {
         await store.release(lease);
       } else {
@@ -127,7 +127,7 @@ async function execute<T>(
       throw error;
     }
     beat.stop();
-    const lease = await run.settled();
+    const lease = await Execution.settled(run);
     let record: IdemRecord;
     try {
       record = await store.complete(lease, value === undefined ? {} : { result: value });
@@ -146,7 +146,8 @@ async function execute<T>(
 /**
  * One execution: its current lease, its heartbeat, and the context fn is given. One object per run
  * where closures over local variables cost one allocation each, a measurable share of runOnce's
- * own CPU; ctx.signal and ctx.lease are read through its getters.
+ * own CPU. fn sees on it only what RunContext says: its state is in private fields, and runOnce
+ * drives it through static functions.
  */
 class Execution implements RunContext {
   #lease: Lease;
@@ -156,8 +157,6 @@ class Execution implements RunContext {
   #inner: AbortController | undefined;
   /** The renewal in flight: one at a time. */
   #renewing: Promise<void> | undefined;
-
-  // Private fields, so that fn sees on ctx only what RunContext says.
   readonly #store: IdempotencyStore;
   readonly #leaseMs: number;
   readonly #outer: AbortSignal | undefined;
@@ -186,35 +185,36 @@ class Execution implements RunContext {
     return this.#lease;
   }
 
-  abort(reason: unknown): void {
-    this.#inner?.abort(reason);
+  /** The caller's signal aborted: ctx.signal follows, if it was made. */
+  static abort(run: Execution, reason: unknown): void {
+    run.#inner?.abort(reason);
   }
 
   /**
    * Heartbeat: one renew in flight at a time. A transient error is retried on the next tick (the
    * lease is still ours until its deadline); only a lost lease stops it.
    */
-  tick(): void {
-    if (this.#renewing || this.#lost) return;
-    this.#renewing = this.#store.renew(this.#lease, this.#leaseMs).then(
+  static tick(run: Execution): void {
+    if (run.#renewing || run.#lost) return;
+    run.#renewing = run.#store.renew(run.#lease, run.#leaseMs).then(
       (next) => {
-        this.#lease = next;
-        this.#renewing = undefined;
+        run.#lease = next;
+        run.#renewing = undefined;
       },
       (error: unknown) => {
-        this.#renewing = undefined;
+        run.#renewing = undefined;
         if (error instanceof LeaseLostError) {
-          this.#lost = error;
-          this.#inner?.abort(error);
+          run.#lost = error;
+          run.#inner?.abort(error);
         }
       },
     );
   }
 
   /** Once the heartbeat is stopped: the lease to finish with, after any renewal still in flight; LeaseLostError if it was lost. */
-  async settled(): Promise<Lease> {
-    await this.#renewing;
-    if (this.#lost) throw this.#lost;
-    return this.#lease;
+  static async settled(run: Execution): Promise<Lease> {
+    await run.#renewing;
+    if (run.#lost) throw run.#lost;
+    return run.#lease;
   }
 }

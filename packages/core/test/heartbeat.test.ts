@@ -10,7 +10,7 @@ describe('heartbeat (one timer per period, shared by the runs in flight)', () =>
     const every = 20;
     const joined = performance.now();
     const ticks: number[] = [];
-    const beat = heartbeat(every, { tick: () => ticks.push(performance.now()) });
+    const beat = heartbeat(every, null, () => ticks.push(performance.now()));
     await until(() => ticks.length >= 3);
     beat.stop();
     beat.stop(); // twice is harmless
@@ -23,9 +23,9 @@ describe('heartbeat (one timer per period, shared by the runs in flight)', () =>
 
   it('beats that join at different times, or with other periods, each keep their own rhythm; a stopped one does not stop the rest', async () => {
     const counts = [0, 0, 0, 0];
-    const beats = [heartbeat(15, { tick: () => counts[0]!++ }), heartbeat(15, { tick: () => counts[1]!++ })];
+    const beats = [heartbeat(15, null, () => counts[0]!++), heartbeat(15, null, () => counts[1]!++)];
     await until(() => counts[0]! >= 1);
-    beats.push(heartbeat(15, { tick: () => counts[2]!++ }), heartbeat(40, { tick: () => counts[3]!++ }));
+    beats.push(heartbeat(15, null, () => counts[2]!++), heartbeat(40, null, () => counts[3]!++));
     beats[0]!.stop();
     const stoppedAt = counts[0]!;
     await until(() => counts[1]! >= 4 && counts[2]! >= 3 && counts[3]! >= 2);
@@ -36,9 +36,9 @@ describe('heartbeat (one timer per period, shared by the runs in flight)', () =>
   it('a beat that starts after the others stopped (the timer left to run out) still ticks', async () => {
     let a = 0;
     let b = 0;
-    const first = heartbeat(25, { tick: () => a++ });
+    const first = heartbeat(25, null, () => a++);
     first.stop();
-    const second = heartbeat(25, { tick: () => b++ });
+    const second = heartbeat(25, null, () => b++);
     await until(() => b >= 2);
     second.stop();
     expect(a).toBe(0);

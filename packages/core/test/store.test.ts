@@ -171,6 +171,17 @@ describe('leases', () => {
     const l = await lease(store, 'null-proto');
     expect((await store.fail(l, { error: Object.assign(noString, { toJSON: () => { throw new Error('no'); } }) })).status).toBe('failed');
   });
+
+  it("runOnce's ctx carries what RunContext says and nothing of runOnce's own", async () => {
+    const { store } = await open();
+    let seen: Record<string, unknown> = {};
+    await runOnce(store, 'ctx', (ctx) => {
+      const names = new Set<string>([...Object.keys(ctx), ...Object.getOwnPropertyNames(Object.getPrototypeOf(ctx))]);
+      names.delete('constructor');
+      seen = { names: [...names].sort(), outcome: ctx.outcome, key: ctx.lease.key, aborted: ctx.signal.aborted, previous: ctx.previous };
+    });
+    expect(seen).toEqual({ names: ['lease', 'outcome', 'previous', 'signal'], outcome: 'acquired', key: 'ctx', aborted: false, previous: undefined });
+  });
 });
 
 describe('fences', () => {
