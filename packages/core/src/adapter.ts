@@ -10,6 +10,7 @@ export { scanList, scanSweep, STORAGE_NAME, type ScanEntry, type ScanPage, type 
 export { composeDriver, createStore, type CasParts, type DriverSource, type TransactionalParts } from './factory.js';
 export { resolveStoreOptions, type ResolvedStoreOptions } from './store.js';
 export { ServerClock, serverClockOption } from './clock.js';
+export { DueQueue, type Pending } from './queue.js';
 export { assertClaimGuarantees, probeCas, probeOnce, type ProbePrimitives, type ProbeResult } from './capability.js';
 export {
   describeValue,

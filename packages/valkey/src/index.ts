@@ -4,6 +4,7 @@ import { Cluster, Redis } from 'ioredis';
 import {
   BackendUnavailableError,
   CorruptRecordError,
+  DueQueue,
   IdempotencyStore,
   InvalidArgumentError,
   InvalidStoreUrlError,
@@ -664,8 +665,7 @@ const describe = (error: unknown): string => (error instanceof Error ? error.mes
  * that order, and the budget, whatever the wall clock does.
  */
 class Deadlines {
-  private readonly queue: Array<{ at: number; reject: (error: Error) => void; settled: boolean }> = [];
-  private head = 0;
+  private readonly queue = new DueQueue<{ at: number; reject: (error: Error) => void; done: boolean }>();
   private timer: NodeJS.Timeout | undefined;
 
   constructor(private readonly budgetMs: number) {}
@@ -674,17 +674,17 @@ class Deadlines {
   bound<T>(promise: Promise<T>): Promise<T> {
     const at = performance.now() + this.budgetMs;
     return new Promise<T>((resolve, reject) => {
-      const entry = { at, reject, settled: false };
+      const entry = { at, reject, done: false };
       this.queue.push(entry);
       this.timer ??= this.arm(at);
       promise.then(
         (value) => {
-          entry.settled = true;
+          entry.done = true;
           this.trim();
           resolve(value);
         },
         (error: unknown) => {
-          entry.settled = true;
+          entry.done = true;
           this.trim();
           reject(error);
         },
@@ -698,31 +698,22 @@ class Deadlines {
   }
 
   private trim(): void {
-    while (this.head < this.queue.length && this.queue[this.head]!.settled) this.head++;
-    if (this.head === this.queue.length) {
-      // Nothing pending: no timer either, so that an idle store never holds the process up.
-      this.queue.length = 0;
-      this.head = 0;
+    // Nothing pending: no timer either, so that an idle store never holds the process up.
+    if (this.queue.trim()) {
       clearTimeout(this.timer);
       this.timer = undefined;
-    } else if (this.head > 1024 && this.head * 2 > this.queue.length) {
-      this.queue.splice(0, this.head);
-      this.head = 0;
     }
   }
 
   private fire(): void {
     this.timer = undefined;
     const now = performance.now();
-    for (; this.head < this.queue.length; this.head++) {
-      const entry = this.queue[this.head]!;
-      if (entry.settled) continue;
-      if (entry.at > now) break;
-      entry.settled = true;
+    for (let entry = this.queue.first(); entry !== undefined && entry.at <= now; entry = this.queue.first()) {
+      entry.done = true;
       entry.reject(new Error(`no reply within ${this.budgetMs} ms`));
     }
-    this.trim();
-    if (this.head < this.queue.length) this.timer = this.arm(this.queue[this.head]!.at);
+    const next = this.queue.first();
+    if (next !== undefined) this.timer = this.arm(next.at);
   }
 }
 
