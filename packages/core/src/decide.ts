@@ -109,18 +109,13 @@ export function leaseOf(key: string, name: string, record: IdemRecord, version?:
  * name from the key) in private fields, so that the store's lease check hashes the key again only
  * for a lease that was made or changed by hand: a sha256 per finish is a measurable share of a
  * first execution's client CPU. Private fields, unlike a WeakMap of leases, cost the collector
- * nothing, and they are invisible: a copy or a JSON round trip is a plain Lease.
+ * nothing, and they are invisible: a copy or a JSON round trip is a plain Lease. Its public
+ * fields are Lease's, declared there once (this interface merges into the class).
  */
-class IssuedLease implements Lease {
+interface IssuedLease extends Lease {}
+class IssuedLease {
   readonly #key: string;
   readonly #name: string;
-  key: string;
-  name: string;
-  runId: string;
-  fence: number;
-  leaseExpiresAt: number;
-  record: IdemRecord;
-  declare version?: string;
 
   constructor(key: string, name: string, record: IdemRecord, version: string | undefined) {
     this.#key = this.key = key;
