@@ -31,7 +31,7 @@ import {
 } from '@idem/core/adapter';
 import { CLAIM_LUA, FINISH_LUA, READ_LUA, REMOVE_LUA } from './lua.js';
 import { fromNodeRedis, isNodeRedis, type NodeRedisClient } from './node-redis.js';
-import { isSentinelUrl, parseSentinelUrl, splitReplicaQuery } from './sentinel.js';
+import { parse as parseUrl, type ValkeyUrlConfig } from './url.js';
 
 export type { NodeRedisClient } from './node-redis.js';
 
@@ -116,6 +116,7 @@ export interface ValkeyStoreOptions extends StoreOptions {
   replicaTimeoutMs?: number;
 }
 
+/** The namespace when neither the URL nor the options give one. */
 const DEFAULT_PREFIX = 'idem:';
 const DEFAULT_LINGER_MS = 3600_000;
 const DEFAULT_TIMEOUT_MS = 5_000;
@@ -130,7 +131,7 @@ export async function createValkeyStore(options: ValkeyStoreOptions): Promise<Id
     client,
     url,
     cluster,
-    prefix = DEFAULT_PREFIX,
+    prefix: prefixOption,
     lingerMs = DEFAULT_LINGER_MS,
     timeoutMs = DEFAULT_TIMEOUT_MS,
     minReplicas: minReplicasOption,
@@ -139,14 +140,16 @@ export async function createValkeyStore(options: ValkeyStoreOptions): Promise<Id
   } = options ?? ({} as ValkeyStoreOptions);
   const sources = [client, url, cluster].filter((x) => x !== undefined).length;
   if (sources !== 1) throw new InvalidArgumentError('give exactly one of client, url or cluster');
-  if (typeof prefix !== 'string' || /[{}]/.test(prefix)) throw new InvalidArgumentError('prefix must be a string without { or } (the store sets hash tags itself)');
+  if (prefixOption !== undefined && (typeof prefixOption !== 'string' || /[{}]/.test(prefixOption))) throw new InvalidArgumentError('prefix must be a string without { or } (the store sets hash tags itself)');
   validateDuration('lingerMs', lingerMs);
   validateDuration('timeoutMs', timeoutMs);
-  // The URL's query may carry the replica settings; an explicit option wins.
-  const fromUrl = typeof url === 'string' && !isSentinelUrl(url) ? splitReplicaQuery(url) : undefined;
-  const sentinel = typeof url === 'string' && isSentinelUrl(url) ? parseSentinelUrl(url) : undefined;
-  const minReplicas = minReplicasOption ?? fromUrl?.minReplicas ?? sentinel?.minReplicas ?? 0;
-  const replicaTimeoutMs = replicaTimeoutOption ?? fromUrl?.replicaTimeoutMs ?? sentinel?.replicaTimeoutMs ?? Math.min(1000, Math.floor(timeoutMs / 2));
+  // A URL is read by the one grammar of @idem/valkey/url, the same that the CLI and openStoreUrl
+  // use, so one string names one store everywhere: a parameter it does not know is refused here too.
+  if (url !== undefined && typeof url !== 'string') throw new InvalidArgumentError('url must be a string');
+  const fromUrl = url !== undefined ? parseUrl(url) : undefined;
+  const prefix = once('prefix', prefixOption, fromUrl?.prefix) ?? DEFAULT_PREFIX;
+  const minReplicas = once('minReplicas', minReplicasOption, fromUrl?.minReplicas) ?? 0;
+  const replicaTimeoutMs = once('replicaTimeoutMs', replicaTimeoutOption, fromUrl?.replicaTimeoutMs) ?? Math.min(1000, Math.floor(timeoutMs / 2));
   if (!Number.isSafeInteger(minReplicas) || minReplicas < 0) throw new InvalidArgumentError('minReplicas must be a whole number >= 0');
   validateDuration('replicaTimeoutMs', replicaTimeoutMs);
   // WAIT 0 would block forever; a WAIT as long as the whole budget leaves no time for its reply.
@@ -163,9 +166,17 @@ export async function createValkeyStore(options: ValkeyStoreOptions): Promise<Id
   }
   if (minReplicas > 0 && given !== undefined && typeof given.pipeline !== 'function') throw new InvalidArgumentError('minReplicas needs a client with pipeline() (ioredis Redis or Cluster, or node-redis)');
   const guard: Guard = {};
-  const owned = given === undefined ? openClient(fromUrl?.url ?? url, cluster, timeoutMs, guard, sentinel) : undefined;
+  const owned = given === undefined ? openClient(fromUrl, cluster, timeoutMs, guard) : undefined;
   const driver = new ValkeyDriver(given ?? owned!, owned !== undefined, guard, { prefix, lingerMs, timeoutMs, minReplicas, replicaTimeoutMs });
   return new IdempotencyStore(driver, resolved);
+}
+
+/** A setting given both in the URL and as an option must agree: two sources would be two meanings. */
+function once<T>(name: string, option: T | undefined, inUrl: T | undefined): T | undefined {
+  if (option !== undefined && inUrl !== undefined && option !== inUrl) {
+    throw new InvalidArgumentError(`${name} is given both in the URL and as an option, with different values; give it once`);
+  }
+  return option ?? inUrl;
 }
 
 /** What the connection learnt that makes every operation fail: a database the server does not have. */
@@ -193,7 +204,7 @@ export function ownedClientOptions(timeoutMs: number) {
   } as const;
 }
 
-function openClient(url: string | undefined, cluster: string[] | undefined, timeoutMs: number, guard: Guard, sentinel: ReturnType<typeof parseSentinelUrl> | undefined): ValkeyClient {
+function openClient(target: ValkeyUrlConfig | undefined, cluster: string[] | undefined, timeoutMs: number, guard: Guard): ValkeyClient {
   const common = ownedClientOptions(timeoutMs);
   const parse = (text: string) => {
     try {
@@ -202,9 +213,10 @@ function openClient(url: string | undefined, cluster: string[] | undefined, time
       throw new InvalidArgumentError(`not a server address: ${JSON.stringify(text)}`, cause);
     }
   };
+  const seeds = target?.cluster ?? cluster;
   let c: Redis | Cluster;
-  if (sentinel !== undefined) {
-    const { sentinels, name, db, username, password, sentinelUsername, sentinelPassword } = sentinel;
+  if (target?.sentinel !== undefined) {
+    const { sentinels, name, db, username, password, sentinelUsername, sentinelPassword } = target.sentinel;
     c = new Redis({
       ...common,
       sentinels,
@@ -219,16 +231,15 @@ function openClient(url: string | undefined, cluster: string[] | undefined, time
       // either way the client asks the sentinels again.
       sentinelRetryStrategy: (times: number) => Math.min(times * 100, 1000),
     });
-  } else if (url !== undefined) {
-    if (typeof url !== 'string' || !/^(redis|rediss|valkey|valkeys):\/\//i.test(url)) throw new InvalidArgumentError('url must start with redis://, rediss://, valkey://, valkeys://, redis+sentinel:// or valkey+sentinel://');
-    const u = parse(url);
-    c = new Redis(u.href, common);
+  } else if (seeds === undefined) {
+    // The server URL without its query (the grammar took every parameter out): ioredis reads none.
+    c = new Redis(parse(target!.server).href, common);
   } else {
-    if (!Array.isArray(cluster) || cluster.length === 0 || !cluster.every((s) => typeof s === 'string')) throw new InvalidArgumentError('cluster must be a non-empty list of "host:port"');
-    const seeds = cluster.map(parse);
-    const first = seeds[0]!;
+    if (!Array.isArray(seeds) || seeds.length === 0 || !seeds.every((s) => typeof s === 'string')) throw new InvalidArgumentError('cluster must be a non-empty list of "host:port"');
+    const urls = seeds.map(parse);
+    const first = urls[0]!;
     c = new Cluster(
-      seeds.map((u) => ({ host: u.hostname, port: Number(u.port || 6379) })),
+      urls.map((u) => ({ host: u.hostname, port: Number(u.port || 6379) })),
       {
         redisOptions: {
           ...common,

@@ -7,7 +7,7 @@
 // sentinels' own auth is sentinelUsername / sentinelPassword in the query,
 // because many deployments run sentinels without a password (and AUTH to a
 // server without one fails the connection). A sentinel without a port is 26379.
-// Query: sentinelUsername, sentinelPassword, minReplicas, replicaTimeoutMs.
+// Query: sentinelUsername, sentinelPassword, prefix, minReplicas, replicaTimeoutMs.
 //
 // No error message quotes any part of the URL: a malformed URL may put a
 // password anywhere (e.g. an unencoded "/" or "@" inside it).
@@ -22,6 +22,7 @@ export interface SentinelTarget {
   password?: string;
   sentinelUsername?: string;
   sentinelPassword?: string;
+  prefix?: string;
   minReplicas?: number;
   replicaTimeoutMs?: number;
 }
@@ -81,7 +82,7 @@ export function parseSentinelUrl(url: string): SentinelTarget {
   }
 
   const params = new URLSearchParams(query);
-  const known = ['sentinelUsername', 'sentinelPassword', 'minReplicas', 'replicaTimeoutMs'];
+  const known = ['sentinelUsername', 'sentinelPassword', 'prefix', 'minReplicas', 'replicaTimeoutMs'];
   for (const key of new Set(params.keys())) {
     if (!known.includes(key)) throw bad(`unknown query parameter (known: ${known.join(', ')})`);
     if (params.getAll(key).length > 1) throw bad('a query parameter is given twice');
@@ -90,8 +91,18 @@ export function parseSentinelUrl(url: string): SentinelTarget {
   const sentinelPassword = params.get('sentinelPassword');
   if (sentinelUsername !== null) target.sentinelUsername = sentinelUsername;
   if (sentinelPassword !== null) target.sentinelPassword = sentinelPassword;
+  const prefix = prefixParam(params, bad);
+  if (prefix !== undefined) target.prefix = prefix;
   Object.assign(target, replicaParams(params, bad));
   return target;
+}
+
+/** prefix= of any URL form: not empty, no braces (the store sets the hash tags). */
+export function prefixParam(params: URLSearchParams, fail: (why: string) => Error): string | undefined {
+  const prefix = params.get('prefix') ?? undefined;
+  if (prefix === '') throw fail('prefix must not be empty');
+  if (prefix !== undefined && /[{}]/.test(prefix)) throw fail('prefix must not hold { or } (the store sets hash tags itself)');
+  return prefix;
 }
 
 /** minReplicas / replicaTimeoutMs from a URL query (both URL forms use it). */
@@ -104,23 +115,4 @@ export function replicaParams(params: URLSearchParams, fail: (why: string) => Er
     out[name] = Number(v);
   }
   return out;
-}
-
-/**
- * Takes minReplicas / replicaTimeoutMs out of a redis:// URL's query (ioredis
- * would otherwise read every query parameter as one of its own options).
- */
-export function splitReplicaQuery(url: string): { url: string; minReplicas?: number; replicaTimeoutMs?: number } {
-  const q = url.indexOf('?');
-  if (q === -1) return { url };
-  const hash = url.indexOf('#', q);
-  const params = new URLSearchParams(url.slice(q + 1, hash === -1 ? undefined : hash));
-  for (const name of ['minReplicas', 'replicaTimeoutMs']) {
-    if (params.getAll(name).length > 1) throw new InvalidStoreUrlError(`store URL: ${name} is given twice`);
-  }
-  const found = replicaParams(params, (why) => new InvalidStoreUrlError(`store URL: ${why}`));
-  params.delete('minReplicas');
-  params.delete('replicaTimeoutMs');
-  const left = params.toString();
-  return { url: url.slice(0, q) + (left ? `?${left}` : '') + (hash === -1 ? '' : url.slice(hash)), ...found };
 }

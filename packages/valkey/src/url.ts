@@ -3,20 +3,25 @@
 // `open` imports the adapter.
 //   redis://[user:password@]host[:port][/db][?prefix=P]
 //   redis://[user:password@]seed:port?cluster=true[&nodes=host:port,host:port][&prefix=P]
-//   redis+sentinel://[user:password@]host[:port],host[:port]/masterName[/db][?sentinelPassword=…] (sentinel.ts)
+//   redis+sentinel://[user:password@]host[:port],host[:port]/masterName[/db][?sentinelPassword=…][&prefix=P] (sentinel.ts)
 // rediss:// and valkeys:// use TLS. A cluster has only database 0. Every form takes
 // minReplicas= and replicaTimeoutMs= (claims and finishes wait for replica acknowledgement).
+// This is the one grammar: createValkeyStore({ url }) parses with it too, so one string is one store.
 import type { IdempotencyStore, StoreOptions } from '@idem/core';
-import { isSentinelUrl, parseSentinelUrl, replicaParams } from './sentinel.js';
+import { isSentinelUrl, parseSentinelUrl, prefixParam, replicaParams, type SentinelTarget } from './sentinel.js';
 import { quoteUrlPart, redactStoreUrl, storeUrlError, storeUrlFlag, storeUrlQuery } from '@idem/core/url';
 
 export interface ValkeyUrlConfig {
-  /** The server (or first cluster seed) as one URL without query: what `createValkeyStore({ url })` takes. */
+  /** The URL as given (it may hold a password): `open` hands it to `createValkeyStore({ url })`. */
+  url: string;
+  /** The server (or first cluster seed) as one URL without query, for ioredis. */
   server: string;
   /** Database index from the path; 0 when absent. */
   db: number;
   /** With cluster=true: every seed, `server` first (what `createValkeyStore({ cluster })` takes). */
   cluster?: string[];
+  /** A Sentinel URL's sentinels, master name and auth. */
+  sentinel?: SentinelTarget;
   prefix?: string;
   minReplicas?: number;
   replicaTimeoutMs?: number;
@@ -28,10 +33,14 @@ export const schemes = ['redis', 'rediss', 'valkey', 'valkeys', 'redis+sentinel'
 const MAX_DB = 2 ** 31 - 1;
 
 export function parse(url: string): ValkeyUrlConfig {
+  const scheme = /^([a-z][a-z0-9+.-]*):/i.exec(url)?.[1]?.toLowerCase();
+  if (scheme === undefined || !(schemes as readonly string[]).includes(scheme)) {
+    throw storeUrlError(url, `the scheme must be one of ${schemes.map((s) => `${s}://`).join(', ')}`);
+  }
   if (isSentinelUrl(url)) {
-    // Checked here, before any I/O; the store reads the same URL again when it opens (sentinels, master, auth).
-    const target = parseSentinelUrl(url);
-    return { server: url, db: target.db };
+    const sentinel = parseSentinelUrl(url);
+    const { db, prefix, minReplicas, replicaTimeoutMs } = sentinel;
+    return { url, server: url, db, sentinel, ...(prefix !== undefined ? { prefix } : {}), ...(minReplicas !== undefined ? { minReplicas } : {}), ...(replicaTimeoutMs !== undefined ? { replicaTimeoutMs } : {}) };
   }
   let u: URL;
   try {
@@ -69,12 +78,10 @@ export function parse(url: string): ValkeyUrlConfig {
     }
   }
   if (nodes.length > 0 && !cluster) throw storeUrlError(url, 'nodes= needs cluster=true');
-  const prefix = params.get('prefix') ?? undefined;
-  if (prefix === '') throw storeUrlError(url, 'prefix must not be empty');
-  if (prefix !== undefined && /[{}]/.test(prefix)) throw storeUrlError(url, 'prefix must not hold { or } (the store sets hash tags itself)');
+  const prefix = prefixParam(params, (why) => storeUrlError(url, why));
   u.search = '';
   const server = u.href;
-  return { server, db, ...(cluster ? { cluster: [server, ...nodes] } : {}), ...(prefix !== undefined ? { prefix } : {}), ...replicas };
+  return { url, server, db, ...(cluster ? { cluster: [server, ...nodes] } : {}), ...(prefix !== undefined ? { prefix } : {}), ...replicas };
 }
 
 /** No userinfo, no secret parameter: core's conservative rule. */
@@ -84,14 +91,6 @@ export function redact(url: string): string {
 
 export async function open(config: ValkeyUrlConfig, options: StoreOptions = {}): Promise<IdempotencyStore> {
   const { createValkeyStore } = await import('./index.js');
-  // The store opens (and closes) its own client from the server URL or the cluster seeds.
-  const target = config.cluster ? { cluster: config.cluster } : { url: config.server };
-  const { minReplicas, replicaTimeoutMs } = config;
-  return createValkeyStore({
-    ...options,
-    ...target,
-    ...(config.prefix !== undefined ? { prefix: config.prefix } : {}),
-    ...(minReplicas !== undefined ? { minReplicas } : {}),
-    ...(replicaTimeoutMs !== undefined ? { replicaTimeoutMs } : {}),
-  });
+  // The same entry as a library caller's: the URL is read again by this module's parse, not re-encoded.
+  return createValkeyStore({ ...options, url: config.url });
 }

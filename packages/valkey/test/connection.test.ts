@@ -6,7 +6,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { codeOf, expectIdemError as errorOf } from '@idem/conformance/testing';
 import { IdemError, type IdempotencyStore } from '@idem/core';
 import { createValkeyStore, ownedClientOptions, type ValkeyStoreOptions } from '../src/index.js';
-import { parseSentinelUrl, splitReplicaQuery } from '../src/sentinel.js';
+import { parseSentinelUrl } from '../src/sentinel.js';
 import { findStandalone, freshPrefix } from './server.js';
 
 const url = await findStandalone();
@@ -133,9 +133,22 @@ describe('Sentinel URLs and the replica query, parsed without I/O', () => {
     }
   });
 
-  it('takes the replica settings out of a redis:// query and leaves the rest to ioredis', () => {
-    expect(splitReplicaQuery('redis://h:1/2?minReplicas=2&family=6&replicaTimeoutMs=100')).toEqual({ url: 'redis://h:1/2?family=6', minReplicas: 2, replicaTimeoutMs: 100 });
-    expect(splitReplicaQuery('redis://h:1')).toEqual({ url: 'redis://h:1' });
+  it('createValkeyStore({ url }) reads the one URL grammar: what it does not know is refused before any I/O', async () => {
+    const cases: Array<[ValkeyStoreOptions, string]> = [
+      // ioredis would have read these as its own options; the grammar knows none of them.
+      [{ url: 'redis://127.0.0.1:1/0?family=6' }, 'INVALID_STORE_URL'],
+      [{ url: 'redis://127.0.0.1:1/0?keyPrefix=x:' }, 'INVALID_STORE_URL'],
+      [{ url: 'redis://127.0.0.1:1/0?prefix=' }, 'INVALID_STORE_URL'],
+      [{ url: 'redis://127.0.0.1:1/0?nodes=127.0.0.1:2' }, 'INVALID_STORE_URL'],
+      [{ url: 'redis+sentinel://s1/m?prefix={x}' }, 'INVALID_STORE_URL'],
+      [{ url: 'http://127.0.0.1:1' }, 'INVALID_STORE_URL'],
+      // One setting, two sources that disagree: refused, whichever would have won.
+      [{ url: 'redis://127.0.0.1:1?prefix=app:', prefix: 'other:' }, 'INVALID_ARGUMENT'],
+      [{ url: 'redis://127.0.0.1:1?minReplicas=1', minReplicas: 2 }, 'INVALID_ARGUMENT'],
+      [{ url: 'redis+sentinel://s1/m?replicaTimeoutMs=100', replicaTimeoutMs: 200 }, 'INVALID_ARGUMENT'],
+    ];
+    for (const [options, code] of cases) expect(await codeOf(createValkeyStore(options)), JSON.stringify(options)).toBe(code);
+    expect(parseSentinelUrl('redis+sentinel://s1/m?prefix=app:').prefix).toBe('app:');
   });
 
   it('bad replica settings are refused before any I/O', async () => {
