@@ -1,24 +1,16 @@
-// The CLI's own errors; the exit-code table (README "Exit codes") is @idem/core/report's.
-// Errors from @idem/core keep their codes; the CLI adds only what a library has no use for.
+// The CLI's own errors; their codes and the exit-code table (README "Exit codes") are
+// @idem/core's, so a library caller and a script reading exit codes see one vocabulary.
+import { IdemError, type IdemErrorCode } from '@idem/core';
 
-export type CliErrorCode =
-  /** Unknown command or flag, missing or malformed argument. */
-  | 'USAGE'
-  /** The store URL's scheme needs a package that is not installed. */
-  | 'ADAPTER_MISSING'
-  /** The command could not be started (not found, not executable). */
-  | 'SPAWN_FAILED'
-  /** A bug or an unexpected fault. */
-  | 'INTERNAL';
+/** The codes only the CLI raises; they are core's (one code space, one exit-code table). */
+export type CliErrorCode = Extract<IdemErrorCode, 'USAGE' | 'SPAWN_FAILED' | 'INTERNAL'>;
 
-export class CliError extends Error {
-  readonly code: CliErrorCode;
+export class CliError extends IdemError {
+  declare readonly code: CliErrorCode;
   /** Overrides the exit code of the code (SPAWN_FAILED: 126 or 127, as shells do). */
   readonly exitCode: number | undefined;
   constructor(code: CliErrorCode, message: string, options?: { cause?: unknown; exitCode?: number }) {
-    super(message, options?.cause === undefined ? undefined : { cause: options.cause });
-    this.name = 'CliError';
-    this.code = code;
+    super(code, message, options?.cause === undefined ? undefined : { cause: options.cause });
     this.exitCode = options?.exitCode;
   }
 }

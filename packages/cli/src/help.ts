@@ -6,9 +6,10 @@ const STORE = `  -s, --store URL     where claims live (env IDEM_STORE; default 
 
 const EXITS = `Exit codes: the command's own code when it ran (128+N if killed by signal N);
   0 skipped (or --skip-exit-code); 64 bad usage, key, duration or store URL;
-  65 KEY_REUSE_MISMATCH; 69 BACKEND_UNAVAILABLE or ADAPTER_MISSING; 70 internal;
+  65 KEY_REUSE_MISMATCH; 69 BACKEND_UNAVAILABLE (retry later); 70 internal;
   74 CORRUPT_RECORD; 75 IN_FLIGHT (--on-in-flight fail, or wait timed out);
   76 LEASE_LOST (another run took the key over; this run's outcome was not recorded);
+  78 BACKEND_REFUSED, UNSAFE_BACKEND or ADAPTER_MISSING (fix the setup; a retry cannot help);
   126 command not executable; 127 command not found.`;
 
 export const HELP = {

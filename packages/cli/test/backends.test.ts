@@ -70,7 +70,7 @@ describe.skipIf(!redis)('redis:// (Valkey/Redis standalone)', () => {
     const second = await idem(['run', '--key', 'k', '--store', valkeyUrl, '--json', '--', 'true']);
     expect(second.json).toMatchObject({ status: 'skipped_idempotent', skipped_by_run_id: first.json.run_id });
   });
-  it('an unreachable server is BACKEND_UNAVAILABLE (exit 69)', async () => {
+  it('an unreachable server is BACKEND_UNAVAILABLE (exit 69), retryable', async () => {
     const r = await idem(['run', '--key', 'k', '--store', 'redis://127.0.0.1:1', '--json', '--', 'true']);
     expect(r.code).toBe(69);
     expect(r.json).toMatchObject({ status: 'error', error: { code: 'BACKEND_UNAVAILABLE' } });
@@ -93,9 +93,10 @@ describe.skipIf(!s3)('s3:// (MinIO)', () => {
   const options = () => ({ env: { AWS_ACCESS_KEY_ID: s3!.IDEM_TEST_S3_ACCESS_KEY, AWS_SECRET_ACCESS_KEY: s3!.IDEM_TEST_S3_SECRET_KEY } });
   // MinIO ignores If-Match on DELETE: sweep needs the explicit opt-in (the s3 README's compatibility table).
   scheme('s3', () => `${url()}&unconditional_sweep=true`, options);
-  it('sweep refuses without unconditional_sweep=true, and says why (exit 69)', async () => {
+  it('sweep refuses without unconditional_sweep=true, and says why (UNSAFE_BACKEND, exit 78)', async () => {
     const r = await idem(['sweep', '--store', url(), '--json'], options());
-    expect(r.code).toBe(69);
+    expect(r.code).toBe(78);
+    expect(r.json).toMatchObject({ error: { code: 'UNSAFE_BACKEND' } });
     expect(r.stderr + JSON.stringify(r.json ?? {})).toContain('If-Match');
   });
 });

@@ -162,7 +162,7 @@ describe('idem key', () => {
 });
 
 describe('a scheme whose adapter is not installed', () => {
-  it('says which package to install (ADAPTER_MISSING, exit 69)', async () => {
+  it('says which package to install (ADAPTER_MISSING, exit 78: the setup must change)', async () => {
     // A copy of the CLI next to @idem/core and @idem/lmdb only, as after `npm install @idem/cli`.
     const app = tempDir('idem-cli-app-');
     const here = dirname(fileURLToPath(import.meta.url));
@@ -173,14 +173,14 @@ describe('a scheme whose adapter is not installed', () => {
     const bin = join(app, 'cli', 'dist', 'bin.js');
 
     const redis = await idem(['run', ...K, '--store', 'redis://127.0.0.1:1', '--', 'true'], { bin });
-    expect(redis.code).toBe(69);
+    expect(redis.code).toBe(78);
     expectOneErrorLine(redis.stderr, 'ADAPTER_MISSING');
     expect(redis.stderr).toContain('npm install @idem/valkey');
     const s3 = await idem(['status', 'k', '--store', 's3://bucket/p'], { bin });
-    expect(s3.code).toBe(69);
+    expect(s3.code).toBe(78);
     expect(s3.stderr).toContain('npm install @idem/s3 @aws-sdk/client-s3');
     const gs = await idem(['list', '--store', 'gs://bucket/p', '--json'], { bin });
-    expect(gs.code).toBe(69);
+    expect(gs.code).toBe(78);
     expect(gs.stderr).toContain('npm install @idem/gcs @google-cloud/storage');
     // LMDB still works in that install.
     const cwd = tempDir('idem-cli-app-cwd-');

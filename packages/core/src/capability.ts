@@ -4,30 +4,8 @@
 // its own); core runs it once per target and refuses what cannot be fenced.
 import type { CasPrimitives } from './atomic.js';
 import { CONFLICT } from './atomic.js';
-import { IdemError } from './errors.js';
+import { IdemError, UnsafeBackendError } from './errors.js';
 import { RECORD_VERSION, serializeRecord } from './record.js';
-
-/** The conditional operations idem's safety rests on. */
-export type Guarantee =
-  /** A second create of one name is refused (S3 If-None-Match: *, GCS ifGenerationMatch=0, SET NX). */
-  | 'create-if-absent'
-  /** A replace conditioned on a stale version is refused, and one on the current version (as the server returned it) is accepted. */
-  | 'replace-if-match'
-  /** A delete conditioned on a stale version is refused (sweep relies on it). */
-  | 'delete-if-match';
-
-/**
- * The backend does not keep a guarantee idem needs: using it could run one
- * key's work twice. Code BACKEND_UNAVAILABLE, never retryable: the server
- * (or its configuration) must change, not the timing.
- */
-export class UnsafeBackendError extends IdemError {
-  readonly guarantee: Guarantee;
-  constructor(guarantee: Guarantee, message: string, cause?: unknown) {
-    super('BACKEND_UNAVAILABLE', message, { cause, retryable: false });
-    this.guarantee = guarantee;
-  }
-}
 
 /** What a probe measured. `deleteIfMatch` is undefined where the backend has no conditional delete to test. */
 export interface ProbeResult {

@@ -1,6 +1,9 @@
 import type { IdemRecord } from './record.js';
 
-/** Stable machine-readable codes; never renamed once published. */
+/**
+ * Stable machine-readable codes, one space for the library and the CLI; never
+ * renamed once published. docs/semantics.md has the table (meaning, retry, exit code).
+ */
 export type IdemErrorCode =
   | 'INVALID_KEY'
   | 'INVALID_ARGUMENT'
@@ -8,10 +11,21 @@ export type IdemErrorCode =
   | 'LEASE_LOST'
   | 'IN_FLIGHT'
   | 'CORRUPT_RECORD'
+  /** The backend could not be reached or did not answer in time: retry. */
   | 'BACKEND_UNAVAILABLE'
+  /** The backend answered no (credentials, permission, missing bucket): fix the setup, do not retry. */
+  | 'BACKEND_REFUSED'
+  /** The backend ignores a precondition idem's safety rests on: use another server or setting. */
+  | 'UNSAFE_BACKEND'
   | 'INVALID_STORE_URL'
   /** A store URL's scheme needs a package that is not installed (`@idem/core/url`). */
-  | 'ADAPTER_MISSING';
+  | 'ADAPTER_MISSING'
+  /** The CLI's: unknown command or flag, missing or malformed argument. */
+  | 'USAGE'
+  /** The CLI's: the command could not be started (not found, not executable). */
+  | 'SPAWN_FAILED'
+  /** A bug or an unexpected fault. */
+  | 'INTERNAL';
 
 /**
  * Marks every IdemError with the names of its classes, under a registry-wide
@@ -139,12 +153,42 @@ export class BackendUnavailableError extends IdemError {
 /**
  * The backend answered and refused (bad credentials, no permission, missing
  * bucket, bad request): nothing was written, and the same call will fail
- * again until someone fixes the setup. Same code as BackendUnavailableError
- * (the store cannot be used), but not retryable.
+ * again until someone fixes the setup. Not retryable.
  */
 export class BackendRefusedError extends IdemError {
   constructor(message: string, cause?: unknown) {
-    super('BACKEND_UNAVAILABLE', message, { cause, retryable: false });
+    super('BACKEND_REFUSED', message, { cause, retryable: false });
+  }
+}
+
+/** The conditional operations idem's safety rests on. */
+export type Guarantee =
+  /** A second create of one name is refused (S3 If-None-Match: *, GCS ifGenerationMatch=0, SET NX). */
+  | 'create-if-absent'
+  /** A replace conditioned on a stale version is refused, and one on the current version (as the server returned it) is accepted. */
+  | 'replace-if-match'
+  /** A delete conditioned on a stale version is refused (sweep relies on it). */
+  | 'delete-if-match';
+
+/**
+ * The backend does not keep a guarantee idem needs: using it could run one
+ * key's work twice. Never retryable: the server (or its configuration) must
+ * change, not the timing.
+ */
+export class UnsafeBackendError extends IdemError {
+  readonly guarantee: Guarantee;
+  constructor(guarantee: Guarantee, message: string, cause?: unknown) {
+    super('UNSAFE_BACKEND', message, { cause, retryable: false });
+    this.guarantee = guarantee;
+  }
+}
+
+/** The package a store URL's scheme needs is not installed; `install` says what to install. */
+export class AdapterMissingError extends IdemError {
+  readonly install: string;
+  constructor(scheme: string, install: string, cause?: unknown) {
+    super('ADAPTER_MISSING', `${scheme}: stores need ${install}, which is not installed: npm install ${install}`, { cause });
+    this.install = install;
   }
 }
 

@@ -13,9 +13,10 @@ export {
   CorruptRecordError,
   BackendUnavailableError,
   BackendRefusedError,
+  UnsafeBackendError,
+  type Guarantee,
   type IdemErrorCode,
 } from './errors.js';
-export { UnsafeBackendError, type Guarantee } from './capability.js';
 export { RECORD_VERSION, isExpired, isLeaseDead, type IdemRecord, type JsonValue, type Status } from './record.js';
 export type { ClaimOutcome, DedupOn, Lease } from './decide.js';
 export type { Capabilities, CorruptEntry, ListPage, SweepCounts } from './driver.js';

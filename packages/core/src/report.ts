@@ -2,6 +2,7 @@
 // own CLI can build and print too. Light on purpose (`@idem/core/report`): it
 // imports no store, adapter or runner code, only types and node:os's signal table.
 import { constants } from 'node:os';
+import type { IdemErrorCode } from './errors.js';
 import type { IdemRecord } from './record.js';
 import type { RunResult } from './runner.js';
 
@@ -26,19 +27,23 @@ export const EXIT_CODES = {
   CORRUPT: 74,
   IN_FLIGHT: 75,
   LEASE_LOST: 76,
+  /** The setup must change (EX_CONFIG): a refusing or unsafe backend, a missing adapter. Retrying is no use. */
+  CONFIG: 78,
   NOT_EXECUTABLE: 126,
   NOT_FOUND: 127,
 } as const;
 
-/** The exit code of each stable error code; any other code is INTERNAL (70). */
-export const EXIT_CODE_BY_ERROR: Readonly<Record<string, number>> = Object.freeze({
+/** The exit code of each stable error code (every code has one); any other code is INTERNAL (70). */
+export const EXIT_CODE_BY_ERROR: Readonly<Record<IdemErrorCode, number>> = Object.freeze({
   USAGE: EXIT_CODES.USAGE,
   INVALID_ARGUMENT: EXIT_CODES.USAGE,
   INVALID_KEY: EXIT_CODES.USAGE,
   INVALID_STORE_URL: EXIT_CODES.USAGE,
   KEY_REUSE_MISMATCH: EXIT_CODES.KEY_REUSE,
   BACKEND_UNAVAILABLE: EXIT_CODES.UNAVAILABLE,
-  ADAPTER_MISSING: EXIT_CODES.UNAVAILABLE,
+  BACKEND_REFUSED: EXIT_CODES.CONFIG,
+  UNSAFE_BACKEND: EXIT_CODES.CONFIG,
+  ADAPTER_MISSING: EXIT_CODES.CONFIG,
   INTERNAL: EXIT_CODES.INTERNAL,
   CORRUPT_RECORD: EXIT_CODES.CORRUPT,
   IN_FLIGHT: EXIT_CODES.IN_FLIGHT,
@@ -47,9 +52,9 @@ export const EXIT_CODE_BY_ERROR: Readonly<Record<string, number>> = Object.freez
 });
 
 /** The stable code of anything thrown (an IdemError's or a code listed above), else INTERNAL. */
-export function errorCodeOf(error: unknown): string {
+export function errorCodeOf(error: unknown): IdemErrorCode {
   const code = (error as { code?: unknown } | null)?.code;
-  return typeof code === 'string' && Object.hasOwn(EXIT_CODE_BY_ERROR, code) ? code : 'INTERNAL';
+  return typeof code === 'string' && Object.hasOwn(EXIT_CODE_BY_ERROR, code) ? (code as IdemErrorCode) : 'INTERNAL';
 }
 
 /** The exit code for an error: its own numeric `exitCode` (126/127 for spawn failures) or its code's. */

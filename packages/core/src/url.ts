@@ -7,7 +7,9 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { IdemError, InvalidStoreUrlError } from './errors.js';
+import { AdapterMissingError, IdemError, InvalidStoreUrlError } from './errors.js';
+
+export { AdapterMissingError };
 import { parseDuration } from './validate.js';
 import type { IdempotencyStore, StoreOptions } from './store.js';
 
@@ -65,15 +67,6 @@ export interface StoreUrlOptions {
 
 /** A loader registered for a scheme: returns the handler (or a module exporting one). */
 export type StoreSchemeLoader = () => StoreUrlHandler | Promise<StoreUrlHandler>;
-
-/** The package a scheme needs is not installed; `install` says what to install. */
-export class AdapterMissingError extends IdemError {
-  readonly install: string;
-  constructor(scheme: string, install: string, cause?: unknown) {
-    super('ADAPTER_MISSING', `${scheme}: stores need ${install}, which is not installed: npm install ${install}`, { cause });
-    this.install = install;
-  }
-}
 
 /** Built-in schemes and their packages; `install` also names the SDK the adapter needs. */
 const BUILT_IN: Record<string, { pkg: string; install: string }> = {

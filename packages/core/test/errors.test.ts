@@ -48,7 +48,7 @@ describe('typed errors', () => {
   it('backendError: one mapping, refused is not retryable, unavailable is', () => {
     const refused = core.backendError(Object.assign(new Error('Access Denied'), { status: 403 }), 'PUT x', true);
     expect(refused).toBeInstanceOf(core.BackendRefusedError);
-    expect(refused).toMatchObject({ code: 'BACKEND_UNAVAILABLE', retryable: false });
+    expect(refused).toMatchObject({ code: 'BACKEND_REFUSED', retryable: false });
     expect(refused.message).toBe('PUT x: refused (Error: Access Denied)');
     const down = core.backendError(new Error('ECONNRESET'), 'GET y', false);
     expect(down).toBeInstanceOf(core.BackendUnavailableError);

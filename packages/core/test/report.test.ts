@@ -49,6 +49,8 @@ describe('the run report (@idem/core/report)', () => {
     expect(EXIT_CODES).toMatchObject({ USAGE: 64, UNAVAILABLE: 69, INTERNAL: 70, IN_FLIGHT: 75, LEASE_LOST: 76 });
     expect(errorCodeOf({ code: 'ENOSPC' })).toBe('INTERNAL');
     expect(exitCodeOfError({ code: 'BACKEND_UNAVAILABLE' })).toBe(69);
+    // Fix the setup, do not retry: EX_CONFIG, apart from the retryable 69.
+    for (const code of ['BACKEND_REFUSED', 'UNSAFE_BACKEND', 'ADAPTER_MISSING']) expect(exitCodeOfError({ code }), code).toBe(78);
     expect(signalExitCode('SIGKILL')).toBe(137);
   });
 

@@ -73,7 +73,7 @@ describe('createTieredStore', () => {
     const first = lease(await store.claim('g', { runId: 'a' }));
     await store.release(first); // the archive keeps the mark at fence 1
     await front.delete('g'); // the memory front starts the key at fence 1 again
-    await expect(store.claim('g', { runId: 'b' })).rejects.toMatchObject({ code: 'BACKEND_UNAVAILABLE', retryable: false });
+    await expect(store.claim('g', { runId: 'b' })).rejects.toMatchObject({ code: 'BACKEND_REFUSED', retryable: false });
     expect(await front.get('g')).toBeUndefined();
   });
 

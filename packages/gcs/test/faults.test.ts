@@ -132,13 +132,13 @@ describe.skipIf(!server)('gcs adapter: requests and faults (via a fault-injectin
     expect((await store.complete(lease)).status).toBe('succeeded');
   });
 
-  it('404: a missing record reads as absent; a missing bucket is BACKEND_UNAVAILABLE, not retryable', async () => {
+  it('404: a missing record reads as absent; a missing bucket is BACKEND_REFUSED, not retryable', async () => {
     const { store } = await open();
     expect(await store.get('never-claimed')).toBeUndefined();
     expect(await store.delete('never-claimed')).toBe(false);
     const nowhere = await createGcsStore({ bucket: viaProxy.bucket('idem-no-such-bucket'), prefix: 'x/' });
     const error = await failure(nowhere.claim('k'));
-    expect(error).toMatchObject({ code: 'BACKEND_UNAVAILABLE', retryable: false });
+    expect(error).toMatchObject({ code: 'BACKEND_REFUSED', retryable: false });
     expect(error).toBeInstanceOf(BackendRefusedError);
     expect(error.message).toMatch(/bucket not found/);
   });

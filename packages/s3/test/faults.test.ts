@@ -161,15 +161,15 @@ describe.each(await findS3Servers())('s3 faults ($name)', (server) => {
       expect(await failure(store.claim('nowhere'))).toMatchObject({ code: 'BACKEND_UNAVAILABLE', retryable: true });
     });
 
-    it('wrong credentials and a missing bucket are BACKEND_UNAVAILABLE, not retryable', async () => {
+    it('wrong credentials and a missing bucket are BACKEND_REFUSED, not retryable', async () => {
       const badKey = testClient({ ...env!, IDEM_TEST_S3_SECRET_KEY: 'not-the-secret-key' }, { maxAttempts: 1 });
-      expect(await failure(createS3Store({ client: badKey, bucket, prefix: freshPrefix() }))).toMatchObject({ code: 'BACKEND_UNAVAILABLE', retryable: false });
+      expect(await failure(createS3Store({ client: badKey, bucket, prefix: freshPrefix() }))).toMatchObject({ code: 'BACKEND_REFUSED', retryable: false });
       const denied = await createS3Store({ client: badKey, bucket, prefix: freshPrefix(), probe: false });
-      expect(await failure(denied.claim('denied'))).toMatchObject({ code: 'BACKEND_UNAVAILABLE', retryable: false });
+      expect(await failure(denied.claim('denied'))).toMatchObject({ code: 'BACKEND_REFUSED', retryable: false });
       // probe.test.ts: a missing bucket is refused at open; without the probe, by every call.
       const noBucket = await createS3Store({ client: testClient(env!), bucket: 'idem-no-such-bucket', prefix: freshPrefix(), probe: false });
-      expect(await failure(noBucket.get('k'))).toMatchObject({ code: 'BACKEND_UNAVAILABLE', retryable: false });
-      expect(await failure(noBucket.claim('k'))).toMatchObject({ code: 'BACKEND_UNAVAILABLE', retryable: false });
+      expect(await failure(noBucket.get('k'))).toMatchObject({ code: 'BACKEND_REFUSED', retryable: false });
+      expect(await failure(noBucket.claim('k'))).toMatchObject({ code: 'BACKEND_REFUSED', retryable: false });
     });
 
     it('a body that does not parse is CORRUPT_RECORD and is left alone', async () => {

@@ -39,7 +39,7 @@ for (const server of await findS3Servers()) {
       } else {
         const refused = await failure(store.sweep());
         expect(refused).toBeInstanceOf(UnsafeBackendError);
-        expect(refused).toMatchObject({ code: 'BACKEND_UNAVAILABLE', retryable: false, guarantee: 'delete-if-match' });
+        expect(refused).toMatchObject({ code: 'UNSAFE_BACKEND', retryable: false, guarantee: 'delete-if-match' });
         expect(refused.message).toContain('lifecycle rule');
         expect(await (await open({ prefix, unconditionalSweep: true })).sweep()).toEqual({ expired: 0, deadLeases: 0 });
       }
@@ -48,7 +48,7 @@ for (const server of await findS3Servers()) {
     it('a missing bucket is refused at open, not retryable, and no PUT could create it', async () => {
       const { faults, client } = via();
       const err = await failure(createS3Store({ client, bucket: 'idem-no-such-bucket', prefix: freshPrefix() }));
-      expect(err).toMatchObject({ code: 'BACKEND_UNAVAILABLE', retryable: false });
+      expect(err).toMatchObject({ code: 'BACKEND_REFUSED', retryable: false });
       expect(err.message).toContain('does not exist');
       expect(faults.seen).toEqual(['HEAD']);
       await expect(testClient(env!).send(new HeadBucketCommand({ Bucket: 'idem-no-such-bucket' }))).rejects.toMatchObject({ $metadata: { httpStatusCode: 404 } });
@@ -58,7 +58,7 @@ for (const server of await findS3Servers()) {
       it('is refused at open, naming create-if-absent', async () => {
         const err = await failure(via('no-if-none-match').open());
         expect(err).toBeInstanceOf(UnsafeBackendError);
-        expect(err).toMatchObject({ code: 'BACKEND_UNAVAILABLE', retryable: false, guarantee: 'create-if-absent' });
+        expect(err).toMatchObject({ code: 'UNSAFE_BACKEND', retryable: false, guarantee: 'create-if-absent' });
       });
 
       it('without the probe, the double win is caught at the first finish, loudly', async () => {
