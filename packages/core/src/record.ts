@@ -31,8 +31,45 @@ export interface IdemRecord {
 /** Every status, once: records are parsed and list filters checked against it. */
 export const STATUSES: ReadonlySet<string> = new Set<Status>(['in_flight', 'succeeded', 'failed']);
 
+/** How a field is encoded: a safe integer, a JSON string, or any JSON value. */
+export type FieldKind = 'int' | 'string' | 'json';
+
+/**
+ * The record's one byte layout: its fields in the order every writer puts
+ * them, each with its encoding (JSON, no whitespace, absent fields left out).
+ * serializeRecord writes it; @idem/valkey generates its Lua encoder from it,
+ * and a test there checks every record its scripts write against serializeRecord.
+ */
+export const RECORD_LAYOUT = [
+  ['v', 'int'],
+  ['key', 'string'],
+  ['status', 'string'],
+  ['runId', 'string'],
+  ['fence', 'int'],
+  ['attempt', 'int'],
+  ['fingerprint', 'string'],
+  ['claimedAt', 'int'],
+  ['leaseExpiresAt', 'int'],
+  ['completedAt', 'int'],
+  ['expiresAt', 'int'],
+  ['result', 'json'],
+  ['error', 'string'],
+] as const satisfies ReadonlyArray<readonly [keyof IdemRecord, FieldKind]>;
+
+// Fails to compile when IdemRecord gains a field the layout does not place.
+type Unplaced = Exclude<keyof IdemRecord, (typeof RECORD_LAYOUT)[number][0]>;
+const everyFieldPlaced: [Unplaced] extends [never] ? true : Unplaced = true;
+void everyFieldPlaced;
+
+/** The record's bytes in RECORD_LAYOUT's order, whatever order its object has. */
 export function serializeRecord(record: IdemRecord): string {
-  return JSON.stringify(record);
+  let out = '{';
+  for (const [name] of RECORD_LAYOUT) {
+    const value = record[name];
+    if (value === undefined) continue;
+    out += `${out.length > 1 ? ',' : ''}"${name}":${JSON.stringify(value)}`;
+  }
+  return `${out}}`;
 }
 
 const isInt = (x: unknown): x is number => typeof x === 'number' && Number.isSafeInteger(x);
