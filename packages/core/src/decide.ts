@@ -2,7 +2,7 @@
 // Every backend that can run JS inside its atomic step (LMDB transaction,
 // object-store compare-and-swap) uses these; Valkey mirrors them in Lua.
 import { CorruptRecordError, KeyReuseError, LeaseLostError } from './errors.js';
-import { isExpired, isLeaseDead, RECORD_VERSION, type IdemRecord, type JsonValue } from './record.js';
+import { isExpired, isLeaseDead, RECORD_VERSION, type Holder, type IdemRecord, type JsonValue, type Labels } from './record.js';
 
 export type DedupOn = 'success' | 'any';
 
@@ -19,6 +19,10 @@ export interface ClaimInput {
   fingerprint?: string;
   force: boolean;
   dedupOn: DedupOn;
+  /** Who claims: written on the record the claim takes. */
+  holder: Holder;
+  /** The claim's labels (validated, names sorted); without them a takeover keeps the live record's. */
+  labels?: Labels;
 }
 
 /** Proof of ownership returned by claim; pass it to complete/fail/renew/release. */
@@ -78,8 +82,11 @@ export function decideClaim(current: IdemRecord | undefined, input: ClaimInput, 
       attempt: (live?.attempt ?? 0) + 1,
       claimedAt: now,
       leaseExpiresAt: now + input.leaseMs,
-      ...(input.fingerprint !== undefined ? { fingerprint: input.fingerprint } : {}),
+      holder: input.holder,
     };
+    if (input.fingerprint !== undefined) record.fingerprint = input.fingerprint;
+    const labels = input.labels ?? live?.labels;
+    if (labels !== undefined) record.labels = labels;
     const lease = leaseOf(input.key, input.name, record);
     const value: ClaimOutcome =
       outcome === 'adopted' ? { outcome, lease, previous: live! } : live ? { outcome, lease, previous: live } : { outcome, lease };
