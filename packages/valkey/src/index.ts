@@ -16,6 +16,7 @@ import {
   parseRecord,
   RECORD_VERSION,
   resolveStoreOptions,
+  sortedObject,
   STORAGE_NAME,
   validateDuration,
   type ClaimInput,
@@ -301,7 +302,9 @@ class ValkeyDriver implements Driver {
     // The record's constant part is encoded here (JSON.stringify), so the script only appends numbers.
     const head = `{"v":${RECORD_VERSION},"key":${JSON.stringify(input.recordKey)},"status":"in_flight","runId":${JSON.stringify(input.runId)},"fence":`;
     const fpPart = input.fingerprint !== undefined ? `,"fingerprint":${JSON.stringify(input.fingerprint)}` : '';
-    const args = [head, fpPart, input.fingerprint ?? '', input.runId, input.leaseMs, this.settings.lingerMs, input.force ? '1' : '0', input.dedupOn];
+    const holderPart = this.holderPart(input.holder);
+    const labelsPart = input.labels !== undefined ? `,"labels":${sortedObject(input.labels)}` : '';
+    const args = [head, fpPart, input.fingerprint ?? '', input.runId, input.leaseMs, this.settings.lingerMs, input.force ? '1' : '0', input.dedupOn, '', holderPart, labelsPart];
     const reply = ValkeyDriver.scriptReply(await this.evalScript(CLAIM_LUA, this.claimSha, rk, args, false, true));
     if (typeof reply === 'number') {
       // The fast path (SET NX on a key with no trace): the record is the one we sent, stamped with the server's time.
@@ -316,9 +319,11 @@ class ValkeyDriver implements Driver {
         claimedAt: reply,
         leaseExpiresAt: reply + input.leaseMs,
       };
+      if (input.holder !== undefined) record.holder = input.holder;
+      if (input.labels !== undefined) record.labels = input.labels;
       // The stored bytes, as the script built them: the lease's version, for the finish's fast path.
       const at = String(reply); // converted once: a 13-digit number's text is not cheap
-      const raw = `${head}${at},"attempt":1${fpPart},"claimedAt":${at},"leaseExpiresAt":${reply + input.leaseMs}}`;
+      const raw = `${head}${at},"attempt":1${fpPart},"claimedAt":${at},"leaseExpiresAt":${reply + input.leaseMs}${holderPart}${labelsPart}}`;
       return { outcome: 'acquired', lease: leaseOf(input.key, input.name, record, raw) };
     }
     const [tag, a, b] = reply;
@@ -341,6 +346,17 @@ class ValkeyDriver implements Driver {
       default:
         throw this.corrupt(rk, a);
     }
+  }
+
+  private lastHolder: { holder: object; part: string } | undefined;
+
+  /** `,"holder":{...}`, encoded once for the process's own holder (every claim but those naming a program). */
+  private holderPart(holder: ClaimInput['holder']): string {
+    if (holder === undefined) return '';
+    if (this.lastHolder?.holder === holder) return this.lastHolder.part;
+    const part = `,"holder":${sortedObject(holder as unknown as Record<string, unknown>)}`;
+    this.lastHolder = { holder, part };
+    return part;
   }
 
   /** A lease on stored bytes: its version is those bytes when the record can take the finish's fast path. */
@@ -745,32 +761,36 @@ async function within<T>(promise: Promise<T>, ms: number): Promise<T> {
 
 /**
  * The finished record around its two server times, made from the in_flight bytes the lease holds
- * (`version`): `"status":"in_flight"` becomes the final status, and everything from
- * `,"leaseExpiresAt":` on gives way to completedAt, expiresAt and the tail. Both markers are
- * found at their field: inside a JSON string a quote is always escaped, so neither can occur there.
- * Undefined when the lease carries no such bytes (a lease from an older release, or made by hand).
+ * (`version`): `"status":"in_flight"` becomes the final status, `,"leaseExpiresAt":<digits>` gives
+ * way to completedAt and expiresAt, and what followed it (the holder and labels, nothing else:
+ * checked) stays, before the tail. Both markers are found at their field: inside a JSON string a
+ * quote is always escaped, so neither can occur there. Undefined when the lease carries no such
+ * bytes (a lease from an older release, or made by hand) or a record of another shape.
  */
 function finishedParts(lease: Lease, status: 'succeeded' | 'failed', tail: string): [string, string] | undefined {
   const raw = lease.version;
-  if (typeof raw !== 'string') return undefined;
+  const r = lease.record;
+  if (typeof raw !== 'string' || r.completedAt !== undefined || r.expiresAt !== undefined || r.result !== undefined || r.error !== undefined) return undefined;
   const s = raw.indexOf(IN_FLIGHT);
   const e = raw.lastIndexOf(LEASE_FIELD);
-  if (s < 0 || e < s || !leaseEndAt(raw, e)) return undefined;
-  return [`${raw.slice(0, s)}"status":"${status}"${raw.slice(s + IN_FLIGHT.length, e)},"completedAt":`, tail];
+  if (s < 0 || e < s) return undefined;
+  const end = digitsEnd(raw, e + LEASE_FIELD.length);
+  const rest = raw.slice(end, -1);
+  if (end === e + LEASE_FIELD.length || raw.charCodeAt(raw.length - 1) !== 0x7d) return undefined; // no digits, or no '}'
+  if (rest !== '' && !rest.startsWith(HOLDER_FIELD) && !rest.startsWith(LABELS_FIELD)) return undefined;
+  return [`${raw.slice(0, s)}"status":"${status}"${raw.slice(s + IN_FLIGHT.length, e)},"completedAt":`, rest + tail];
 }
 
 const IN_FLIGHT = '"status":"in_flight"';
 const LEASE_FIELD = ',"leaseExpiresAt":';
+const HOLDER_FIELD = ',"holder":{';
+const LABELS_FIELD = ',"labels":{';
 
-/** True when `raw` ends with `,"leaseExpiresAt":<digits>}` from `at` on (a loop: a regex on a slice costs more). */
-function leaseEndAt(raw: string, at: number): boolean {
-  const last = raw.length - 1;
-  if (last <= at + LEASE_FIELD.length || raw.charCodeAt(last) !== 0x7d) return false; // '}'
-  for (let i = at + LEASE_FIELD.length; i < last; i++) {
-    const c = raw.charCodeAt(i);
-    if (c < 0x30 || c > 0x39) return false; // '0'..'9'
-  }
-  return true;
+/** Where the digits starting at `at` end (a loop: a regex on a slice costs more). */
+function digitsEnd(raw: string, at: number): number {
+  let i = at;
+  for (let c = raw.charCodeAt(i); c >= 0x30 && c <= 0x39; c = raw.charCodeAt(++i)); // '0'..'9'
+  return i;
 }
 
 function sha1(text: string): string {
