@@ -87,8 +87,17 @@ export interface RunTimings {
   total_ms: number;
 }
 
+/**
+ * The `schema` field of every run report: `idem.run/<major>`. @idem/cli ships its JSON Schema
+ * (`@idem/cli/schemas/run.schema.json`, which pins this value). Within a major, fields are only
+ * added, never renamed or removed; a change that breaks a reader bumps the major.
+ */
+export const RUN_REPORT_SCHEMA = 'idem.run/1';
+
 /** One object per run, in snake_case: the `--json` output of `idem run`. */
 export interface RunReport {
+  /** Which schema (and major version) this object follows: always `idem.run/1` here. */
+  schema: typeof RUN_REPORT_SCHEMA;
   status: RunStatus;
   key: string;
   run_id: string;
@@ -144,6 +153,7 @@ export function buildRunReport(input: RunReportInput): RunReport {
   const { end } = input;
   const claim = end.kind === 'result' && end.result.status === 'executed' ? { outcome: end.result.outcome, fence: end.result.lease.fence, attempt: end.result.lease.record.attempt } : input.claim;
   const base: RunReport = {
+    schema: RUN_REPORT_SCHEMA,
     status: 'error',
     key: input.key,
     run_id: input.runId,

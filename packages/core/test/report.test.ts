@@ -13,7 +13,7 @@ describe('the run report (@idem/core/report)', () => {
     const lease = { key: 'k', name: 'n', runId: 'r2', fence: 3, leaseExpiresAt: 9, record: done } as Lease;
     const report = buildRunReport({ ...base, end: { kind: 'result', result: { status: 'executed', value: undefined, outcome: 'adopted', lease, record: done } }, timings: { open_ms: 1 } });
     expect(report).toEqual({
-      status: 'succeeded', key: 'k', run_id: 'r2', skipped_by_run_id: null, exit_code: 0, store: 'lmdb:///x', outcome: 'adopted', fence: 3, attempt: 2,
+      schema: 'idem.run/1', status: 'succeeded', key: 'k', run_id: 'r2', skipped_by_run_id: null, exit_code: 0, store: 'lmdb:///x', outcome: 'adopted', fence: 3, attempt: 2,
       previous_status: null, signal: null, error: null, timings: { open_ms: 1, claim_ms: 0, command_ms: 0, finish_ms: 0, total_ms: 0 },
     });
   });
