@@ -2,19 +2,20 @@
 import { BackendUnavailableError, deriveKey, IdemError, isLeaseDead, type CorruptEntry, type IdempotencyStore, type IdemRecord, type ListOptions, type Status } from '@idem/core';
 import { duration, exactText, keyOf, labelsOf, noPositionals, oneOf, parseFlags, storeOf, type Env } from './args.js';
 import { CliError, codeOf, EXIT, messageOf, usage } from './errors.js';
-import { clean, holderText, info, isoTime, labelsText, out, paint, printHelp, printJson, quote, recordJson, toneOf } from './output.js';
+import { clean, holderText, info, isoTime, labelsText, out, paint, printHelp, printJson, quote, recordJson, toneOf, type JsonOutput, type RecordJson } from './output.js';
 import type { StoreSpec } from './store-url.js';
 
 /**
  * Opens the store for an operator command; none creates an LMDB store that is not there (nothing to show, sweep or release),
  * and the read-only ones (status, list, check) open LMDB read-only: monitoring works on a read-only filesystem.
- * When the store fails, `--json` still prints one object on stdout (`json` plus `error`), as `run` does,
- * and an untyped error from a driver (a full disk, say) is BACKEND_UNAVAILABLE.
+ * When the store fails, `--json` still prints one object on stdout (`json.fields`, the output's every
+ * other field, plus `store` and `error`), as `run` does, and an untyped error from a driver (a full disk,
+ * say) is BACKEND_UNAVAILABLE.
  */
 async function withStore<T>(
   spec: StoreSpec,
   readOnly: boolean,
-  json: Record<string, unknown> | undefined,
+  json: { command: JsonOutput; fields: Record<string, unknown> } | undefined,
   fn: (store: IdempotencyStore | undefined) => Promise<T>,
 ): Promise<T> {
   try {
@@ -27,7 +28,7 @@ async function withStore<T>(
     }
   } catch (caught) {
     const error = caught instanceof IdemError || caught instanceof CliError ? caught : new BackendUnavailableError(`the store failed: ${messageOf(caught)}`, caught);
-    if (json) printJson({ ...json, store: spec.display, error: { code: codeOf(error), message: messageOf(error) } });
+    if (json) printJson(json.command, { ...json.fields, store: spec.display, error: { code: codeOf(error), message: messageOf(error) } });
     throw error;
   }
 }
@@ -55,10 +56,10 @@ export async function statusCommand(argv: string[], env: Env): Promise<number> {
   if (positionals.length > 1) throw usage(`status: one key only, got ${positionals.length}`);
   const key = keyOf('status', positionals[0], env);
   const spec = await storeOf(values.store, env);
-  return withStore(spec, true, values.json ? { key, found: null, record: null } : undefined, async (store) => {
+  return withStore(spec, true, values.json ? { command: 'status', fields: { key, found: null, record: null } } : undefined, async (store) => {
     const record = await store?.get(key);
     const now = store?.clock() ?? Date.now();
-    if (values.json) printJson({ key, store: spec.display, found: record !== undefined, record: record ? recordJson(record, now) : null, error: null });
+    if (values.json) printJson('status', { key, store: spec.display, found: record !== undefined, record: record ? recordJson(record, now) : null, error: null });
     else if (!record) info(`no record of ${quote(key)} in ${clean(spec.display)}`);
     else {
       const rows: [string, string][] = [
@@ -119,9 +120,9 @@ export async function listCommand(argv: string[], env: Env): Promise<number> {
   const olderThan = values['older-than'] === undefined ? undefined : duration('older-than', values['older-than'], '0');
   if (values.host === '') throw usage('--host must name a host');
   const spec = await storeOf(values.store, env);
-  return withStore(spec, true, values.json ? { count: null, records: null } : undefined, async (store) => {
+  return withStore(spec, true, values.json ? { command: 'list', fields: { count: null, records: null, corrupt: null } } : undefined, async (store) => {
     const now = store?.clock() ?? Date.now();
-    const records: ReturnType<typeof recordJson>[] = [];
+    const records: RecordJson[] = [];
     const corrupt: Corrupt = [];
     const filter: ListOptions = {
       ...(status ? { status } : {}),
@@ -134,7 +135,7 @@ export async function listCommand(argv: string[], env: Env): Promise<number> {
       if (values.json) records.push(recordJson(record, now));
       else out(line(record, now));
     }
-    if (values.json) printJson({ store: spec.display, count: records.length, records, corrupt, error: null });
+    if (values.json) printJson('list', { store: spec.display, count: records.length, records, corrupt, error: null });
     else tellCorrupt(corrupt);
     return corrupt.length > 0 ? EXIT.CORRUPT : EXIT.OK;
   });
@@ -150,7 +151,7 @@ export async function checkCommand(argv: string[], env: Env): Promise<number> {
   noPositionals('check', positionals);
   const graceMs = values.grace === undefined ? 0 : duration('grace', values.grace, '0');
   const spec = await storeOf(values.store, env);
-  return withStore(spec, true, values.json ? { ok: false, in_flight: null, dead: null } : undefined, async (store) => {
+  return withStore(spec, true, values.json ? { command: 'check', fields: { ok: false, in_flight: null, dead: null, corrupt: null } } : undefined, async (store) => {
     const now = store?.clock() ?? Date.now();
     let inFlight = 0;
     const dead: IdemRecord[] = [];
@@ -159,7 +160,7 @@ export async function checkCommand(argv: string[], env: Env): Promise<number> {
       inFlight++;
       if (isLeaseDead(record, now - graceMs)) dead.push(record); // dead for at least the grace period
     }
-    if (values.json) printJson({ store: spec.display, ok: dead.length === 0, in_flight: inFlight, dead: dead.map((r) => recordJson(r, now)), corrupt, error: null });
+    if (values.json) printJson('check', { store: spec.display, ok: dead.length === 0, in_flight: inFlight, dead: dead.map((r) => recordJson(r, now)), corrupt, error: null });
     else {
       for (const record of dead) out(line(record, now));
       info(
@@ -178,12 +179,12 @@ export async function sweepCommand(argv: string[], env: Env): Promise<number> {
   if (values.help) return help('sweep');
   noPositionals('sweep', positionals);
   const spec = await storeOf(values.store, env);
-  return withStore(spec, false, values.json ? { expired: null, dead_leases: null, native_expiry: null } : undefined, async (store) => {
+  return withStore(spec, false, values.json ? { command: 'sweep', fields: { expired: null, dead_leases: null, native_expiry: null } } : undefined, async (store) => {
     const counts = (await store?.sweep()) ?? { expired: 0, deadLeases: 0 };
     const native = store?.capabilities.nativeExpiry ?? false;
     // Such a backend's sweep does no I/O: one read proves the store is reachable (else exit 69, not 0).
     if (store && native) await store.get('idem:sweep-probe');
-    if (values.json) printJson({ store: spec.display, expired: counts.expired, dead_leases: counts.deadLeases, native_expiry: native, error: null });
+    if (values.json) printJson('sweep', { store: spec.display, expired: counts.expired, dead_leases: counts.deadLeases, native_expiry: native, error: null });
     else info(native ? 'nothing to do: this backend expires records itself' : `removed ${counts.expired} expired record(s) and ${counts.deadLeases} dead lease(s)`);
     return EXIT.OK;
   });
@@ -200,14 +201,14 @@ export async function releaseCommand(argv: string[], env: Env): Promise<number> 
   const key = keyOf('release', positionals[0], env);
   const spec = await storeOf(values.store, env);
   if (!values.force) throw usage('release: --force is required: it fences out the current owner and lets the next run execute the key again');
-  return withStore(spec, false, values.json ? { key, released: false, previous: null } : undefined, async (store) => {
+  return withStore(spec, false, values.json ? { command: 'release', fields: { key, released: false, previous: null } } : undefined, async (store) => {
     const before = await store?.get(key);
     if (store && before) {
       // A forced claim fences the owner out (its complete/fail gets LEASE_LOST); releasing it frees the key.
       const claimed = await store.claim(key, { force: true, runId: `idem-release-${crypto.randomUUID()}` });
       if (claimed.outcome === 'acquired' || claimed.outcome === 'adopted') await store.release(claimed.lease);
     }
-    if (values.json) printJson({ key, store: spec.display, released: before !== undefined, previous: before ? recordJson(before, Date.now()) : null, error: null });
+    if (values.json) printJson('release', { key, store: spec.display, released: before !== undefined, previous: before ? recordJson(before, Date.now()) : null, error: null });
     else info(before ? `released ${quote(key)} (was ${before.status}, run ${clean(before.runId)}); the next run executes it` : `no record of ${quote(key)}: nothing to release`);
     return EXIT.OK;
   });
@@ -234,7 +235,7 @@ export async function keyCommand(argv: string[], env: Env): Promise<number> {
   }
   const namespace = values.namespace !== undefined ? exactText('--namespace', values.namespace) : exactText('IDEM_NAMESPACE', env.IDEM_NAMESPACE || 'default', 'IDEM_NAMESPACE');
   const key = deriveKey(namespace, exactText('NAME', positionals[0]!), params);
-  if (values.json) printJson({ key, namespace, name: positionals[0], params });
+  if (values.json) printJson('key', { key, namespace, name: positionals[0], params });
   else out(key);
   return EXIT.OK;
 }

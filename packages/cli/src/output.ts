@@ -3,6 +3,7 @@
 // FORCE_COLOR, never when NO_COLOR is set (https://no-color.org) or TERM is dumb.
 import { writeSync } from 'node:fs';
 import { isLeaseDead, type IdemRecord } from '@idem/core';
+import { RUN_REPORT_SCHEMA } from '@idem/core/report';
 import type { Topic } from './help.js';
 
 function useColor(fd: number): boolean {
@@ -54,7 +55,31 @@ export function printError(code: string, message: string): void {
   log(`${paint(2, 'bad', `idem: ${code}:`)} ${clean(message)}\n`);
 }
 
-export const printJson = (value: unknown) => out(JSON.stringify(value));
+/**
+ * The `schema` field of each command's `--json` output, `idem.<command>/<major>`: the one place
+ * they are set, and printJson puts it first in every object. Each has its JSON Schema in
+ * schemas/<command>.schema.json (shipped as @idem/cli/schemas/<command>.schema.json), which pins
+ * the value with `const`. Within a major, fields are only added, never renamed or removed; a
+ * change that breaks a reader bumps the major. `run`'s is core's: embedders print the same report.
+ */
+export const JSON_SCHEMAS = {
+  run: RUN_REPORT_SCHEMA,
+  status: 'idem.status/1',
+  list: 'idem.list/1',
+  check: 'idem.check/1',
+  sweep: 'idem.sweep/1',
+  release: 'idem.release/1',
+  key: 'idem.key/1',
+  // A new command with --json adds its entry here and its schemas/<command>.schema.json
+  // (and the package.json export); the end-to-end tests refuse JSON output without a schema.
+} as const;
+
+export type JsonOutput = keyof typeof JSON_SCHEMAS;
+
+/** Prints one command's `--json` object on one line, with its `schema` first (a value that has one must agree: run's report). */
+export function printJson<C extends JsonOutput, V extends object>(command: C, value: V & ('schema' extends keyof V ? { schema: (typeof JSON_SCHEMAS)[C] } : unknown)): void {
+  out(JSON.stringify({ schema: JSON_SCHEMAS[command], ...value }));
+}
 
 /** Prints a help text; loaded only when asked for, to keep startup small. */
 export async function printHelp(topic: Topic): Promise<number> {
@@ -65,6 +90,9 @@ export async function printHelp(topic: Topic): Promise<number> {
 
 /** An epoch-ms time as ISO 8601 (null when absent); the one time format of every output. */
 export const isoTime = (ms: number | undefined): string | null => (ms === undefined ? null : new Date(ms).toISOString());
+
+/** A record as the CLI prints it (status, list, check, release): snake_case, ISO times; `$defs.record` of their schemas. */
+export type RecordJson = ReturnType<typeof recordJson>;
 
 /** A record as the CLI prints it: snake_case, ISO times. */
 export function recordJson(record: IdemRecord, now: number) {

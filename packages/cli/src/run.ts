@@ -313,7 +313,7 @@ export async function runCommand(argv: string[], env: Env): Promise<number> {
   clock.total();
   const report = buildRunReport({ key: plan.key, runId, store: plan.store.display, end: ran.end, claim: ran.claim, timings: clock.timings });
   tell(report, ran, plan, clock.elapsed(), say);
-  if (plan.json) printJson(report);
+  if (plan.json) printJson('run', report);
   return report.exit_code;
 }
 
