@@ -4,6 +4,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { tempDir } from '@idem/test-fixtures';
+import { checkOutput } from './schemas.js';
 
 export const BIN = fileURLToPath(new URL('../dist/bin.js', import.meta.url));
 if (!existsSync(BIN)) throw new Error(`${BIN} is missing: run pnpm build first`);
@@ -59,7 +60,17 @@ export function start(args: string[], options: Options = {}): { child: ChildProc
   child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
   const done = new Promise<Result>((resolve, reject) => {
     child.once('error', reject);
-    child.once('close', (code, signal) => resolve({ code, signal, stdout, stderr, json: parseJson(stdout) }));
+    child.once('close', (code, signal) => {
+      const json = parseJson(stdout);
+      // Every --json object any test gets is checked against its command's schema (schemas.ts).
+      try {
+        checkOutput(args, json);
+      } catch (error) {
+        reject(error);
+        return;
+      }
+      resolve({ code, signal, stdout, stderr, json });
+    });
   });
   // 'close' waits for stdio too, which an orphaned grandchild may hold open: 'exit' does not.
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
@@ -97,6 +108,7 @@ export const RUN_REPORT_KEYS = [
   'outcome',
   'previous_status',
   'run_id',
+  'schema',
   'signal',
   'skipped_by_run_id',
   'status',

@@ -154,7 +154,7 @@ describe('idem key', () => {
     const ns = await idem(['key', 'load-day', '--namespace', 'etl', '--param', 'day=2024-05-01', '--param', 'region=eu']);
     expect(ns.stdout).toBe(`${deriveKey('etl', 'load-day', { day: '2024-05-01', region: 'eu' })}\n`);
     const env = await idem(['key', 'load-day', '--json', '--param', 'day=2024-05-01', '--param', 'region=eu'], { env: { IDEM_NAMESPACE: 'etl' } });
-    expect(env.json).toEqual({ key: ns.stdout.trim(), namespace: 'etl', name: 'load-day', params: { day: '2024-05-01', region: 'eu' } });
+    expect(env.json).toEqual({ schema: 'idem.key/1', key: ns.stdout.trim(), namespace: 'etl', name: 'load-day', params: { day: '2024-05-01', region: 'eu' } });
     // A value may hold "=": only the first one splits.
     const eq = await idem(['key', 'q', '--param', 'expr=a=b']);
     expect(eq.stdout).toBe(`${deriveKey('default', 'q', { expr: 'a=b' })}\n`);
