@@ -7,7 +7,7 @@
 #     publint --strict and attw --profile esm-only are clean (why esm-only: see lint below)
 #   - ESM import and CommonJS require() of each package (Node >= 22.12)
 #   - tsc: strict, exactOptionalPropertyTypes, skipLibCheck false, under nodenext (ESM and CJS files) and bundler
-#   - the installed `idem` bin runs
+#   - the installed `idem` bin runs; @idem/cli's JSON Schemas are exported
 #   - each single-adapter install pulls no other backend's SDK and one copy of @idem/core
 #   - an adapter written outside the repo in TypeScript passes @idem/conformance, multi-process race included
 # Output: one line per check; a failing check prints the tail of its log and the step exits 1 at the end.
@@ -168,6 +168,17 @@ check "@idem/valkey on a node-redis client (@redis/client): a claim against the 
 spawn "tsc nodenext (ESM .mts, CJS .cts, outside adapter; strict, exactOptionalPropertyTypes, skipLibCheck false), run the CJS output" \
   bash -c "cd '$app' && npx tsc -p tsconfig.nodenext.json && node out/types.cjs"
 spawn "tsc bundler (strict, exactOptionalPropertyTypes, skipLibCheck false)" bash -c "cd '$app' && npx tsc -p tsconfig.bundler.json"
+# The JSON Schemas of the --json outputs: in the tarball, exported, each pinning its schema field.
+spawn "@idem/cli/schemas/*.schema.json: exported, each pins its schema" bash -c "cd '$app' && node -e '
+  const subpaths = Object.keys(require(\"@idem/cli/package.json\").exports).filter((p) => p.startsWith(\"./schemas/\"));
+  for (const subpath of subpaths) {
+    const command = subpath.slice(\"./schemas/\".length, -\".schema.json\".length);
+    const pinned = require(\"@idem/cli\" + subpath.slice(1)).properties.schema.const;
+    if (!String(pinned).startsWith(\"idem.\" + command + \"/\")) throw new Error(subpath + \": \" + pinned);
+  }
+  if (subpaths.length < 7) throw new Error(\"only \" + subpaths.length + \" schemas\");
+  console.log(subpaths.length + \" schemas\");
+'"
 spawn "idem bin: run, then skip" bash -c "cd '$app' && npx idem run --key outside -- true && npx idem run --json --key outside -- false | grep -q skipped_idempotent"
 outside_conformance() {
   cd "$app/file-adapter" && npx vitest run --reporter=dot --reporter=json --outputFile.json=report.json || return 1
