@@ -45,7 +45,9 @@ export function violations(command: string, value: unknown): string | undefined 
   const validate = validators.get(command);
   if (!validate) return `no schema for the JSON of idem ${command}: add packages/cli/schemas/${command}.schema.json (and its package.json export)`;
   if (validate(value)) return undefined;
-  return ajv.errorsText(validate.errors, { separator: '\n  ', dataVar: 'output' });
+  return (validate.errors ?? [])
+    .map((e) => `output${e.instancePath} ${e.message}${e.keyword === 'additionalProperties' ? `: ${JSON.stringify(e.params.additionalProperty)}` : ''}`)
+    .join('\n  ');
 }
 
 /**
