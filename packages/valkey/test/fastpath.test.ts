@@ -42,7 +42,7 @@ describe.skipIf(!haveRedisServer())('valkey finish fast path and WAIT-able no-op
     expect(done.leaseExpiresAt).toBeUndefined();
     expect(done.expiresAt! - done.completedAt!).toBe(store.retentionMs);
     // The layout every writer of this store uses: fields in one order, times last.
-    expect(Object.keys(JSON.parse(raw))).toEqual(['v', 'key', 'status', 'runId', 'fence', 'attempt', 'fingerprint', 'claimedAt', 'completedAt', 'expiresAt', 'result']);
+    expect(Object.keys(JSON.parse(raw))).toEqual(['v', 'key', 'status', 'runId', 'fence', 'attempt', 'fingerprint', 'claimedAt', 'completedAt', 'expiresAt', 'holder', 'result']);
 
     const failed = await store.fail(leaseOf(await store.claim('fails')), { error: new Error('boom') });
     expect(JSON.parse((await admin.get(rk('fails')))!)).toEqual(failed);
