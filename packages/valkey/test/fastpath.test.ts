@@ -2,7 +2,7 @@
 // duplicate fast path (answers read by patterns, no decode), and the writes that let WAIT count a
 // script that changed nothing, against a private server the tests own.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { codeOf, expectLease as leaseOf } from '@idem/conformance/testing';
 import { PROCESS_HOLDER, serializeRecord, sortedObject, storageName, type ClaimOutcome, type IdempotencyStore, type IdemRecord } from '@idem/core/adapter';
 import { createValkeyStore } from '../src/index.js';
