@@ -14,13 +14,38 @@ const props = (schema: Schema) => Object.keys(schema.properties as object);
 
 /** Every field of a full RunReport, checked by the compiler: a field added to or removed from the type breaks this line. */
 const RUN_REPORT_FIELDS: { [K in keyof RunReport]-?: true } = {
-  schema: true, status: true, key: true, run_id: true, skipped_by_run_id: true, exit_code: true, store: true, outcome: true,
-  fence: true, attempt: true, previous_status: true, signal: true, error: true, timings: true,
+  schema: true,
+  status: true,
+  key: true,
+  run_id: true,
+  skipped_by_run_id: true,
+  exit_code: true,
+  store: true,
+  outcome: true,
+  fence: true,
+  attempt: true,
+  previous_status: true,
+  signal: true,
+  error: true,
+  timings: true,
 };
 const TIMING_FIELDS: { [K in keyof RunReport['timings']]-?: true } = { open_ms: true, claim_ms: true, command_ms: true, finish_ms: true, total_ms: true };
 const RECORD_FIELDS: { [K in keyof RecordJson]-?: true } = {
-  key: true, status: true, run_id: true, fence: true, attempt: true, fingerprint: true, claimed_at: true, lease_expires_at: true,
-  lease_dead: true, completed_at: true, expires_at: true, holder: true, labels: true, error: true, result: true,
+  key: true,
+  status: true,
+  run_id: true,
+  fence: true,
+  attempt: true,
+  fingerprint: true,
+  claimed_at: true,
+  lease_expires_at: true,
+  lease_dead: true,
+  completed_at: true,
+  expires_at: true,
+  holder: true,
+  labels: true,
+  error: true,
+  result: true,
 };
 const HOLDER_FIELDS: { [K in keyof NonNullable<RecordJson['holder']>]-?: true } = { host: true, pid: true, program: true, version: true };
 
@@ -35,7 +60,10 @@ function sampleReports(): Map<RunStatus, RunReport[]> {
   const busy = record({ status: 'in_flight', leaseExpiresAt: 10, completedAt: undefined });
   const lease = { key: 'k', name: 'n', runId: 'r2', fence: 3, leaseExpiresAt: 9, record: done } as Lease;
   const ends: [RunEnd, RunReport['timings'] | undefined][] = [
-    [{ kind: 'result', result: { status: 'executed', value: undefined, outcome: 'adopted', lease, record: done } }, { open_ms: 1.5, claim_ms: 2, command_ms: 30.1, finish_ms: 2, total_ms: 36 }],
+    [
+      { kind: 'result', result: { status: 'executed', value: undefined, outcome: 'adopted', lease, record: done } },
+      { open_ms: 1.5, claim_ms: 2, command_ms: 30.1, finish_ms: 2, total_ms: 36 },
+    ],
     [{ kind: 'result', result: { status: 'completed', record: record({}), result: undefined }, skipExitCode: 3 }, undefined],
     [{ kind: 'result', result: { status: 'in_flight', record: busy } }, undefined],
     [{ kind: 'command_failed', exitCode: 3, signal: null }, undefined],
@@ -81,7 +109,12 @@ describe('the JSON Schemas of every --json output (packages/cli/schemas)', () =>
 
   it('require every field they list: an output never leaves one out (absent is null)', () => {
     const walk = (node: unknown, where: string): void => {
-      if (Array.isArray(node)) return node.forEach((item, i) => walk(item, `${where}/${i}`));
+      if (Array.isArray(node)) {
+        node.forEach((item, i) => {
+          walk(item, `${where}/${i}`);
+        });
+        return;
+      }
       if (node === null || typeof node !== 'object') return;
       const schema = node as Schema;
       const type = schema.type;
@@ -95,7 +128,9 @@ describe('the JSON Schemas of every --json output (packages/cli/schemas)', () =>
 
   it('share one definition of a record, an error and a corrupt entry', () => {
     for (const name of ['record', 'error', 'corrupt']) {
-      const defs = Object.entries(SCHEMAS).flatMap(([command, schema]) => ((schema.$defs as Schema | undefined)?.[name] ? [[command, (schema.$defs as Schema)[name]] as const] : []));
+      const defs = Object.entries(SCHEMAS).flatMap(([command, schema]) =>
+        (schema.$defs as Schema | undefined)?.[name] ? [[command, (schema.$defs as Schema)[name]] as const] : [],
+      );
       expect(defs.length, name).toBeGreaterThan(0);
       for (const [command, def] of defs) expect(def, `${command}: $defs.${name}`).toEqual(defs[0]![1]);
     }
@@ -123,11 +158,22 @@ describe('the JSON Schemas of every --json output (packages/cli/schemas)', () =>
     expect(props(def).sort()).toEqual(Object.keys(RECORD_FIELDS).sort());
     expect(props((def.properties as Schema).holder as Schema).sort()).toEqual(Object.keys(HOLDER_FIELDS).sort());
     const full = record({
-      status: 'in_flight', completedAt: 7, leaseExpiresAt: 9, expiresAt: 8.64e15, fingerprint: 'f', error: 'e', result: { rows: [1, null] },
-      holder: { host: 'h', pid: 1, version: '0.1.0', program: 'sh' }, labels: { a: 'b' },
+      status: 'in_flight',
+      completedAt: 7,
+      leaseExpiresAt: 9,
+      expiresAt: 8.64e15,
+      fingerprint: 'f',
+      error: 'e',
+      result: { rows: [1, null] },
+      holder: { host: 'h', pid: 1, version: '0.1.0', program: 'sh' },
+      labels: { a: 'b' },
     });
     const bare = record({ completedAt: undefined });
-    for (const [name, r] of [['full', full], ['bare', bare], ['no program', record({ holder: { host: 'h', pid: 2, version: '1' } })]] as const) {
+    for (const [name, r] of [
+      ['full', full],
+      ['bare', bare],
+      ['no program', record({ holder: { host: 'h', pid: 2, version: '1' } })],
+    ] as const) {
       const json = recordJson(r, 10);
       expect(Object.keys(json).sort(), name).toEqual(Object.keys(RECORD_FIELDS).sort());
       for (const [command, value] of [
@@ -142,7 +188,9 @@ describe('the JSON Schemas of every --json output (packages/cli/schemas)', () =>
   it('refuse what the CLI must not print: an unlisted or missing field, another schema, a wrong type', () => {
     const ok = { schema: 'idem.sweep/1', store: 's', expired: 0, dead_leases: 0, native_expiry: false, error: null };
     expect(violations('sweep', ok)).toBeUndefined();
-    expect(violations('sweep', { ...ok, error: { code: 'BACKEND_UNAVAILABLE', message: 'm' }, expired: null, dead_leases: null, native_expiry: null })).toBeUndefined();
+    expect(
+      violations('sweep', { ...ok, error: { code: 'BACKEND_UNAVAILABLE', message: 'm' }, expired: null, dead_leases: null, native_expiry: null }),
+    ).toBeUndefined();
     expect(violations('sweep', { ...ok, extra: 1 })).toMatch(/additional/);
     const { expired: _, ...missing } = ok;
     expect(violations('sweep', missing)).toMatch(/expired/);

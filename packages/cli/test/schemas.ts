@@ -61,5 +61,6 @@ export function checkOutput(args: readonly string[], json: unknown): void {
   if (!(end === -1 ? args : args.slice(0, end)).includes('--json')) return;
   const command = args[0] ?? '';
   const problem = violations(command, json);
-  if (problem !== undefined) throw new Error(`idem ${args.join(' ')}: its --json output breaks ${command}.schema.json:\n  ${problem}\noutput: ${JSON.stringify(json)}`);
+  if (problem !== undefined)
+    throw new Error(`idem ${args.join(' ')}: its --json output breaks ${command}.schema.json:\n  ${problem}\noutput: ${JSON.stringify(json)}`);
 }
