@@ -10,7 +10,7 @@ import { BackendUnavailableError, IdemError, InvalidArgumentError, LeaseLostErro
 import { buildRunReport, signalExitCode, type RunClaim, type RunEnd, type RunReport, type RunTimings } from '@idem/core/report';
 import { duration, int, keyOf, labelsOf, oneOf, parseFlags, storeOf, type Env } from './args.js';
 import { CliError, EXIT, messageOf, usage } from './errors.js';
-import { clean, info, paint, printError, printHelp, printJson, quote } from './output.js';
+import { clean, holderText, info, paint, printError, printHelp, printJson, quote, waitingLine } from './output.js';
 import type { StoreSpec } from './store-url.js';
 
 /** The command ran and did not exit 0. Its message is what the failed record stores. */
@@ -223,8 +223,10 @@ async function execute(plan: RunPlan, runId: string, signals: Signals, clock: Re
   // Aborted when the command cannot start: runOnce then gives the key back instead of recording a failure.
   const giveBack = new AbortController();
   let commandRan = false;
+  const waiting = waitingLine();
 
   const work = async (ctx: RunContext) => {
+    waiting.done();
     try {
       clock.lap('claim_ms');
       const lease = ctx.lease;
@@ -266,6 +268,7 @@ async function execute(plan: RunPlan, runId: string, signals: Signals, clock: Re
         onInFlight: plan.onInFlight === 'fail' ? 'throw' : plan.onInFlight,
         waitTimeoutMs: plan.waitTimeoutMs,
         signal: AbortSignal.any([signals.cancel.signal, giveBack.signal]),
+        ...(plan.quiet ? {} : { onWait: (record: IdemRecord, waitedMs: number) => waiting.show(waitText(record, waitedMs), `${record.runId}:${record.fence}`) }),
         ...(plan.fingerprint !== undefined ? { fingerprint: plan.fingerprint } : {}),
         ...(plan.labels !== undefined ? { labels: plan.labels } : {}),
         ...programOf(plan.command),
@@ -423,4 +426,11 @@ function programOf(command: string[]): { program?: string } {
     if (error instanceof InvalidArgumentError) return {};
     throw error;
   }
+}
+
+/** Whom a waiting run waits for, since when, and when the holder's lease ends: stored text escaped. */
+function waitText(record: IdemRecord, waitedMs: number): string {
+  const who = holderText(record) ?? `run ${record.runId}`;
+  const until = record.leaseExpiresAt !== undefined ? new Date(record.leaseExpiresAt).toISOString() : '?';
+  return clean(`waiting ${Math.round(waitedMs / 1000)}s for ${who} (run ${record.runId}, lease until ${until})`);
 }
