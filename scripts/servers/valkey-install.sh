@@ -135,7 +135,7 @@ libdir=""
 if [ -n "$(missing_libs)" ]; then
   log "libraries missing on this machine: $(missing_libs | paste -sd' '); fetching them from bookworm"
   # The packages valkey-tools depends on that dpkg does not know as installed.
-  deps=$(dpkg-deb -f "$(ls "$work"/debs/valkey-tools_*.deb)" Depends | tr ',' '\n' | sed 's/[ (].*//;s/^ *//' | grep '^lib' || true)
+  deps=$(dpkg-deb -f "$(ls "$work"/debs/valkey-tools_*.deb)" Depends | tr ',' '\n' | sed 's/^ *//;s/[ (|].*//' | grep '^lib' || true)
   need=()
   for d in $deps; do
     dpkg-query -W -f='${Status}' "$d" 2>/dev/null | grep -q 'install ok installed' || need+=("$d")
