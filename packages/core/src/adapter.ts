@@ -2,7 +2,8 @@
 // user API (re-exported, so that one import serves an adapter).
 export * from './index.js';
 export { backendError } from './errors.js';
-export { parseRecord, serializeRecord, STATUSES } from './record.js';
+export { PROCESS_HOLDER } from './holder.js';
+export { parseRecord, RECORD_LAYOUT, sortedObject, serializeRecord, STATUSES, type FieldKind } from './record.js';
 export { decideClaim, decideFinish, isSweepable, leaseOf, type ClaimInput, type FinishOp, type FinishValue, type Step } from './decide.js';
 export type { Driver, DriverContext, ListQuery } from './driver.js';
 export { casUpdate, claimWith, finishWith, CONFLICT, type AtomicUpdate, type CasPrimitives, type Conflict, type Guess } from './atomic.js';

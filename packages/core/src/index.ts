@@ -17,7 +17,7 @@ export {
   type Guarantee,
   type IdemErrorCode,
 } from './errors.js';
-export { RECORD_VERSION, isExpired, isLeaseDead, type IdemRecord, type JsonValue, type Status } from './record.js';
+export { RECORD_VERSION, isExpired, isLeaseDead, type Holder, type IdemRecord, type JsonValue, type Labels, type Status } from './record.js';
 export type { ClaimOutcome, DedupOn, Lease } from './decide.js';
 export type { Capabilities, CorruptEntry, ListPage, SweepCounts } from './driver.js';
 export {

@@ -4,7 +4,8 @@ import { issuedAsIs, type ClaimInput, type ClaimOutcome, type DedupOn, type Fini
 import type { Capabilities, Driver, DriverContext, ListPage, SweepCounts } from './driver.js';
 import { InvalidArgumentError } from './errors.js';
 import { sha256Hex, storageName } from './keys.js';
-import { isExpired, STATUSES, type IdemRecord, type Status } from './record.js';
+import { PROCESS_HOLDER } from './holder.js';
+import { isExpired, STATUSES, type IdemRecord, type Labels, type Status } from './record.js';
 import {
   describeValue,
   summarizeError,
@@ -13,7 +14,9 @@ import {
   validateDuration,
   validateFingerprint,
   validateKey,
+  validateLabels,
   validateLeaseMs,
+  validateProgram,
   validateResult,
   validateRunId,
   validateSize,
@@ -58,13 +61,29 @@ export interface ClaimOptions {
   /** Take the key whatever its state; the previous owner is fenced out. */
   force?: boolean;
   dedupOn?: DedupOn;
+  /**
+   * Tags stored with the record, to find runs later (`list({ labels })`). A claim without
+   * labels that takes over a live record keeps that record's. Stored in clear: no secrets.
+   */
+  labels?: Labels;
+  /** What runs, recorded in `holder.program` (a name such as a command's basename; never arguments). */
+  program?: string;
 }
 
 export interface ListOptions {
   status?: Status;
+  /** Only records carrying every one of these labels with these values. */
+  labels?: Labels;
+  /** Only records claimed before this time (epoch ms): `Date.now() - 2 * 3600_000` finds claims older than 2 hours. */
+  claimedBefore?: number;
+  /** Only records claimed at or after this time (epoch ms). */
+  claimedAfter?: number;
+  /** Only records whose claim was made on this host (`holder.host`). */
+  holderHost?: string;
   limit?: number;
   cursor?: string;
 }
+
 
 export type ResolvedStoreOptions = Required<StoreOptions>;
 
@@ -143,8 +162,10 @@ export class IdempotencyStore {
       leaseMs: validateLeaseMs('leaseMs', options.leaseMs ?? this.leaseMs),
       force: validateBoolean('force', options.force ?? false),
       dedupOn: validateDedupOn(options.dedupOn ?? this.dedupOn),
+      holder: options.program === undefined ? PROCESS_HOLDER : { ...PROCESS_HOLDER, program: validateProgram(options.program) },
     };
     if (fingerprint !== undefined) input.fingerprint = fingerprint;
+    if (options.labels !== undefined) input.labels = validateLabels(options.labels);
     return input;
   }
 
@@ -190,13 +211,24 @@ export class IdempotencyStore {
 
   /** For operators: stuck in_flight claims, recent failures. Order is the backend's. */
   async list(options: ListOptions = {}): Promise<ListPage> {
-    const { status, limit = 100, cursor } = options;
+    const { status, limit = 100, cursor, claimedBefore, claimedAfter, holderHost } = options;
     if (status !== undefined && !STATUSES.has(status)) throw new InvalidArgumentError(`status must be in_flight, succeeded or failed, got ${describeValue(status)}`);
+    const labels = options.labels === undefined ? undefined : Object.entries(validateLabels(options.labels));
+    for (const [name, value] of [['claimedBefore', claimedBefore], ['claimedAfter', claimedAfter]] as const) {
+      if (value !== undefined && (!Number.isSafeInteger(value) || value < 0)) throw new InvalidArgumentError(`${name} must be a time in epoch milliseconds, got ${describeValue(value)}`);
+    }
+    if (holderHost !== undefined && (typeof holderHost !== 'string' || holderHost === '')) throw new InvalidArgumentError(`holderHost must be a host name, got ${describeValue(holderHost)}`);
     if (!Number.isSafeInteger(limit) || limit < 1 || limit > 10_000) throw new InvalidArgumentError(`limit must be a whole number in 1..10000, got ${describeValue(limit)}`);
     if (cursor !== undefined && typeof cursor !== 'string') throw new InvalidArgumentError('cursor must be a string from a previous page');
     const now = this.clock();
     const serverClock = this.driver.capabilities.clock === 'server'; // the driver returns only live records
-    const filter = (r: IdemRecord) => (serverClock || !isExpired(r, now)) && (status === undefined || r.status === status);
+    const filter = (r: IdemRecord) =>
+      (serverClock || !isExpired(r, now)) &&
+      (status === undefined || r.status === status) &&
+      (claimedBefore === undefined || r.claimedAt < claimedBefore) &&
+      (claimedAfter === undefined || r.claimedAt >= claimedAfter) &&
+      (holderHost === undefined || r.holder?.host === holderHost) &&
+      (labels === undefined || labels.every(([name, value]) => r.labels?.[name] === value));
     return this.driver.list({ limit, filter, ...(cursor !== undefined ? { cursor } : {}) }, this.ctx);
   }
 

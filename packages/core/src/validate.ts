@@ -1,5 +1,5 @@
 import { InvalidArgumentError, InvalidKeyError } from './errors.js';
-import type { JsonValue } from './record.js';
+import type { JsonValue, Labels } from './record.js';
 
 export const MAX_KEY_BYTES = 1024;
 export const MAX_RUN_ID_LENGTH = 256;
@@ -50,6 +50,46 @@ export function validateSize(name: string, value: unknown): number {
 function validateText(name: string, value: unknown, max: number): string {
   if (typeof value !== 'string' || value.length === 0 || value.length > max || !value.isWellFormed()) {
     throw new InvalidArgumentError(`${name} must be a non-empty string of at most ${max} characters, got ${describeValue(value)}`);
+  }
+  return value;
+}
+
+/** At most this many labels on one claim. */
+export const MAX_LABELS = 32;
+/** A label's name: ASCII letters, digits, "_", ".", "-", "/", starting with a letter or digit (so every writer sorts names alike). */
+const LABEL_NAME = /^[A-Za-z0-9][A-Za-z0-9_.\/-]{0,62}$/;
+export const MAX_LABEL_VALUE_BYTES = 256;
+/** Names under this prefix are idem's own, for later use. */
+const RESERVED_LABEL_PREFIX = 'idem.';
+
+/**
+ * Labels as stored: a plain object of at most MAX_LABELS names (1-63 ASCII characters, not
+ * under "idem.") to well-formed strings of at most 256 bytes of UTF-8, copied with their names
+ * sorted. Do not put secrets in labels: they are stored and listed in clear, like keys.
+ */
+export function validateLabels(value: unknown): Labels {
+  if (typeof value !== 'object' || value === null || Array.isArray(value) || (Object.getPrototypeOf(value) !== Object.prototype && Object.getPrototypeOf(value) !== null)) {
+    throw new InvalidArgumentError(`labels must be a plain object of names to strings, got ${describeValue(value)}`);
+  }
+  const names = Object.keys(value).sort();
+  if (names.length > MAX_LABELS) throw new InvalidArgumentError(`labels: ${names.length} given, at most ${MAX_LABELS}`);
+  const out: Labels = {};
+  for (const name of names) {
+    if (!LABEL_NAME.test(name)) throw new InvalidArgumentError(`label name ${describeValue(name)} must be 1-63 ASCII letters, digits, "_", ".", "-" or "/", starting with a letter or digit`);
+    if (name.startsWith(RESERVED_LABEL_PREFIX)) throw new InvalidArgumentError(`label name ${describeValue(name)} is reserved (names starting "${RESERVED_LABEL_PREFIX}" are idem's)`);
+    const v = (value as Record<string, unknown>)[name];
+    if (typeof v !== 'string' || !v.isWellFormed() || utf8Bytes(v) > MAX_LABEL_VALUE_BYTES) {
+      throw new InvalidArgumentError(`label ${name} must be a well-formed string of at most ${MAX_LABEL_VALUE_BYTES} bytes of UTF-8, got ${describeValue(v)}`);
+    }
+    out[name] = v;
+  }
+  return out;
+}
+
+/** What a claim says runs (`holder.program`): a name, not a path or a command line. */
+export function validateProgram(value: unknown): string {
+  if (typeof value !== 'string' || value.length === 0 || value.length > 128 || !value.isWellFormed() || /[\/\u0000-\u001f\u007f]/.test(value)) {
+    throw new InvalidArgumentError(`program must be a name of 1-128 characters without "/" or control characters (a basename, never arguments), got ${describeValue(value)}`);
   }
   return value;
 }

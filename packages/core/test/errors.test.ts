@@ -31,7 +31,7 @@ describe('typed errors', () => {
     const local = new core.BackendRefusedError('no');
     expect(local).toBeInstanceOf(other.BackendRefusedError);
     expect(local).not.toBeInstanceOf(other.BackendUnavailableError);
-    expect(other.isIdemError(local, 'BACKEND_UNAVAILABLE')).toBe(true);
+    expect(other.isIdemError(local, 'BACKEND_REFUSED')).toBe(true);
     for (const notOurs of [new Error('x'), null, undefined, 'IdemError', { code: 'LEASE_LOST' }]) {
       expect(notOurs instanceof core.IdemError).toBe(false);
       expect(core.isIdemError(notOurs)).toBe(false);

@@ -4,6 +4,7 @@ import { Cluster, Redis } from 'ioredis';
 import {
   BackendUnavailableError,
   CorruptRecordError,
+  decideFinish,
   DueQueue,
   IdempotencyStore,
   InvalidArgumentError,
@@ -305,7 +306,7 @@ class ValkeyDriver implements Driver {
     if (typeof reply === 'number') {
       // The fast path (SET NX on a key with no trace): the record is the one we sent, stamped with the server's time.
       const record: IdemRecord = {
-        v: 1,
+        v: RECORD_VERSION,
         key: input.recordKey,
         status: 'in_flight',
         runId: input.runId,
@@ -360,8 +361,8 @@ class ValkeyDriver implements Driver {
     const reply = ValkeyDriver.scriptReply(await this.evalScript(FINISH_LUA, this.finishSha, rk, args, false, true));
     if (typeof reply === 'number') {
       if (!fast || (op.op !== 'complete' && op.op !== 'fail')) throw new BackendUnavailableError(`unexpected finish reply ${reply}`);
-      // The record the script wrote: the lease's, finished at the server's time `reply`.
-      return { record: finishedRecord(lease.record, op, reply) };
+      // The record the script wrote: the lease's, finished by core's decision at the server's time `reply`.
+      return { record: decideFinish(lease.record, lease, op, reply).value.record! };
     }
     const [tag, a] = reply;
     if (tag === 'lost') throw new LeaseLostError(lease.key, a ? parseRecord(rk, a) : undefined);
@@ -770,23 +771,6 @@ function leaseEndAt(raw: string, at: number): boolean {
     if (c < 0x30 || c > 0x39) return false; // '0'..'9'
   }
   return true;
-}
-
-/**
- * The record a finish's fast path wrote, as finishedParts made it: the lease's record, field for
- * field in its order, without its lease deadline and with the final status, then the server's
- * time `at` and the result or error. A loop over the fields: a rest copy of the record costs more
- * than the rest of a finish's JS.
- */
-function finishedRecord(r: IdemRecord, op: FinishOp & { op: 'complete' | 'fail' }, at: number): IdemRecord {
-  const record: Record<string, unknown> = {};
-  const status = op.op === 'complete' ? 'succeeded' : 'failed';
-  for (const k in r) if (k !== 'leaseExpiresAt') record[k] = k === 'status' ? status : r[k as keyof IdemRecord];
-  record.completedAt = at;
-  record.expiresAt = at + op.retentionMs;
-  if (op.op === 'complete' && op.result !== undefined) record.result = op.result;
-  if (op.op === 'fail' && op.error !== undefined) record.error = op.error;
-  return record as unknown as IdemRecord;
 }
 
 function sha1(text: string): string {

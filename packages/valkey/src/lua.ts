@@ -14,7 +14,18 @@
 // so that start exceeds any fence the key had unless the server's clock went
 // back by more than the linger.
 
-import { RECORD_VERSION } from '@idem/core';
+import { RECORD_LAYOUT, RECORD_VERSION } from '@idem/core/adapter';
+
+/** Where encode() takes each field from: the decoded record, or (result, error) the client's JSON text. */
+const FROM_ARGUMENT: Record<string, string> = { result: 'result', error: 'err' };
+
+/** encode()'s body, one line per field of core's layout, in its order. */
+const ENCODE_FIELDS = RECORD_LAYOUT.map(([name, kind]) => {
+  const arg = FROM_ARGUMENT[name];
+  const value = arg ?? `r.${name}`;
+  const text = arg !== undefined ? arg : kind === 'int' ? `num(${value})` : `str(${value})`;
+  return `  if ${value} ~= nil then p[#p + 1] = '"${name}":' .. ${text} end`;
+}).join('\n');
 
 /** The server's time in ms, from the reply `t` of redis.call('TIME'): inlined where no helper is defined yet. */
 const MS_OF_TIME = 'tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)';
@@ -64,19 +75,14 @@ local function expired(r, now) return r.expiresAt ~= nil and r.expiresAt <= now 
 
 -- tostring() would print 1.7e+12; integers are written digit by digit.
 local function num(x) return string.format('%d', x) end
-local function str(s) return cjson.encode(s) end
+-- Strings as JSON.stringify writes them (core's serializeRecord): cjson alone escapes a slash.
+local function str(s) return (string.gsub(cjson.encode(s), '\\\\/', '/')) end
 -- Never cjson.encode a whole record: it would rewrite the caller's result ([] as {}, 14-digit numbers).
 -- result and error arrive as JSON text made by the client and are inserted as they are.
+-- Generated from core's RECORD_LAYOUT: the fields in its order, each in its encoding.
 local function encode(r, result, err)
-  local p = { '"v":${RECORD_VERSION}', '"key":' .. str(r.key), '"status":' .. str(r.status), '"runId":' .. str(r.runId),
-    '"fence":' .. num(r.fence), '"attempt":' .. num(r.attempt) }
-  if r.fingerprint then p[#p + 1] = '"fingerprint":' .. str(r.fingerprint) end
-  p[#p + 1] = '"claimedAt":' .. num(r.claimedAt)
-  if r.leaseExpiresAt then p[#p + 1] = '"leaseExpiresAt":' .. num(r.leaseExpiresAt) end
-  if r.completedAt then p[#p + 1] = '"completedAt":' .. num(r.completedAt) end
-  if r.expiresAt then p[#p + 1] = '"expiresAt":' .. num(r.expiresAt) end
-  if result then p[#p + 1] = '"result":' .. result end
-  if err then p[#p + 1] = '"error":' .. err end
+  local p = {}
+${ENCODE_FIELDS}
   return '{' .. table.concat(p, ',') .. '}'
 end
 `;

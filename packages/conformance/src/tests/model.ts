@@ -19,8 +19,10 @@ import {
   type IdempotencyStore,
   type IdemRecord,
   type JsonValue,
+  type Labels,
   type Lease,
   type Status,
+  PROCESS_HOLDER,
 } from '@idem/core/adapter';
 import type { Suite } from '../context.js';
 import { TestClock } from '../testing.js';
@@ -102,6 +104,8 @@ class Claim implements Cmd {
     readonly force: boolean,
     readonly fingerprint: string | undefined,
     readonly dedupOn: DedupOn | undefined,
+    readonly labels: Labels | undefined,
+    readonly program: string | undefined,
   ) {}
   check = () => true;
   async run(m: Model, r: Real): Promise<void> {
@@ -115,7 +119,10 @@ class Claim implements Cmd {
       leaseMs: this.leaseMs,
       force: this.force,
       dedupOn: this.dedupOn ?? m.dedupOn,
+      // Who claims: this process, as the store writes it.
+      holder: this.program !== undefined ? { ...PROCESS_HOLDER, program: this.program } : PROCESS_HOLDER,
       ...(this.fingerprint !== undefined ? { fingerprint: this.fingerprint } : {}),
+      ...(this.labels !== undefined ? { labels: this.labels } : {}),
     };
     let step: ReturnType<typeof decideClaim> | undefined;
     let raised: unknown;
@@ -131,6 +138,8 @@ class Claim implements Cmd {
         force: this.force,
         ...(this.fingerprint !== undefined ? { fingerprint: this.fingerprint } : {}),
         ...(this.dedupOn !== undefined ? { dedupOn: this.dedupOn } : {}),
+        ...(this.labels !== undefined ? { labels: this.labels } : {}),
+        ...(this.program !== undefined ? { program: this.program } : {}),
       }),
     );
     if (sameFailure(raised, got)) return;
@@ -160,7 +169,7 @@ class Claim implements Cmd {
     }
     await checkKey(m, r, key);
   }
-  toString = () => `claim(${JSON.stringify(this.key)}, ${this.runId}, ${this.leaseMs}ms${this.force ? ', force' : ''}${this.fingerprint ? `, fp ${this.fingerprint}` : ''}${this.dedupOn ? `, ${this.dedupOn}` : ''})`;
+  toString = () => `claim(${JSON.stringify(this.key)}, ${this.runId}, ${this.leaseMs}ms${this.force ? ', force' : ''}${this.fingerprint ? `, fp ${this.fingerprint}` : ''}${this.dedupOn ? `, ${this.dedupOn}` : ''}${this.labels ? `, labels ${JSON.stringify(this.labels)}` : ''}${this.program ? `, program ${this.program}` : ''})`;
 }
 
 class Finish implements Cmd {
@@ -306,8 +315,10 @@ export function modelTests(s: Suite): void {
             fc.constantFrom(false, false, false, true),
             fc.constantFrom(undefined, undefined, 'fp1', 'fp2'),
             fc.constantFrom<DedupOn | undefined>(undefined, undefined, 'success', 'any'),
+            fc.constantFrom<Labels | undefined>(undefined, undefined, { team: 'a' }, { env: 'x/y', team: 'b' }),
+            fc.constantFrom(undefined, 'prog'),
           )
-          .map(([k, runId, ms, force, fp, dedup]) => new Claim(k, runId, ms, force, fp, dedup)),
+          .map(([k, runId, ms, force, fp, dedup, labels, program]) => new Claim(k, runId, ms, force, fp, dedup, labels, program)),
         fc
           .tuple(
             fc.nat(20),

@@ -2,7 +2,7 @@
 // checked exactly against the injected clock on client-clock stores, and as
 // differences (lease and retention lengths) on server-clock stores.
 import { describe, expect, it } from 'vitest';
-import { RECORD_VERSION, type IdemRecord, type Lease } from '@idem/core';
+import { PROCESS_HOLDER, RECORD_VERSION, type IdemRecord, type Lease } from '@idem/core/adapter';
 import type { Suite, Timed } from '../context.js';
 import { expectLease } from '../testing.js';
 
@@ -28,7 +28,9 @@ export function recordTests(s: Suite): void {
       // owner's is long enough on a server clock to outlive a loaded machine's pauses.
       const [ownerMs, claimantMs, renewMs, forceMs] = [t.leaseMs * 5, t.leaseMs * 3, t.leaseMs, t.leaseMs * 4];
 
-      const owner = expectLease(await t.store.claim(k, { runId: 'owner', leaseMs: ownerMs }));
+      // Labels and the holder's program round-trip exactly (names come back sorted).
+      const labels = { team: 'data', 'run/date': '2026-12-07 é' };
+      const owner = expectLease(await t.store.claim(k, { runId: 'owner', leaseMs: ownerMs, labels, program: 'owner-prog' }));
       const claimed = await t.store.get(k);
       expect(claimed).toEqual({
         v: RECORD_VERSION,
@@ -39,6 +41,8 @@ export function recordTests(s: Suite): void {
         attempt: 1,
         claimedAt: claimed!.claimedAt,
         leaseExpiresAt: claimed!.claimedAt + ownerMs,
+        holder: { ...PROCESS_HOLDER, program: 'owner-prog' },
+        labels: { 'run/date': '2026-12-07 é', team: 'data' },
       });
       at(t, claimed!.claimedAt);
       await held(t, k, owner, claimed);
@@ -73,15 +77,19 @@ export function recordTests(s: Suite): void {
         expect(afterAdopt!.fence).toBeGreaterThan(owner.fence);
       }
       expect(afterAdopt).toMatchObject({ status: 'in_flight', runId: 'claimant', key: k });
+      // The new claimant is the holder; it gave no labels, so a takeover keeps the record's.
+      expect(afterAdopt!.holder).toEqual(PROCESS_HOLDER);
+      if (adopted.outcome === 'adopted') expect(afterAdopt!.labels).toEqual(claimed!.labels);
       expect(afterAdopt!.leaseExpiresAt! - afterAdopt!.claimedAt).toBe(claimantMs);
       at(t, afterAdopt!.claimedAt);
       await held(t, k, rescuer, afterAdopt);
 
       // Force over a live lease: by the operator's lease.
       await t.pass(10);
-      const forced = expectLease(await t.store.claim(k, { runId: 'operator', force: true, leaseMs: forceMs }));
+      const forced = expectLease(await t.store.claim(k, { runId: 'operator', force: true, leaseMs: forceMs, labels: { team: 'ops' } }));
       const afterForce = await t.store.get(k);
-      expect(afterForce).toMatchObject({ status: 'in_flight', runId: 'operator', attempt: afterAdopt!.attempt + 1 });
+      // A claimant's own labels replace the record's.
+      expect(afterForce).toMatchObject({ status: 'in_flight', runId: 'operator', attempt: afterAdopt!.attempt + 1, labels: { team: 'ops' } });
       expect(afterForce!.fence).toBeGreaterThan(afterAdopt!.fence);
       expect(afterForce!.leaseExpiresAt! - afterForce!.claimedAt).toBe(forceMs);
       at(t, afterForce!.claimedAt);
@@ -100,6 +108,8 @@ export function recordTests(s: Suite): void {
         claimedAt: afterForce!.claimedAt,
         completedAt: done.completedAt,
         expiresAt: done.completedAt! + retentionMs,
+        holder: PROCESS_HOLDER,
+        labels: { team: 'ops' },
         result: { n: 1 },
       });
       at(t, done.completedAt);
@@ -110,7 +120,7 @@ export function recordTests(s: Suite): void {
       const retentionMs = 3_600_000;
       const t = await s.timed({ retentionMs });
       const k = s.key('exact-fail');
-      const first = expectLease(await t.store.claim(k, { runId: 'r1', leaseMs: t.leaseMs }));
+      const first = expectLease(await t.store.claim(k, { runId: 'r1', leaseMs: t.leaseMs, labels: { step: 'load' } }));
       const claimed = await t.store.get(k);
       await t.pass(10);
       const failed = await t.store.fail(first, { error: 'boom' });
@@ -132,6 +142,9 @@ export function recordTests(s: Suite): void {
         attempt: 2,
         claimedAt: reclaimed!.claimedAt,
         leaseExpiresAt: reclaimed!.claimedAt + t.leaseMs * 2,
+        holder: PROCESS_HOLDER,
+        // Kept from the failed record it takes over.
+        labels: { step: 'load' },
       });
       expect(reclaimed!.fence).toBeGreaterThan(first.fence);
       at(t, reclaimed!.claimedAt);
