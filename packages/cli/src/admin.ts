@@ -1,8 +1,8 @@
 // Operator commands: status, list, check, sweep, release, key.
-import { BackendUnavailableError, deriveKey, IdemError, isLeaseDead, type CorruptEntry, type IdempotencyStore, type IdemRecord, type Status } from '@idem/core';
-import { duration, exactText, keyOf, noPositionals, oneOf, parseFlags, storeOf, type Env } from './args.js';
+import { BackendUnavailableError, deriveKey, IdemError, isLeaseDead, type CorruptEntry, type IdempotencyStore, type IdemRecord, type ListOptions, type Status } from '@idem/core';
+import { duration, exactText, keyOf, labelsOf, noPositionals, oneOf, parseFlags, storeOf, type Env } from './args.js';
 import { CliError, codeOf, EXIT, messageOf, usage } from './errors.js';
-import { clean, info, isoTime, out, paint, printHelp, printJson, quote, recordJson, toneOf } from './output.js';
+import { clean, holderText, info, isoTime, labelsText, out, paint, printHelp, printJson, quote, recordJson, toneOf } from './output.js';
 import type { StoreSpec } from './store-url.js';
 
 /**
@@ -35,12 +35,12 @@ async function withStore<T>(
 /** Records the store could not read: named in the output, never hidden, and the command exits 74 after the rest. */
 type Corrupt = CorruptEntry[];
 
-async function* allRecords(store: IdempotencyStore | undefined, status: Status | undefined, corrupt: Corrupt): AsyncGenerator<IdemRecord> {
+async function* allRecords(store: IdempotencyStore | undefined, filter: ListOptions, corrupt: Corrupt): AsyncGenerator<IdemRecord> {
   if (!store) return;
   let cursor: string | undefined;
   // Bounded by the store's size: every page advances the cursor or ends the scan.
   do {
-    const page = await store.list({ limit: 1000, ...(status ? { status } : {}), ...(cursor !== undefined ? { cursor } : {}) });
+    const page = await store.list({ ...filter, limit: 1000, ...(cursor !== undefined ? { cursor } : {}) });
     yield* page.records;
     corrupt.push(...(page.corrupt ?? []));
     cursor = page.cursor;
@@ -75,6 +75,10 @@ export async function statusCommand(argv: string[], env: Env): Promise<number> {
       }
       if (record.completedAt !== undefined) rows.push(['completed_at', iso(record.completedAt)]);
       if (record.expiresAt !== undefined) rows.push(['expires_at', iso(record.expiresAt)]);
+      const holder = holderText(record);
+      if (holder !== undefined) rows.push(['holder', holder]);
+      const labels = labelsText(record);
+      if (labels !== undefined) rows.push(['labels', labels]);
       if (record.fingerprint !== undefined) rows.push(['fingerprint', record.fingerprint]);
       if (record.error !== undefined) rows.push(['error', record.error]);
       if (record.result !== undefined) rows.push(['result', JSON.stringify(record.result)]);
@@ -90,7 +94,9 @@ function line(record: IdemRecord, now: number): string {
     record.status === 'in_flight'
       ? `lease ${iso(record.leaseExpiresAt)}${isLeaseDead(record, now) ? ' DEAD' : ''}`
       : `done ${iso(record.completedAt)}`;
-  return [paint(1, toneOf(record.status), record.status.padEnd(9)), `#${record.attempt}`.padEnd(4), clean(record.runId), when, quote(record.key)].join('  ');
+  const who = record.holder ? [clean(`${record.holder.host}:${record.holder.pid}`)] : [];
+  const labels = labelsText(record);
+  return [paint(1, toneOf(record.status), record.status.padEnd(9)), `#${record.attempt}`.padEnd(4), clean(record.runId), when, ...who, quote(record.key), ...(labels ? [clean(labels)] : [])].join('  ');
 }
 
 function tellCorrupt(corrupt: Corrupt): void {
@@ -101,17 +107,30 @@ export async function listCommand(argv: string[], env: Env): Promise<number> {
   const { values, positionals } = parseFlags('list', argv, {
     store: { type: 'string', short: 's' },
     status: { type: 'string' },
+    label: { type: 'string', multiple: true },
+    'older-than': { type: 'string' },
+    host: { type: 'string' },
     json: { type: 'boolean' },
   });
   if (values.help) return help('list');
   noPositionals('list', positionals);
   const status = values.status === undefined ? undefined : oneOf('status', values.status, ['in_flight', 'succeeded', 'failed'], 'in_flight');
+  const labels = labelsOf(values.label);
+  const olderThan = values['older-than'] === undefined ? undefined : duration('older-than', values['older-than'], '0');
+  if (values.host === '') throw usage('--host must name a host');
   const spec = await storeOf(values.store, env);
   return withStore(spec, true, values.json ? { count: null, records: null } : undefined, async (store) => {
     const now = store?.clock() ?? Date.now();
     const records: ReturnType<typeof recordJson>[] = [];
     const corrupt: Corrupt = [];
-    for await (const record of allRecords(store, status, corrupt)) {
+    const filter: ListOptions = {
+      ...(status ? { status } : {}),
+      ...(labels ? { labels } : {}),
+      // Claimed more than this long ago, by this process's clock (a server-clock store stamps claims with its own).
+      ...(olderThan !== undefined ? { claimedBefore: Math.max(0, now - olderThan) } : {}),
+      ...(values.host !== undefined ? { holderHost: values.host } : {}),
+    };
+    for await (const record of allRecords(store, filter, corrupt)) {
       if (values.json) records.push(recordJson(record, now));
       else out(line(record, now));
     }
@@ -136,7 +155,7 @@ export async function checkCommand(argv: string[], env: Env): Promise<number> {
     let inFlight = 0;
     const dead: IdemRecord[] = [];
     const corrupt: Corrupt = [];
-    for await (const record of allRecords(store, 'in_flight', corrupt)) {
+    for await (const record of allRecords(store, { status: 'in_flight' }, corrupt)) {
       inFlight++;
       if (isLeaseDead(record, now - graceMs)) dead.push(record); // dead for at least the grace period
     }

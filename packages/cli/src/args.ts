@@ -1,7 +1,7 @@
 // Flag parsing on node:util parseArgs, with every failure turned into a USAGE error.
 import { readFileSync } from 'node:fs';
 import { parseArgs, type ParseArgsOptionsConfig } from 'node:util';
-import { InvalidArgumentError, InvalidKeyError, parseDuration, validateKey } from '@idem/core';
+import { InvalidArgumentError, InvalidKeyError, parseDuration, validateKey, validateLabels, type Labels } from '@idem/core';
 import { usage } from './errors.js';
 import { DEFAULT_STORE, parseStoreUrl, type StoreSpec } from './store-url.js';
 
@@ -101,6 +101,20 @@ function readExactly(text: string, envName?: string): boolean {
     }
   }
   return seen;
+}
+
+/** `--label name=value`, repeatable: one name once. Checked by core (validateLabels) before any I/O. */
+export function labelsOf(given: string[] | undefined): Labels | undefined {
+  if (given === undefined || given.length === 0) return undefined;
+  const labels: Labels = {};
+  for (const text of given) {
+    const eq = text.indexOf('=');
+    if (eq <= 0) throw usage(`--label must be name=value, got ${JSON.stringify(text)}`);
+    const name = text.slice(0, eq);
+    if (Object.hasOwn(labels, name)) throw usage(`--label ${name} is given twice`);
+    labels[name] = exactText(`--label ${name}`, text.slice(eq + 1));
+  }
+  return validateLabels(labels);
 }
 
 export function noPositionals(command: string, positionals: string[]): void {

@@ -46,6 +46,9 @@ ${STORE}
                             any: a failure is final too
       --fingerprint STR     fingerprint of the inputs: the same key with another
                             fingerprint is KEY_REUSE_MISMATCH (exit 65)
+      --label NAME=VALUE    tag the record (repeatable); idem list --label finds it.
+                            Without one, a run taking over a record keeps its labels.
+                            Stored in clear: no secrets
       --force               take the key whatever its state (fences out the owner)
       --on-in-flight MODE   skip (default), wait (until the owner finishes, then
                             reuse or adopt), fail (exit 75)
@@ -69,17 +72,22 @@ ${EXITS}`,
 
   status: `Usage: idem status KEY [--store URL] [--json]
 
-Prints the record of KEY. Exit 0 when there is one, 1 when there is none.
+Prints the record of KEY, with who claimed it (host, pid, program, idem version)
+and its labels. Exit 0 when there is one, 1 when there is none.
 
 ${STORE}
       --json            one JSON object: { key, store, found, record }`,
 
-  list: `Usage: idem list [--status in_flight|succeeded|failed] [--store URL] [--json]
+  list: `Usage: idem list [--status S] [--label NAME=VALUE]... [--older-than DUR] [--host H] [--store URL] [--json]
 
-Lists live records (expired ones count as absent), in the backend's order.
+Lists live records (expired ones count as absent), in the backend's order,
+with who claimed each (host:pid) and its labels.
 
 ${STORE}
-      --status S        only records with this status
+      --status S        only records with this status: in_flight, succeeded, failed
+      --label N=V       only records with this label (repeatable: all must match)
+      --older-than DUR  only records claimed longer ago than DUR (e.g. 2h)
+      --host H          only records claimed on host H
       --json            one JSON object: { store, count, records }`,
 
   check: `Usage: idem check [--grace DUR] [--store URL] [--json]

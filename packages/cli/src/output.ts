@@ -80,6 +80,8 @@ export function recordJson(record: IdemRecord, now: number) {
     lease_dead: record.status === 'in_flight' ? isLeaseDead(record, now) : null,
     completed_at: isoTime(record.completedAt),
     expires_at: isoTime(record.expiresAt),
+    holder: record.holder ? { host: record.holder.host, pid: record.holder.pid, program: record.holder.program ?? null, version: record.holder.version } : null,
+    labels: record.labels ?? null,
     error: record.error ?? null,
     result: record.result ?? null,
   };
@@ -88,3 +90,13 @@ export function recordJson(record: IdemRecord, now: number) {
 export function toneOf(status: string): Tone {
   return status === 'succeeded' ? 'ok' : status === 'failed' ? 'bad' : 'warn';
 }
+
+/** `host pid N (program)` for people; stored text, to be escaped by the caller. */
+export function holderText(record: IdemRecord): string | undefined {
+  const h = record.holder;
+  return h && `${h.host} pid ${h.pid}${h.program !== undefined ? ` (${h.program})` : ''}, idem ${h.version}`;
+}
+
+/** `name=value name=value`, names sorted as stored; stored text, to be escaped by the caller. */
+export const labelsText = (record: IdemRecord): string | undefined =>
+  record.labels && Object.entries(record.labels).map(([name, value]) => `${name}=${value}`).join(' ');

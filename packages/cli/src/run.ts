@@ -5,11 +5,11 @@
 import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { accessSync, constants as fsConstants, statSync } from 'node:fs';
-import { delimiter, join } from 'node:path';
-import { BackendUnavailableError, IdemError, LeaseLostError, runOnce, validateFingerprint, type IdemRecord, type RunContext } from '@idem/core';
+import { basename, delimiter, join } from 'node:path';
+import { BackendUnavailableError, IdemError, LeaseLostError, runOnce, validateFingerprint, type IdemRecord, type Labels, type RunContext } from '@idem/core';
 import { MAX_TIMER_MS } from '@idem/core/adapter';
 import { buildRunReport, signalExitCode, type RunClaim, type RunEnd, type RunReport, type RunTimings } from '@idem/core/report';
-import { duration, int, keyOf, oneOf, parseFlags, storeOf, type Env } from './args.js';
+import { duration, int, keyOf, labelsOf, oneOf, parseFlags, storeOf, type Env } from './args.js';
 import { CliError, EXIT, messageOf, usage } from './errors.js';
 import { clean, info, paint, printError, printHelp, printJson, quote } from './output.js';
 import type { StoreSpec } from './store-url.js';
@@ -57,6 +57,7 @@ interface RunPlan {
   waitTimeoutMs: number;
   skipExitCode: number;
   fingerprint: string | undefined;
+  labels: Labels | undefined;
   force: boolean;
   json: boolean;
   quiet: boolean;
@@ -73,6 +74,7 @@ async function parseRun(argv: string[], env: Env): Promise<RunPlan | undefined> 
     retention: { type: 'string' },
     'dedup-on': { type: 'string' },
     fingerprint: { type: 'string' },
+    label: { type: 'string', multiple: true },
     force: { type: 'boolean' },
     'on-in-flight': { type: 'string' },
     'wait-timeout': { type: 'string' },
@@ -102,6 +104,7 @@ async function parseRun(argv: string[], env: Env): Promise<RunPlan | undefined> 
     waitTimeoutMs: duration('wait-timeout', values['wait-timeout'], '1h'),
     skipExitCode: int('skip-exit-code', values['skip-exit-code'], 0, 255) ?? 0,
     fingerprint: values.fingerprint === undefined ? undefined : validateFingerprint(values.fingerprint),
+    labels: labelsOf(values.label),
     force: values.force ?? false,
     json: values.json ?? false,
     quiet: values.quiet ?? false,
@@ -267,6 +270,8 @@ async function execute(plan: RunPlan, runId: string, signals: Signals, clock: Re
         waitTimeoutMs: plan.waitTimeoutMs,
         signal: AbortSignal.any([signals.cancel.signal, giveBack.signal]),
         ...(plan.fingerprint !== undefined ? { fingerprint: plan.fingerprint } : {}),
+        ...(plan.labels !== undefined ? { labels: plan.labels } : {}),
+        ...programOf(plan.command),
       }),
     );
     clock.lap(result.status === 'executed' ? 'finish_ms' : 'claim_ms');
@@ -408,4 +413,13 @@ async function spawnAndWait(
       resolve({ code: sig ? signalExitCode(sig) : (code ?? EXIT.INTERNAL), signal: sig });
     });
   });
+}
+
+/**
+ * The holder's `program`: the command's basename only, never its arguments (they carry secrets).
+ * A name core would refuse (control characters, over 128 characters) is left out rather than fail the run.
+ */
+function programOf(command: string[]): { program?: string } {
+  const name = basename(command[0] ?? '');
+  return name !== '' && name.length <= 128 && !/[\u0000-\u001f\u007f]/.test(name) ? { program: name } : {};
 }

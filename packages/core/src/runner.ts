@@ -74,7 +74,7 @@ export async function runOnce<T>(store: IdempotencyStore, key: string, fn: (ctx:
 
   const runId = options.runId ?? crypto.randomUUID();
   // The claim's own options, named (a rest copy of `options` per call is slow); the same for every attempt.
-  const claimOptions: ClaimOptions = { runId, leaseMs, fingerprint: options.fingerprint, force: options.force, dedupOn: options.dedupOn };
+  const claimOptions: ClaimOptions = { runId, leaseMs, fingerprint: options.fingerprint, force: options.force, dedupOn: options.dedupOn, labels: options.labels, program: options.program };
   const started = Date.now();
   let backoff = 50;
   for (;;) {
