@@ -19,8 +19,8 @@ export interface ClaimInput {
   fingerprint?: string;
   force: boolean;
   dedupOn: DedupOn;
-  /** Who claims: written on the record the claim takes. */
-  holder: Holder;
+  /** Who claims: written on the record the claim takes (the store always gives it). */
+  holder?: Holder;
   /** The claim's labels (validated, names sorted); without them a takeover keeps the live record's. */
   labels?: Labels;
 }
@@ -82,8 +82,8 @@ export function decideClaim(current: IdemRecord | undefined, input: ClaimInput, 
       attempt: (live?.attempt ?? 0) + 1,
       claimedAt: now,
       leaseExpiresAt: now + input.leaseMs,
-      holder: input.holder,
     };
+    if (input.holder !== undefined) record.holder = input.holder;
     if (input.fingerprint !== undefined) record.fingerprint = input.fingerprint;
     const labels = input.labels ?? live?.labels;
     if (labels !== undefined) record.labels = labels;

@@ -25,7 +25,7 @@ import {
   type ListQuery,
 } from '@idem/core/adapter';
 import { TickBatcher } from './batch.js';
-import { acquiredBytes, claimHead, finishedParts, fingerprintPart } from './bytes.js';
+import { acquiredBytes, claimHead, finishedParts, fingerprintPart, HolderBytes, labelsPart } from './bytes.js';
 import type { Arg, Guard, ValkeyClient } from './client.js';
 import { Deadlines, describe, pauseAfter, within } from './deadline.js';
 import { CLAIM_LUA, FINISH_LUA, READ_LUA, REMOVE_LUA } from './lua.js';
@@ -51,6 +51,7 @@ export class ValkeyDriver implements Driver {
   private readonly deadlines: Deadlines;
   /** The tick's corked sockets, and with minReplicas its scripts waiting for their shared WAIT. */
   private readonly batch: TickBatcher;
+  private readonly holders = new HolderBytes();
 
   constructor(
     private readonly client: ValkeyClient,
@@ -70,7 +71,9 @@ export class ValkeyDriver implements Driver {
     // The record's constant part is encoded here (JSON.stringify), so the script only appends numbers.
     const head = claimHead(input);
     const fpPart = fingerprintPart(input);
-    const args = [head, fpPart, input.fingerprint ?? '', input.runId, input.leaseMs, this.settings.lingerMs, input.force ? '1' : '0', input.dedupOn];
+    const holderPart = this.holders.part(input.holder);
+    const labels = labelsPart(input);
+    const args = [head, fpPart, input.fingerprint ?? '', input.runId, input.leaseMs, this.settings.lingerMs, input.force ? '1' : '0', input.dedupOn, '', holderPart, labels];
     const reply = ValkeyDriver.scriptReply(await this.evalScript(CLAIM_LUA, this.claimSha, rk, args, false, true));
     if (typeof reply === 'number') {
       // The fast path (SET NX on a key with no trace): the record is the one we sent, stamped with the server's time.
@@ -85,8 +88,10 @@ export class ValkeyDriver implements Driver {
         claimedAt: reply,
         leaseExpiresAt: reply + input.leaseMs,
       };
+      if (input.holder !== undefined) record.holder = input.holder;
+      if (input.labels !== undefined) record.labels = input.labels;
       // The stored bytes, as the script built them: the lease's version, for the finish's fast path.
-      const raw = acquiredBytes(head, fpPart, reply, reply + input.leaseMs);
+      const raw = acquiredBytes(head, fpPart, reply, reply + input.leaseMs, holderPart, labels);
       return { outcome: 'acquired', lease: leaseOf(input.key, input.name, record, raw) };
     }
     const [tag, a, b] = reply;

@@ -20,10 +20,11 @@ import { RECORD_LAYOUT, RECORD_VERSION } from '@idem/core/adapter';
 const FROM_ARGUMENT: Record<string, string> = { result: 'result', error: 'err' };
 
 /** encode()'s body, one line per field of core's layout, in its order. */
+const ENCODE = { int: 'num', string: 'str', object: 'obj', json: 'str' } as const;
 const ENCODE_FIELDS = RECORD_LAYOUT.map(([name, kind]) => {
   const arg = FROM_ARGUMENT[name];
   const value = arg ?? `r.${name}`;
-  const text = arg !== undefined ? arg : kind === 'int' ? `num(${value})` : `str(${value})`;
+  const text = arg !== undefined ? arg : `${ENCODE[kind]}(${value})`;
   return `  if ${value} ~= nil then p[#p + 1] = '"${name}":' .. ${text} end`;
 }).join('\n');
 
@@ -39,6 +40,15 @@ end
 local function int(x) return type(x) == 'number' and x == math.floor(x) and math.abs(x) <= 9007199254740991 end
 local function optint(x) return x == nil or int(x) end
 local function optstr(x) return x == nil or type(x) == 'string' end
+local function optholder(x)
+  return x == nil or (type(x) == 'table' and type(x.host) == 'string' and int(x.pid) and type(x.version) == 'string' and optstr(x.program))
+end
+local function optlabels(x)
+  if x == nil then return true end
+  if type(x) ~= 'table' then return false end
+  for k, v in pairs(x) do if type(k) ~= 'string' or type(v) ~= 'string' then return false end end
+  return true
+end
 local STATUS = { in_flight = true, succeeded = true, failed = true }
 
 -- raw, record, why: absent -> nil, nil, nil; unreadable -> raw?, nil, why (never overwritten)
@@ -53,6 +63,7 @@ local function decode(raw)
     and type(r.runId) == 'string' and int(r.fence) and int(r.attempt) and int(r.claimedAt)
     and optstr(r.fingerprint) and optstr(r.error) and optint(r.leaseExpiresAt)
     and optint(r.completedAt) and optint(r.expiresAt) and (r.status ~= 'in_flight' or int(r.leaseExpiresAt))
+    and optholder(r.holder) and optlabels(r.labels)
   if not good then return raw, nil, 'fields missing or of the wrong type' end
   return raw, r, nil
 end
@@ -77,6 +88,25 @@ local function expired(r, now) return r.expiresAt ~= nil and r.expiresAt <= now 
 local function num(x) return string.format('%d', x) end
 -- Strings as JSON.stringify writes them (core's serializeRecord): cjson alone escapes a slash.
 local function str(s) return (string.gsub(cjson.encode(s), '\\\\/', '/')) end
+-- A flat object (holder, labels) as core's sortedObject writes it: names sorted, strings and integers.
+local function obj(t)
+  local names = {}
+  for k in pairs(t) do names[#names + 1] = k end
+  -- Byte order, as JavaScript's sort of these ASCII names: Lua's "<" follows the server's locale (strcoll).
+  table.sort(names, function(a, b)
+    for i = 1, math.min(#a, #b) do
+      local x, y = string.byte(a, i), string.byte(b, i)
+      if x ~= y then return x < y end
+    end
+    return #a < #b
+  end)
+  local p = {}
+  for i, k in ipairs(names) do
+    local v = t[k]
+    p[i] = str(k) .. ':' .. (type(v) == 'number' and num(v) or str(v))
+  end
+  return '{' .. table.concat(p, ',') .. '}'
+end
 -- Never cjson.encode a whole record: it would rewrite the caller's result ([] as {}, 14-digit numbers).
 -- result and error arrive as JSON text made by the client and are inserted as they are.
 -- Generated from core's RECORD_LAYOUT: the fields in its order, each in its encoding.
@@ -96,7 +126,7 @@ const STR = `"${STR_BODY}"`;
 const NUM = '[1-9]%d*';
 
 /**
- * claim(KEYS: record; ARGV: head, fingerprintPart, fingerprint|'', runId, leaseMs, lingerMs, force '1'|'0', dedupOn[, mode])
+ * claim(KEYS: record; ARGV: head, fingerprintPart, fingerprint|'', runId, leaseMs, lingerMs, force '1'|'0', dedupOn, mode|'', holderPart, labelsPart)
  * mode is for tests only: 'full' skips the duplicate fast path, 'fast' answers {'slow'} where it would fall through.
  * head is the new record's JSON up to `"fence":`, fingerprintPart is `,"fingerprint":"..."` or '' (both made by the client).
  * -> server ms (a fresh key, taken by SET NX), or {outcome, record JSON, previous JSON|false};
@@ -107,16 +137,18 @@ local rk = KEYS[1]
 local head, fpPart, fp, runId = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local leaseMs, lingerMs = tonumber(ARGV[5]), tonumber(ARGV[6])
 local force, dedupOn = ARGV[7] == '1', ARGV[8]
+-- holderPart: ,"holder":{...}; labelsPart: ,"labels":{...} or empty (made by the client, names sorted).
+local holderPart, labelsPart = ARGV[10] or '', ARGV[11] or ''
 local t = redis.call('TIME')
 local now = ${MS_OF_TIME}
-local RECORD = '%s%d,"attempt":%d%s,"claimedAt":%d,"leaseExpiresAt":%d}'
+local RECORD = '%s%d,"attempt":%d%s,"claimedAt":%d,"leaseExpiresAt":%d%s%s}'
 
 -- Timeline of the fast path: t0 SET NX. A key with no trace at all (no record, no lingering one,
 -- nothing foreign) is taken by this one write, and of N racing claimers exactly one gets OK.
 -- It comes before the helpers below are even defined, and builds its record with one
 -- string.format: the common claim runs only what it needs (server time per call is what it costs).
 -- Its reply is only the time it wrote: the client knows the rest of the record it sent.
-if redis.call('SET', rk, string.format(RECORD, head, now, 1, fpPart, now, now + leaseMs), 'NX', 'PX', leaseMs + lingerMs) then return now end
+if redis.call('SET', rk, string.format(RECORD, head, now, 1, fpPart, now, now + leaseMs, holderPart, labelsPart), 'NX', 'PX', leaseMs + lingerMs) then return now end
 local got = redis.pcall('GET', rk)
 
 -- The duplicate fast path: a record in the store's own layout that this claim only answers
@@ -144,8 +176,9 @@ if ARGV[9] ~= 'full' and type(got) == 'string' then
     p = string.match(got, '^,"completedAt":${NUM}()', p) or p
     ex, q = string.match(got, '^,"expiresAt":(${NUM})()', p)
     p = q or p
-    -- Then the end, or a result (any JSON) or an error (a string), which the client parses.
-    ok = (p == #got and string.byte(got, p) == 125) or string.find(got, '^,"result":', p) or string.find(got, '^,"error":"', p)
+    -- Then the end, or the holder, labels, result (any JSON) or error, which the client parses.
+    ok = (p == #got and string.byte(got, p) == 125) or string.find(got, '^,"holder":{', p) or string.find(got, '^,"labels":{', p)
+      or string.find(got, '^,"result":', p) or string.find(got, '^,"error":"', p)
   end
   -- Decided as below: live (not expired) and not force; then reuse, a live lease of another runId, a final outcome.
   if ok and not force and not (ex and tonumber(ex) <= now) then
@@ -159,8 +192,8 @@ if ARGV[9] ~= 'full' and type(got) == 'string' then
   if ARGV[9] == 'fast' then return { 'slow' } end
 end
 
-local function body(fence, attempt)
-  return string.format(RECORD, head, fence, attempt, fpPart, now, now + leaseMs)
+local function body(fence, attempt, labels)
+  return string.format(RECORD, head, fence, attempt, fpPart, now, now + leaseMs, holderPart, labels)
 end
 ${COMMON}
 local raw, cur, why = decode(got)
@@ -174,7 +207,10 @@ if live and fp ~= '' and live.fingerprint and live.fingerprint ~= fp and not for
 -- Timeline of a take: t0 GET (above) ... decide ... t1 SET PX lease + linger. Nothing runs between
 -- t0 and t1 (scripts are atomic): every other claimer sees the record before t0 or ours after t1.
 local function take(outcome)
-  local b = body(math.max(cur.fence + 1, now), (live and live.attempt or 0) + 1)
+  -- A claim without labels keeps those of the live record it takes over (as core's decideClaim).
+  local labels = labelsPart
+  if labels == '' and live and live.labels then labels = ',"labels":' .. obj(live.labels) end
+  local b = body(math.max(cur.fence + 1, now), (live and live.attempt or 0) + 1, labels)
   redis.call('SET', rk, b, 'PX', leaseMs + lingerMs)
   return { outcome, b, live and raw or false }
 end

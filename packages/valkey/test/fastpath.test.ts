@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
 import { codeOf, expectLease as leaseOf } from '@idem/conformance/testing';
-import { storageName, type ClaimOutcome, type IdempotencyStore, type IdemRecord } from '@idem/core';
+import { PROCESS_HOLDER, serializeRecord, sortedObject, storageName, type ClaimOutcome, type IdempotencyStore, type IdemRecord } from '@idem/core/adapter';
 import { createValkeyStore } from '../src/index.js';
 import { CLAIM_LUA } from '../src/lua.js';
 import { calls, haveRedisServer, PrivateServer } from './private-server.js';
@@ -107,14 +107,8 @@ describe.skipIf(!haveRedisServer())('valkey finish fast path and WAIT-able no-op
     type Claim = { runId: string; fingerprint?: string; force?: boolean; dedupOn: 'success' | 'any' };
     type Row = { name: string; record: (now: number) => IdemRecord; fast?: (c: Claim) => boolean };
 
-    // A record in the store's own layout: the field order of encode() in lua.ts and of the claim's SET NX.
-    const canonical = (r: IdemRecord): string => {
-      const o: Record<string, unknown> = { v: r.v, key: r.key, status: r.status, runId: r.runId, fence: r.fence, attempt: r.attempt };
-      if (r.fingerprint !== undefined) o.fingerprint = r.fingerprint;
-      o.claimedAt = r.claimedAt;
-      for (const f of ['leaseExpiresAt', 'completedAt', 'expiresAt', 'result', 'error'] as const) if (r[f] !== undefined) o[f] = r[f];
-      return JSON.stringify(o);
-    };
+    // A record in the store's own layout: core's one writer, which encode() in lua.ts and the claim's SET NX follow.
+    const canonical = serializeRecord;
     // The same record, fields in reverse order: never the store's layout, so always the full path.
     const reversed = (r: IdemRecord): string => JSON.stringify(Object.fromEntries(Object.entries(JSON.parse(canonical(r))).reverse()));
 
@@ -130,6 +124,8 @@ describe.skipIf(!haveRedisServer())('valkey finish fast path and WAIT-able no-op
     const rows: Row[] = [
       { name: 'succeeded with a result holding expiresAt text', record: (n) => done(n, { fingerprint: 'sha256:a', result: { expiresAt: 1, t: '"expiresAt":5,"status":"in_flight"' } }), fast: final },
       { name: 'succeeded, no result, no fingerprint', record: (n) => done(n), fast: final },
+      { name: 'succeeded with holder, labels and a result', record: (n) => done(n, { holder: { host: 'h', pid: 7, version: '0.1.0', program: 'sh' }, labels: { team: 'a/b' }, result: 1 }), fast: final },
+      { name: 'in_flight with holder and labels', record: (n) => flight(n, { holder: { host: 'h', pid: 7, version: '0.1.0' }, labels: { team: 'x' } }), fast: live },
       { name: 'succeeded, result an empty array', record: (n) => done(n, { result: [] }), fast: final },
       { name: 'failed with an error', record: (n) => done(n, { status: 'failed', fingerprint: 'sha256:a', error: 'Error: "boom" \\ at x' }), fast: failedFinal },
       { name: 'failed, no fingerprint', record: (n) => done(n, { status: 'failed' }), fast: (c) => !c.force && c.dedupOn === 'any' },
@@ -170,6 +166,8 @@ describe.skipIf(!haveRedisServer())('valkey finish fast path and WAIT-able no-op
         c.force ? '1' : '0',
         c.dedupOn,
         mode,
+        `,"holder":${sortedObject(PROCESS_HOLDER)}`,
+        '',
       ) as Promise<unknown>;
     // An outcome without the times a take stamps, so two takes a moment apart compare equal.
     const settle = async (p: Promise<ClaimOutcome>) => {
