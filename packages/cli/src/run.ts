@@ -6,12 +6,12 @@ import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { accessSync, constants as fsConstants, statSync } from 'node:fs';
 import { basename, delimiter, join } from 'node:path';
-import { BackendUnavailableError, IdemError, LeaseLostError, runOnce, validateFingerprint, type IdemRecord, type Labels, type RunContext } from '@idem/core';
+import { BackendUnavailableError, IdemError, InvalidArgumentError, LeaseLostError, runOnce, validateFingerprint, validateProgram, type IdemRecord, type Labels, type RunContext } from '@idem/core';
 import { MAX_TIMER_MS } from '@idem/core/adapter';
 import { buildRunReport, signalExitCode, type RunClaim, type RunEnd, type RunReport, type RunTimings } from '@idem/core/report';
 import { duration, int, keyOf, labelsOf, oneOf, parseFlags, storeOf, type Env } from './args.js';
 import { CliError, EXIT, messageOf, usage } from './errors.js';
-import { clean, info, paint, printError, printHelp, printJson, quote } from './output.js';
+import { clean, holderText, info, paint, printError, printHelp, printJson, quote, waitingLine } from './output.js';
 import type { StoreSpec } from './store-url.js';
 
 /** The command ran and did not exit 0. Its message is what the failed record stores. */
@@ -226,8 +226,10 @@ async function execute(plan: RunPlan, runId: string, signals: Signals, clock: Re
   // Aborted when the command cannot start: runOnce then gives the key back instead of recording a failure.
   const giveBack = new AbortController();
   let commandRan = false;
+  const waiting = waitingLine();
 
   const work = async (ctx: RunContext) => {
+    waiting.done();
     try {
       clock.lap('claim_ms');
       const lease = ctx.lease;
@@ -269,6 +271,7 @@ async function execute(plan: RunPlan, runId: string, signals: Signals, clock: Re
         onInFlight: plan.onInFlight === 'fail' ? 'throw' : plan.onInFlight,
         waitTimeoutMs: plan.waitTimeoutMs,
         signal: AbortSignal.any([signals.cancel.signal, giveBack.signal]),
+        ...(plan.quiet ? {} : { onWait: (record: IdemRecord, waitedMs: number) => waiting.show(waitText(record, waitedMs), `${record.runId}:${record.fence}`) }),
         ...(plan.fingerprint !== undefined ? { fingerprint: plan.fingerprint } : {}),
         ...(plan.labels !== undefined ? { labels: plan.labels } : {}),
         ...programOf(plan.command),
@@ -417,9 +420,20 @@ async function spawnAndWait(
 
 /**
  * The holder's `program`: the command's basename only, never its arguments (they carry secrets).
- * A name core would refuse (control characters, over 128 characters) is left out rather than fail the run.
+ * A name core refuses (control characters, over 128 characters) is left out rather than fail the run.
  */
 function programOf(command: string[]): { program?: string } {
-  const name = basename(command[0] ?? '');
-  return name !== '' && name.length <= 128 && !/[\u0000-\u001f\u007f]/.test(name) ? { program: name } : {};
+  try {
+    return { program: validateProgram(basename(command[0] ?? '')) };
+  } catch (error) {
+    if (error instanceof InvalidArgumentError) return {};
+    throw error;
+  }
+}
+
+/** Whom a waiting run waits for, since when, and when the holder's lease ends: stored text escaped. */
+function waitText(record: IdemRecord, waitedMs: number): string {
+  const who = holderText(record) ?? `run ${record.runId}`;
+  const until = record.leaseExpiresAt !== undefined ? new Date(record.leaseExpiresAt).toISOString() : '?';
+  return clean(`waiting ${Math.round(waitedMs / 1000)}s for ${who} (run ${record.runId}, lease until ${until})`);
 }

@@ -1,5 +1,5 @@
 // minReplicas with many operations in flight: the scripts of one tick share one WAIT (#13).
-// A private primary and its replica (redis-server, started here), so that freezing the replica
+// A private primary and its replica (the Valkey 8 valkey-server of IDEM_TEST_REDIS_SERVER_BIN, started here), so that freezing the replica
 // with SIGSTOP disturbs no other test.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';
@@ -88,7 +88,9 @@ describe.skipIf(!haveRedisServer())('minReplicas: one WAIT per batch of operatio
       expect(waits.length).toBeGreaterThanOrEqual(2);
       expect(waits.length).toBeLessThan(IN_FLIGHT);
       // A WAIT only ever follows scripts (it covers the writes before it), and the last command is one.
-      seen.forEach((c, i) => c === 'WAIT' && expect(seen[i - 1]).toMatch(/^EVAL/));
+      seen.forEach((c, i) => {
+        if (c === 'WAIT') expect(seen[i - 1]).toMatch(/^EVAL/);
+      });
       expect(seen.at(-1)).toBe('WAIT');
     });
   }
