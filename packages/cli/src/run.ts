@@ -7,6 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { accessSync, constants as fsConstants, statSync } from 'node:fs';
 import { basename, delimiter, join } from 'node:path';
 import { BackendUnavailableError, IdemError, InvalidArgumentError, LeaseLostError, runOnce, validateFingerprint, validateProgram, type IdemRecord, type Labels, type RunContext } from '@idem/core';
+import { MAX_TIMER_MS } from '@idem/core/adapter';
 import { buildRunReport, signalExitCode, type RunClaim, type RunEnd, type RunReport, type RunTimings } from '@idem/core/report';
 import { duration, int, keyOf, labelsOf, oneOf, parseFlags, storeOf, type Env } from './args.js';
 import { CliError, EXIT, messageOf, usage } from './errors.js';
@@ -36,10 +37,12 @@ class Cancelled extends Error {
 const KILL_GRACE_MS = 10_000;
 /** After a signal while idem waits on the store: how long the store gets to give the key back. */
 const STORE_GRACE_MS = 2_000;
-/** Node's timers hold at most 2^31-1 ms (~24.8 days); a longer delay fires after 1 ms. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
-/** Shorter leases renew too often to be useful for a process, and retention must outlive them. */
-const MIN_LEASE_MS = 1_000;
+/**
+ * The shortest `--lease` the CLI takes, above core's MIN_LEASE_MS (100 ms, the shortest lease a
+ * store can hold): shorter leases renew too often to be useful for a process, and retention must
+ * outlive them. Below it is a usage error.
+ */
+const CLI_MIN_LEASE_MS = 1_000;
 
 // ---------------------------------------------------------------- flags
 
@@ -86,7 +89,7 @@ async function parseRun(argv: string[], env: Env): Promise<RunPlan | undefined> 
   const store = await storeOf(values.store, env);
   const leaseMs = duration('lease', values.lease, '5m');
   const retentionMs = duration('retention', values.retention, '30d');
-  if (leaseMs < MIN_LEASE_MS) throw usage(`--lease must be at least 1s, got ${JSON.stringify(values.lease)}`);
+  if (leaseMs < CLI_MIN_LEASE_MS) throw usage(`--lease must be at least 1s, got ${JSON.stringify(values.lease)}`);
   if (retentionMs < leaseMs) {
     throw usage(`--retention (${values.retention ?? '30d'}) must be at least --lease (${values.lease ?? '5m'}): a record must outlive the lease that wrote it`);
   }
