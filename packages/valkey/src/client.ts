@@ -56,8 +56,8 @@ export function ownedClientOptions(timeoutMs: number) {
     maxRetriesPerRequest: 1,
     connectTimeout: timeoutMs,
     // No commandTimeout: the store bounds every attempt itself (one shared timer for first attempts,
-    // see Deadlines), and ioredis's would arm and clear a timer per command, 5-8 % of a first
-    // execution at 64 in flight. A reply that never comes fails the operation at timeoutMs either way.
+    // see Deadlines), and ioredis's would arm and clear a timer per command, a measurable share of a
+    // first execution's client CPU. A reply that never comes fails the operation at timeoutMs either way.
     // Reconnect quickly, so a failover (a new primary) is found within a second.
     retryStrategy: (times: number) => Math.min(times * 50, 500),
     // A primary demoted to replica answers READONLY: reconnect (Sentinel then names the new primary) and resend.
