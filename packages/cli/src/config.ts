@@ -236,7 +236,8 @@ function keyLines(text: string): (path: string[]) => number {
 function expandEnv(text: string, env: Record<string, string | undefined> | undefined, where: string): string {
   return text.replace(/\$\{([^}]*)\}?/g, (whole, name: string) => {
     if (!whole.endsWith('}') || !/^[A-Za-z_][A-Za-z0-9_]*$/.test(name)) {
-      throw fail(`${where}: a reference must be \${NAME} (letters, digits, _), got ${JSON.stringify(whole.slice(0, 40))}; write a literal $ followed by { as %24{`);
+      // Not quoted: the text after ${ may be part of a secret.
+      throw fail(`${where}: "\${" must start a reference \${NAME} (letters, digits and _, closed by }); write a literal $ followed by { as %24{`);
     }
     if (env === undefined) return whole;
     const value = env[name];
