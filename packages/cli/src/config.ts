@@ -5,7 +5,7 @@
 // same file with loadIdemConfig (README "Project config: idem.toml").
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { parseDuration, validateLabels, type Labels } from '@idem/core';
+import { InvalidArgumentError, parseDuration, validateLabels, type Labels } from '@idem/core';
 import { redactStoreUrl } from '@idem/core/url';
 import { CliError, messageOf } from './errors.js';
 import { DEFAULT_STORE } from './store-url.js';
@@ -337,7 +337,7 @@ function check(name: Name, text: string, where: string): void {
     case 'onInFlight':
       return one(ON_IN_FLIGHT);
     case 'namespace':
-      if (text === '') throw fail(`${where} must not be empty`);
+      if (text === '') throw new InvalidArgumentError(`${where} must not be empty`);
       return;
     case 'store':
       return;
