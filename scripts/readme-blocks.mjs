@@ -39,7 +39,7 @@ export function extractBlocks(file, text) {
     let k = i - 1;
     while (k >= 0 && lines[k].trim() === '') k--;
     const marker = k >= 0 ? /<!--\s*not run:\s*(.*?)\s*-->/.exec(lines[k]) : null;
-    blocks.push({ file, line: i + 1, lang: lang.toLowerCase(), kind: RUN[lang.toLowerCase()], code: body.join('\n') + '\n', skip: marker?.[1] });
+    blocks.push({ file, line: i + 1, lang: lang.toLowerCase(), kind: RUN[lang.toLowerCase()], code: `${body.join('\n')}\n`, skip: marker?.[1] });
     i = j;
   }
   return blocks;

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The one test command: installs Node 24 + pnpm (cached), the workspace,
 # builds, starts the real servers on loopback, runs every suite, stops them.
-# Without arguments it then runs every README code block (scripts/readme-blocks.mjs)
-# and the outside view of the packed packages (scripts/outside-view.sh).
-# Extra arguments go to vitest (e.g. a package path to run one suite) and skip those two.
+# Without arguments it also prints a coverage summary of @idem/core and @idem/conformance
+# (vitest.config.ts; no threshold), then runs every README code block (scripts/readme-blocks.mjs),
+# the outside view of the packed packages (scripts/outside-view.sh), the core, LMDB and CLI
+# suites again on Node 22 (the oldest that `engines` allows), the linter and the format check.
+# Extra arguments go to vitest (e.g. a package path to run one suite) and skip all of those.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
@@ -14,7 +16,9 @@ server_env=$(bash scripts/servers.sh start)
 eval "$server_env"
 report="$IDEM_RUN_DIR/vitest.json"
 status=0
-pnpm test --reporter=default --reporter=json --outputFile.json="$report" "$@" || status=$?
+coverage=()
+[ "$#" -eq 0 ] && coverage=(--coverage)
+pnpm test --reporter=default --reporter=json --outputFile.json="$report" "${coverage[@]}" "$@" || status=$?
 # The full run (no arguments) also proves the docs and the published view:
 # every README code block against the same servers, then the packed tarballs
 # installed outside the workspace.
@@ -22,6 +26,12 @@ extra=""
 if [ "$#" -eq 0 ]; then
   node scripts/readme-blocks.mjs && extra+=", README blocks ok" || { status=1; extra+=", README blocks FAILED"; }
   bash scripts/outside-view.sh && extra+=", outside view ok" || { status=1; extra+=", outside view FAILED"; }
+  # Node 22 runs vitest itself (not only the code under test); the servers are still up for the CLI suite.
+  { node22=$(idem_node22) && PATH="$node22:$PATH" node node_modules/vitest/vitest.mjs run packages/core packages/lmdb packages/cli; } \
+    && extra+=", Node 22 ok" || { status=1; extra+=", Node 22 FAILED"; }
+  pnpm lint && extra+=", lint ok" || { status=1; extra+=", lint FAILED"; }
+  # The format check: `pnpm format` fixes what it finds. This line alone switches it on or off.
+  pnpm format:check && extra+=", format ok" || { status=1; extra+=", format FAILED"; }
 fi
 [ -n "$extra" ] && echo "idem: ${extra#, }"
 # One plain closing line, whatever the reporters printed above.

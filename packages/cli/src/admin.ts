@@ -1,5 +1,5 @@
 // Operator commands: status, list, check, sweep, release, key, config.
-import { BackendUnavailableError, deriveKey, IdemError, isLeaseDead, type CorruptEntry, type IdempotencyStore, type IdemRecord, type ListOptions, type Status } from '@idem/core';
+import { BackendUnavailableError, deriveKey, IdemError, isLeaseDead, type CorruptEntry, type IdempotencyStore, type IdemRecord, type ListOptions } from '@idem/core';
 import { duration, exactText, keyOf, labelsOf, noPositionals, oneOf, parseFlags, storeOf, storeSpecOf, type Env } from './args.js';
 import { loadIdemConfig, sourceText, type ConfigSource, type Setting } from './config.js';
 import { CliError, codeOf, EXIT, messageOf, usage } from './errors.js';

@@ -13,11 +13,7 @@ import { DEFAULT_STORE } from './store-url.js';
 export const CONFIG_FILE = 'idem.toml';
 
 /** Where a setting's value came from. */
-export type ConfigSource =
-  | { from: 'flag'; name: string }
-  | { from: 'env'; name: string }
-  | { from: 'file'; path: string; line: number }
-  | { from: 'default' };
+export type ConfigSource = { from: 'flag'; name: string } | { from: 'env'; name: string } | { from: 'file'; path: string; line: number } | { from: 'default' };
 
 export interface Setting<T> {
   value: T;
@@ -126,7 +122,9 @@ async function readConfigFile(path: string): Promise<ParsedFile> {
   } catch (error) {
     if (!(error instanceof TomlError)) throw error;
     // Only the parser's first line: the rest quotes the file, which may hold a secret.
-    const why = String(error.message).split('\n')[0]!.replace(/^Invalid TOML document: /, '');
+    const why = String(error.message)
+      .split('\n')[0]!
+      .replace(/^Invalid TOML document: /, '');
     throw fail(`${path}:${error.line}:${error.column}: not valid TOML: ${why}`);
   }
   const lines = keyLines(text);
@@ -148,7 +146,8 @@ async function readConfigFile(path: string): Promise<ParsedFile> {
       const close = FILE_KEYS.find((k) => k === key.replace(/-/g, '_').toLowerCase());
       throw fail(`${path}:${line}: unknown key ${JSON.stringify(key)}${close ? ` (did you mean ${close}?)` : ''}; known keys: ${FILE_KEYS.join(', ')}`);
     }
-    if (typeof value !== 'string') throw fail(`${path}:${line}: ${key} must be a string${name === 'lease' || name === 'retention' ? ' such as "5m"' : ''}, got ${typeName(value)}`);
+    if (typeof value !== 'string')
+      throw fail(`${path}:${line}: ${key} must be a string${name === 'lease' || name === 'retention' ? ' such as "5m"' : ''}, got ${typeName(value)}`);
     parsed.values[name] = { value, line };
   }
   return parsed;
@@ -269,7 +268,11 @@ export async function loadIdemConfig(options: LoadConfigOptions = {}): Promise<I
     if (fromEnv !== undefined && fromEnv !== '') return { text: fromEnv, source: { from: 'env', name: s.env } as ConfigSource, where: s.env };
     const inFile = parsed?.values[name];
     if (inFile !== undefined) {
-      return { text: inFile.value as string, source: { from: 'file', path: parsed!.path, line: inFile.line } as ConfigSource, where: `${parsed!.path}:${inFile.line}: ${s.key}` };
+      return {
+        text: inFile.value as string,
+        source: { from: 'file', path: parsed!.path, line: inFile.line } as ConfigSource,
+        where: `${parsed!.path}:${inFile.line}: ${s.key}`,
+      };
     }
     return { text: s.fallback as string, source: { from: 'default' } as ConfigSource, where: `the default ${s.key}` };
   };

@@ -38,6 +38,7 @@ function log(text: string): void {
 }
 
 // C0 and C1 controls, DEL, and bidi overrides/isolates: a stored key or error must not drive the terminal.
+// biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
 const CONTROL = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
 
 /** Text from a store or the user, made safe for a terminal: control characters become \\uXXXX escapes. */

@@ -6,7 +6,7 @@ import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { accessSync, constants as fsConstants, statSync } from 'node:fs';
 import { basename, delimiter, join } from 'node:path';
-import { BackendUnavailableError, IdemError, LeaseLostError, runOnce, validateFingerprint, type IdemRecord, type Labels, type RunContext } from '@idem/core';
+import { BackendUnavailableError, IdemError, InvalidArgumentError, LeaseLostError, runOnce, validateFingerprint, validateProgram, type IdemRecord, type Labels, type RunContext } from '@idem/core';
 import { buildRunReport, signalExitCode, type RunClaim, type RunEnd, type RunReport, type RunTimings } from '@idem/core/report';
 import { duration, int, keyOf, labelsOf, parseFlags, storeSpecOf, type Env } from './args.js';
 import { loadIdemConfig, sourceText } from './config.js';
@@ -426,9 +426,13 @@ async function spawnAndWait(
 
 /**
  * The holder's `program`: the command's basename only, never its arguments (they carry secrets).
- * A name core would refuse (control characters, over 128 characters) is left out rather than fail the run.
+ * A name core refuses (control characters, over 128 characters) is left out rather than fail the run.
  */
 function programOf(command: string[]): { program?: string } {
-  const name = basename(command[0] ?? '');
-  return name !== '' && name.length <= 128 && !/[\u0000-\u001f\u007f]/.test(name) ? { program: name } : {};
+  try {
+    return { program: validateProgram(basename(command[0] ?? '')) };
+  } catch (error) {
+    if (error instanceof InvalidArgumentError) return {};
+    throw error;
+  }
 }

@@ -2,6 +2,7 @@
 // the repository root, flag > environment > file > default, ${NAME} in the
 // store URL, `idem config` with sources, errors with file:line (exit 64) before
 // any store is opened, and no secret from the file in any output.
+// biome-ignore-all lint/suspicious/noTemplateCurlyInString: ${NAME} in plain strings is idem.toml's own syntax, tested here
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { SECRET, SECRET_URLS, tempDir, USER } from '@idem/test-fixtures';
@@ -25,7 +26,18 @@ const leaked = (text: string) => [SECRET, USER].filter((s) => text.toLowerCase()
 describe('idem.toml drives the CLI', () => {
   it('a run with no flags takes store, lease, retention, dedup_on and labels from the file (found from a subdirectory)', async () => {
     const { root, sub } = project(
-      ['# the project settings', 'store = "lmdb:state/db"', 'lease = "7s"', 'retention = "2d"', 'dedup_on = "any"', '', '[labels]', 'team = "data"', 'tier = "gold"', ''].join('\n'),
+      [
+        '# the project settings',
+        'store = "lmdb:state/db"',
+        'lease = "7s"',
+        'retention = "2d"',
+        'dedup_on = "any"',
+        '',
+        '[labels]',
+        'team = "data"',
+        'tier = "gold"',
+        '',
+      ].join('\n'),
     );
     const key = freshKey('file');
     const first = await idem(['run', '--key', key, '--json', '--', 'false'], { cwd: sub });
@@ -74,7 +86,13 @@ describe('idem.toml drives the CLI', () => {
     const env = { IDEM_DEDUP_ON: 'any' };
     const human = await idem(args, { cwd: sub, env });
     expect(human.code).toBe(0);
-    const rows = Object.fromEntries(human.stdout.trim().split('\n').map((line) => line.split(/\s{2,}/)).map(([name, ...rest]) => [name, rest]));
+    const rows = Object.fromEntries(
+      human.stdout
+        .trim()
+        .split('\n')
+        .map((line) => line.split(/\s{2,}/))
+        .map(([name, ...rest]) => [name, rest]),
+    );
     expect(rows).toEqual({
       file: [file],
       store: ['lmdb:.idem', 'default'],
@@ -187,7 +205,13 @@ describe('${NAME} in the store URL', () => {
 
 describe('secrets in the file are never printed', () => {
   /** Credentials for the SDKs' own chains, so that none goes looking for a metadata server. */
-  const env = { AWS_ACCESS_KEY_ID: 'test', AWS_SECRET_ACCESS_KEY: 'test', AWS_REGION: 'us-east-1', AWS_EC2_METADATA_DISABLED: 'true', STORAGE_EMULATOR_HOST: undefined };
+  const env = {
+    AWS_ACCESS_KEY_ID: 'test',
+    AWS_SECRET_ACCESS_KEY: 'test',
+    AWS_REGION: 'us-east-1',
+    AWS_EC2_METADATA_DISABLED: 'true',
+    STORAGE_EMULATOR_HOST: undefined,
+  };
 
   it('a password in the file, or expanded into it, appears in no output of config or run', async () => {
     for (const [toml, vars] of [

@@ -107,6 +107,8 @@ describe('idem key --param (issue 9 item 2)', () => {
     const proto = await idem(['key', 'job', '--param', '__proto__=a', '--json']);
     expect(proto.code).toBe(0);
     const params: Record<string, string> = Object.create(null);
+    // biome-ignore lint/complexity/useLiteralKeys: the key under test, spelled as the CLI receives it
+    // biome-ignore lint/suspicious/noProto: a null-prototype map, where __proto__ is an ordinary key
     params['__proto__'] = 'a';
     expect(proto.json.key).toBe(deriveKey('default', 'job', params));
     expect(proto.json.key).not.toBe(plain.stdout.trim());
@@ -237,6 +239,7 @@ describe('human output escapes control characters', () => {
     for (const args of [['status', key], ['list'], ['release', key, '--force']]) {
       const r = await idem([...args, '--store', store]);
       for (const text of [r.stdout, r.stderr, run.stderr]) {
+        // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what must not appear
         expect(text).not.toMatch(/[\u001b\u0007\u009b\u202e]/);
       }
     }

@@ -14,6 +14,7 @@ export interface Result {
   stdout: string;
   stderr: string;
   /** stdout parsed as one JSON object, when it is one. */
+  // biome-ignore lint/suspicious/noExplicitAny: tests read whatever shape each command prints
   json: any;
 }
 

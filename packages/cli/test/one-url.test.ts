@@ -27,7 +27,8 @@ afterAll(async () => {
 });
 
 type Opener = (url: string) => Promise<IdempotencyStore>;
-const viaOpenStoreUrl: Opener = (url) => openStoreUrl(url);
+// The importer: this test's own resolution, as in a pnpm workspace (see StoreUrlOptions.importer).
+const viaOpenStoreUrl: Opener = (url) => openStoreUrl(url, { importer: (specifier) => import(specifier) });
 const viaValkeyOption: Opener = (url) => createValkeyStore({ url });
 
 /** The same store from both sides, both ways round. */

@@ -29,6 +29,7 @@ describe('parseStoreUrl dispatches to each adapter', () => {
       expect(() => parseValkey(bad), bad).toThrow(expect.objectContaining({ code: 'INVALID_STORE_URL' }));
     }
     expect(parseValkey('valkeys://u:p@h:1?cluster=true&nodes=h2:2,h3:3&prefix=x:')).toEqual({
+      url: 'valkeys://u:p@h:1?cluster=true&nodes=h2:2,h3:3&prefix=x:',
       server: 'valkeys://u:p@h:1',
       db: 0,
       cluster: ['valkeys://u:p@h:1', 'h2:2', 'h3:3'],

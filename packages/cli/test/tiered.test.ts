@@ -52,7 +52,9 @@ for (const kind of ['s3', 'gcs'] as const) {
       expect(await archiveView.get('job')).toMatchObject({ status: 'succeeded', result: { n: 1 } });
 
       // 1. The front's key deleted (what eviction, a restart without persistence or a failover that lost it does).
-      expect(await front.delete('job')).toBe(true);
+      // true, or false where the 300 ms front retention ended first (a loaded machine): either way the front forgot it.
+      await front.delete('job');
+      expect(await front.get('job')).toBeUndefined();
       const again = await store.claim('job');
       expect(again).toMatchObject({ outcome: 'completed', record: { status: 'succeeded', result: { n: 1 }, runId: first.record.runId } });
       expect(await runOnce(store, 'job', work)).toMatchObject({ status: 'completed', result: { n: 1 } });

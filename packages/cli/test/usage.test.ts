@@ -203,6 +203,7 @@ describe('a backend the CLI has never heard of', () => {
       [
         "import * as lmdb from '@idem/lmdb/url';",
         "export const schemes = ['memtest', 'memtest+dir'];",
+        // biome-ignore lint/suspicious/noTemplateCurlyInString: source text of a module the test writes
         "export const parse = (url, context) => lmdb.parse(`lmdb:${url.slice(url.indexOf(':') + 1)}`, context);",
         'export const redact = (url) => url;',
         'export const mayExist = lmdb.mayExist;',

@@ -17,6 +17,7 @@ export interface ProbeResult {
 /** CAS primitives plus the two deletes a probe needs to test and clean up. */
 export interface ProbePrimitives extends CasPrimitives {
   /** Deletes only if the stored version is still `version` (S3 DELETE If-Match). */
+  // biome-ignore lint/suspicious/noConfusingVoidType: resolves to nothing, or CONFLICT; implementations need not return undefined
   removeIf(name: string, version: string): Promise<void | typeof CONFLICT>;
   /** Unconditional delete, to leave nothing behind. */
   remove(name: string): Promise<void>;

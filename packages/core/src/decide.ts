@@ -119,7 +119,9 @@ export function leaseOf(key: string, name: string, record: IdemRecord, version?:
  * nothing, and they are invisible: a copy or a JSON round trip is a plain Lease. Its public
  * fields are Lease's, declared there once (this interface merges into the class).
  */
+// biome-ignore lint/correctness/noUnusedVariables: merges into the class below
 interface IssuedLease extends Lease {}
+// biome-ignore lint/suspicious/noUnsafeDeclarationMerging: the constructor sets every field of Lease
 class IssuedLease {
   readonly #key: string;
   readonly #name: string;

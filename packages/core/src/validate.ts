@@ -57,7 +57,7 @@ function validateText(name: string, value: unknown, max: number): string {
 /** At most this many labels on one claim. */
 export const MAX_LABELS = 32;
 /** A label's name: ASCII letters, digits, "_", ".", "-", "/", starting with a letter or digit (so every writer sorts names alike). */
-const LABEL_NAME = /^[A-Za-z0-9][A-Za-z0-9_.\/-]{0,62}$/;
+const LABEL_NAME = /^[A-Za-z0-9][A-Za-z0-9_./-]{0,62}$/;
 export const MAX_LABEL_VALUE_BYTES = 256;
 /** Names under this prefix are idem's own, for later use. */
 const RESERVED_LABEL_PREFIX = 'idem.';
@@ -88,7 +88,8 @@ export function validateLabels(value: unknown): Labels {
 
 /** What a claim says runs (`holder.program`): a name, not a path or a command line. */
 export function validateProgram(value: unknown): string {
-  if (typeof value !== 'string' || value.length === 0 || value.length > 128 || !value.isWellFormed() || /[\/\u0000-\u001f\u007f]/.test(value)) {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what this refuses
+  if (typeof value !== 'string' || value.length === 0 || value.length > 128 || !value.isWellFormed() || /[/\u0000-\u001f\u007f]/.test(value)) {
     throw new InvalidArgumentError(`program must be a name of 1-128 characters without "/" or control characters (a basename, never arguments), got ${describeValue(value)}`);
   }
   return value;

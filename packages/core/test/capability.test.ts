@@ -9,7 +9,6 @@ import {
   LeaseLostError,
   probeCas,
   probeOnce,
-  UnsafeBackendError,
   type ClaimInput,
   type Guarantee,
   type ProbePrimitives,

@@ -33,8 +33,8 @@ describe('canonical JSON and derived keys', () => {
       expect(() => validateKey(ch.repeat(n))).not.toThrow();
       expect(() => validateKey(ch.repeat(n + 1))).toThrow(/bytes of UTF-8; the limit is 1024/);
     }
-    expect(() => validateKey('\u20ac'.repeat(341) + 'a')).not.toThrow(); // 1024 bytes in 342 units
-    expect(() => validateKey('\u20ac'.repeat(341) + 'ab')).toThrow(/1025 bytes/);
+    expect(() => validateKey(`${'\u20ac'.repeat(341)}a`)).not.toThrow(); // 1024 bytes in 342 units
+    expect(() => validateKey(`${'\u20ac'.repeat(341)}ab`)).toThrow(/1025 bytes/);
   });
 
   it('fingerprints parameters and names storage by sha256', () => {

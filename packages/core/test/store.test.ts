@@ -77,7 +77,8 @@ describe('results that JSON cannot give back exactly are refused before any I/O'
   class Point {
     x = 1;
   }
-  const sparse = [1, , 3]; // eslint-disable-line no-sparse-arrays
+  // biome-ignore lint/suspicious/noSparseArray: the hole is what this case tests
+  const sparse = [1, , 3];
   const circular: Record<string, unknown> = {};
   circular.self = circular;
   const bad: [string, unknown][] = [

@@ -48,6 +48,7 @@ export async function open(config: GcsUrlConfig, options: StoreOptions = {}): Pr
  * `apiEndpoint` (unless you give one) and the variable is hidden from the
  * constructor only: child processes still inherit it.
  */
+// biome-ignore lint/suspicious/noExplicitAny: any so that the SDK's own options type is assignable
 export function newStorage<S>(Storage: new (options?: Record<string, any>) => S, options: Record<string, unknown> = {}): S {
   const emulator = process.env.STORAGE_EMULATOR_HOST;
   if (!emulator) return new Storage(options);

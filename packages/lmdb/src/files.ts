@@ -3,7 +3,7 @@
 // with a typed error, because past this point LMDB trusts the file and a bad
 // one crashes the process (SIGSEGV/SIGBUS) instead of raising an error.
 import { constants, type Stats } from 'node:fs';
-import { access, link, lstat, mkdir, open as openFile, readFile, rm, stat } from 'node:fs/promises';
+import { access, type FileHandle, link, lstat, mkdir, open as openFile, readFile, rm, stat } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { dirname, join, resolve } from 'node:path';
 import { BackendUnavailableError, CorruptRecordError } from '@idem/core';
@@ -123,7 +123,7 @@ function readMeta(page: Buffer, which: number): Meta | string {
 
 /** Undefined when the meta pages can be trusted, else what is wrong. */
 async function readMetaDamage(dir: string, file: string): Promise<string | undefined> {
-  let handle;
+  let handle: FileHandle;
   try {
     handle = await openFile(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   } catch (error) {

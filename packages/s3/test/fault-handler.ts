@@ -45,7 +45,7 @@ export type Quirk =
   /** Refuses every If-Match on PUT with 412, in any form. */
   | 'refuse-if-match';
 
-const hasQuote = (v: string | undefined) => v !== undefined && v.startsWith('"');
+const hasQuote = (v: string | undefined) => v?.startsWith('"') === true;
 
 export class FaultHandler {
   readonly seen: string[] = [];

@@ -86,8 +86,11 @@ local function expired(r, now) return r.expiresAt ~= nil and r.expiresAt <= now 
 
 -- tostring() would print 1.7e+12; integers are written digit by digit.
 local function num(x) return string.format('%d', x) end
--- Strings as JSON.stringify writes them (core's serializeRecord): cjson alone escapes a slash.
-local function str(s) return (string.gsub(cjson.encode(s), '\\\\/', '/')) end
+-- Strings as JSON.stringify writes them (core's serializeRecord): cjson alone escapes a slash (as
+-- \\/: every "/" it writes has one) and DEL (as \\u007f: undone only where the run of backslashes
+-- before "u007f" is odd, so that an escaped backslash followed by the text u007f stays as it is).
+local function undel(b) if #b % 2 == 1 then return string.sub(b, 2) .. '\\127' end end
+local function str(s) return (string.gsub(string.gsub(cjson.encode(s), '\\\\/', '/'), '(\\\\+)u007f', undel)) end
 -- A flat object (holder, labels) as core's sortedObject writes it: names sorted, strings and integers.
 local function obj(t)
   local names = {}

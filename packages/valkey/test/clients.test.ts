@@ -55,7 +55,6 @@ describe('client options are checked before any I/O', () => {
     const bad: Array<Parameters<typeof createValkeyStore>[0]> = [
       {},
       { url: 'redis://127.0.0.1:1', cluster: ['127.0.0.1:2'] },
-      { url: 'http://127.0.0.1:1' },
       { cluster: [] },
       { url: 'redis://127.0.0.1:1', prefix: 'a{b}' },
       { url: 'redis://127.0.0.1:1', timeoutMs: 0 },
@@ -71,5 +70,7 @@ describe('client options are checked before any I/O', () => {
       expect(error, JSON.stringify(Object.keys(options))).toBeInstanceOf(IdemError);
       expect((error as IdemError).code).toBe('INVALID_ARGUMENT');
     }
+    // A URL the one grammar refuses (see connection.test.ts for more).
+    expect(await createValkeyStore({ url: 'http://127.0.0.1:1' }).catch((e: IdemError) => e.code)).toBe('INVALID_STORE_URL');
   });
 });

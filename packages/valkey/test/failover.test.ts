@@ -420,7 +420,9 @@ describe.skipIf(!sentinelUrl || !haCluster)('replica acknowledgement on replicat
         const scripts = cmds.filter((c) => c.startsWith('EVAL'));
         expect(scripts.length).toBe(expected[i]);
         expect(cmds.filter((c) => c === 'WAIT').length).toBe(expected[i]);
-        cmds.forEach((c, j) => c === 'WAIT' && expect(cmds[j - 1]).toMatch(/^EVAL/));
+        cmds.forEach((c, j) => {
+          if (c === 'WAIT') expect(cmds[j - 1]).toMatch(/^EVAL/);
+        });
       });
       expect(expected.reduce((a, b) => a + b, 0)).toBe(keys.length);
     } finally {
@@ -438,7 +440,9 @@ describe.skipIf(!sentinelUrl || !haCluster)('replica acknowledgement on replicat
         const waits = cmds.filter((c) => c === 'WAIT').length;
         expect(waits).toBeGreaterThan(0);
         expect(waits).toBeLessThan(scripts[i]!);
-        cmds.forEach((c, j) => c === 'WAIT' && expect(cmds[j - 1]).toMatch(/^EVAL/));
+        cmds.forEach((c, j) => {
+          if (c === 'WAIT') expect(cmds[j - 1]).toMatch(/^EVAL/);
+        });
       });
     } finally {
       for (const w of batchWatches) w.stop();

@@ -2,7 +2,7 @@
 // duplicate fast path (answers read by patterns, no decode), and the writes that let WAIT count a
 // script that changed nothing, against a private server the tests own.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import { codeOf, expectLease as leaseOf } from '@idem/conformance/testing';
 import { PROCESS_HOLDER, serializeRecord, sortedObject, storageName, type ClaimOutcome, type IdempotencyStore, type IdemRecord } from '@idem/core/adapter';
 import { createValkeyStore } from '../src/index.js';
@@ -42,7 +42,7 @@ describe.skipIf(!haveRedisServer())('valkey finish fast path and WAIT-able no-op
     expect(done.leaseExpiresAt).toBeUndefined();
     expect(done.expiresAt! - done.completedAt!).toBe(store.retentionMs);
     // The layout every writer of this store uses: fields in one order, times last.
-    expect(Object.keys(JSON.parse(raw))).toEqual(['v', 'key', 'status', 'runId', 'fence', 'attempt', 'fingerprint', 'claimedAt', 'completedAt', 'expiresAt', 'result']);
+    expect(Object.keys(JSON.parse(raw))).toEqual(['v', 'key', 'status', 'runId', 'fence', 'attempt', 'fingerprint', 'claimedAt', 'completedAt', 'expiresAt', 'holder', 'result']);
 
     const failed = await store.fail(leaseOf(await store.claim('fails')), { error: new Error('boom') });
     expect(JSON.parse((await admin.get(rk('fails')))!)).toEqual(failed);

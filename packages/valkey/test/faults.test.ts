@@ -3,7 +3,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
 import { codeOf, expectLease as leaseOf } from '@idem/conformance/testing';
-import { IdemError, storageName, type IdempotencyStore } from '@idem/core';
+import { storageName, type IdempotencyStore } from '@idem/core';
 import { createValkeyStore, type ValkeyStoreOptions } from '../src/index.js';
 import { calls, expectNoscriptHandled, expectOneRoundTripEach, haveRedisServer, PrivateServer, ReplyLosingProxy, scriptRuns, whenBack } from './private-server.js';
 import { freshPrefix } from './server.js';

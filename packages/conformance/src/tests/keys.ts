@@ -11,7 +11,7 @@ export const LOOKALIKE_KEYS: ReadonlyArray<readonly [string, readonly string[]]>
   ['inner whitespace', ['a b', 'a  b', 'a\u00a0b', 'ab']],
   ['NFC vs NFD', ['caf\u00e9', 'cafe\u0301']],
   ['NFKC', ['\ufb01le', 'file']],
-  ['long common prefix', ['x'.repeat(1000) + 'a', 'x'.repeat(1000) + 'b', 'x'.repeat(1000)]],
+  ['long common prefix', [`${'x'.repeat(1000)}a`, `${'x'.repeat(1000)}b`, 'x'.repeat(1000)]],
 ];
 
 export function keyTests(s: Suite): void {

@@ -297,8 +297,9 @@ export function modelTests(s: Suite): void {
       const client = probe.capabilities.clock === 'client';
       const nativeExpiry = probe.capabilities.nativeExpiry;
       const envRuns = Number(process.env.IDEM_MODEL_RUNS);
-      const numRuns = Number.isSafeInteger(envRuns) && envRuns > 0 ? envRuns : ((settings || {}).runs ?? (client ? 25 : 6));
-      const maxCommands = (settings || {}).steps ?? (client ? 30 : 15);
+      const { runs, steps } = settings || {};
+      const numRuns = Number.isSafeInteger(envRuns) && envRuns > 0 ? envRuns : (runs ?? (client ? 25 : 6));
+      const maxCommands = steps ?? (client ? 30 : 15);
       const seed = process.env.IDEM_MODEL_SEED !== undefined ? Number(process.env.IDEM_MODEL_SEED) : (Date.now() ^ (Math.random() * 0x7fffffff)) | 0;
       const path = process.env.IDEM_MODEL_PATH;
       const replayPath = process.env.IDEM_MODEL_REPLAY;

@@ -12,6 +12,7 @@ export function recordTests(s: Suite): void {
     expect(record).toBeDefined();
     expect(lease).toMatchObject({ key: k, runId: record!.runId, fence: record!.fence, leaseExpiresAt: record!.leaseExpiresAt });
     expect(lease.record).toEqual(record);
+    expect(await t.store.get(k)).toEqual(record);
   }
   /** Exact on a client clock; on a server clock only that it is a plausible epoch-ms time. */
   const at = (t: Timed, value: number | undefined) => {
