@@ -1,12 +1,14 @@
 #!/usr/bin/env node
 // An example pipeline CLI that embeds idem: its own `run` command gains
 // --idempotency-key and --state-store, and prints idem's run report. It
-// installs @idem/core and the adapters it wants (here LMDB and Valkey), not
-// @idem/cli. Run with Node >= 22.18 (it is TypeScript, type-stripped).
+// installs @idem/core and the adapters it wants (here LMDB and Valkey), and
+// @idem/cli only for loadIdemConfig: the project's idem.toml (store, lease)
+// configures the pipeline too. Run with Node >= 22.18 (TypeScript, type-stripped).
 //
 //   pipeline run export --idempotency-key export:2026-11-23 --state-store redis://127.0.0.1:6379 [--json]
 import { parseArgs } from 'node:util';
 import { appendFile } from 'node:fs/promises';
+import { loadIdemConfig } from '@idem/cli';
 import { runOnce } from '@idem/core';
 import { buildRunReport, exitCodeOfError, errorMessageOf, EXIT_CODES, type RunReport } from '@idem/core/report';
 import { parseStoreUrl } from '@idem/core/url';
@@ -26,7 +28,7 @@ async function run(argv: string[]): Promise<number> {
     allowPositionals: true,
     options: {
       'idempotency-key': { type: 'string' },
-      'state-store': { type: 'string', default: process.env.PIPELINE_STATE_STORE ?? 'lmdb:.pipeline-state' },
+      'state-store': { type: 'string' },
       json: { type: 'boolean', default: false },
     },
   });
@@ -37,18 +39,26 @@ async function run(argv: string[]): Promise<number> {
     return EXIT_CODES.USAGE;
   }
   const key = values['idempotency-key'] ?? `${stepName}:${new Date().toISOString().slice(0, 10)}`;
-  const storeUrl = values['state-store'];
   const runId = crypto.randomUUID();
   let report: RunReport;
   let display = '(unparsed store URL)';
   try {
+    // The store: --state-store, else PIPELINE_STATE_STORE, else idem's own settings (IDEM_STORE,
+    // idem.toml found from here up to the repository root), else this tool's default. The lease too.
+    // A broken idem.toml is an error naming its file and line (exit 64), before any store is opened.
+    const config = await loadIdemConfig({ cwd: process.cwd(), env: process.env, flags: { store: values['state-store'] ?? process.env.PIPELINE_STATE_STORE } });
+    const fromIdem = config.store.source.from !== 'default';
     // Parsed without I/O; `display` never holds a password. The importer lets core load the
     // adapter this app installed (core cannot see an app's packages in every layout).
-    const parsed = await parseStoreUrl(storeUrl, { importer: (specifier) => import(specifier) });
+    const parsed = await parseStoreUrl(fromIdem ? config.store.url() : 'lmdb:.pipeline-state', {
+      cwd: config.store.cwd,
+      importer: (specifier) => import(specifier),
+    });
     display = parsed.display;
-    const store = await parsed.open({ leaseMs: 60_000 });
+    const leaseMs = config.lease.ms;
+    const store = await parsed.open({ leaseMs, retentionMs: config.retention.ms });
     try {
-      const result = await runOnce(store, key, () => step(), { runId });
+      const result = await runOnce(store, key, () => step(), { runId, leaseMs });
       report = buildRunReport({ key, runId, store: display, end: { kind: 'result', result } });
     } finally {
       await store.close();

@@ -1,7 +1,7 @@
 // The example pipeline CLI, spawned as its users run it: a replay is skipped
 // and the step's side effect happens once, on the embedded store and on Redis.
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { findServer, tempDir } from '@idem/test-fixtures';
@@ -10,9 +10,11 @@ import { describe, expect, it } from 'vitest';
 const CLI = fileURLToPath(new URL('../src/cli.ts', import.meta.url));
 const redis = await findServer({ label: 'valkey standalone', env: ['IDEM_TEST_REDIS_URL'] });
 
-function pipeline(args: string[], sink: string): Promise<{ code: number; stdout: string; stderr: string }> {
+function pipeline(args: string[], sink: string, cwd?: string): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { env: { ...process.env, PIPELINE_SINK: sink } });
+    const env: NodeJS.ProcessEnv = { ...process.env, PIPELINE_SINK: sink };
+    for (const name of Object.keys(env)) if (name.startsWith('IDEM_') || name === 'PIPELINE_STATE_STORE') delete env[name];
+    const child = spawn(process.execPath, [CLI, ...args], { env, ...(cwd ? { cwd } : {}) });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d));
@@ -48,5 +50,34 @@ describe('example pipeline CLI: bad input', () => {
     expect(got.code).toBe(64);
     expect(JSON.parse(got.stdout)).toMatchObject({ status: 'error', error: { code: 'INVALID_STORE_URL' } });
     expect(got.stdout + got.stderr).not.toContain('Sekr3tPw');
+  });
+});
+
+describe('example pipeline CLI: the project idem.toml configures it too', () => {
+  /** A repository holding idem.toml, and a subdirectory to run in. */
+  function project(toml: string) {
+    const root = tempDir('idem-example-project-');
+    mkdirSync(join(root, '.git'));
+    mkdirSync(join(root, 'jobs'));
+    writeFileSync(join(root, 'idem.toml'), toml);
+    return { root, sub: join(root, 'jobs') };
+  }
+
+  it('without --state-store, the store comes from idem.toml (relative to the file)', async () => {
+    const { root, sub } = project('store = "lmdb:state"\nlease = "30s"\n');
+    const sink = join(tempDir('idem-example-sink-'), 'export.log');
+    const args = ['run', 'export', '--idempotency-key', 'export:toml', '--json'];
+    expect((await pipeline(args, sink, sub)).code).toBe(0);
+    expect(JSON.parse((await pipeline(args, sink, sub)).stdout)).toMatchObject({ status: 'skipped_idempotent' });
+    expect(existsSync(join(root, 'state'))).toBe(true);
+    expect(readFileSync(sink, 'utf8').trim().split('\n')).toHaveLength(1);
+  });
+
+  it('a broken idem.toml is exit 64 naming the file and line', async () => {
+    const { root, sub } = project('store = "lmdb:state"\nlease = "soon"\n');
+    const got = await pipeline(['run', 'export', '--json'], join(tempDir('idem-example-sink-'), 'export.log'), sub);
+    expect(got.code).toBe(64);
+    expect(JSON.parse(got.stdout).error.message).toContain(`${join(root, 'idem.toml')}:2: lease`);
+    expect(existsSync(join(root, 'state'))).toBe(false);
   });
 });

@@ -1,6 +1,6 @@
 // Startup cost of `idem run -- true` on the embedded store against `node -e 0`,
 // paired in one run (interleaved, median of many): the ratio of wall times is the
-// figure (goal <= 1.8, issue #14), with the machine's load average. It runs the
+// figure (goal <= 1.8), with the machine's load average. It runs the
 // installed bin as users do (dist/bin.js, this package's real dependencies):
 // build first (pnpm build). Not a timed test: prints figures, asserts nothing.
 //   node packages/cli/bench/startup.mjs [runs]      (pnpm --filter @idem/cli bench)

@@ -1,6 +1,7 @@
-// Operator commands: status, list, check, sweep, release, key.
+// Operator commands: status, list, check, sweep, release, key, config.
 import { BackendUnavailableError, deriveKey, IdemError, isLeaseDead, type CorruptEntry, type IdempotencyStore, type IdemRecord, type ListOptions } from '@idem/core';
-import { duration, exactText, keyOf, labelsOf, noPositionals, oneOf, parseFlags, storeOf, type Env } from './args.js';
+import { duration, exactText, keyOf, labelsOf, noPositionals, oneOf, parseFlags, storeOf, storeSpecOf, type Env } from './args.js';
+import { loadIdemConfig, sourceText, type ConfigSource, type Setting } from './config.js';
 import { CliError, codeOf, EXIT, messageOf, usage } from './errors.js';
 import { clean, holderText, info, isoTime, labelsText, out, paint, printHelp, printJson, quote, recordJson, toneOf, type JsonOutput, type RecordJson } from './output.js';
 import type { StoreSpec } from './store-url.js';
@@ -233,7 +234,10 @@ export async function keyCommand(argv: string[], env: Env): Promise<number> {
     params[name] = exactText(`--param ${JSON.stringify(name)}`, pair.slice(at + 1));
     exactText('a --param name', name);
   }
-  const namespace = values.namespace !== undefined ? exactText('--namespace', values.namespace) : exactText('IDEM_NAMESPACE', env.IDEM_NAMESPACE || 'default', 'IDEM_NAMESPACE');
+  // --namespace > IDEM_NAMESPACE > idem.toml's namespace > "default".
+  const ns = (await loadIdemConfig({ env, flags: { namespace: values.namespace } })).namespace;
+  const namespace =
+    ns.source.from === 'flag' ? exactText('--namespace', ns.value) : ns.source.from === 'env' ? exactText('IDEM_NAMESPACE', ns.value, 'IDEM_NAMESPACE') : ns.value;
   const key = deriveKey(namespace, exactText('NAME', positionals[0]!), params);
   if (values.json) printJson('key', { key, namespace, name: positionals[0], params });
   else out(key);
@@ -241,3 +245,61 @@ export async function keyCommand(argv: string[], env: Env): Promise<number> {
 }
 
 const help = printHelp;
+
+export async function configCommand(argv: string[], env: Env): Promise<number> {
+  const { values, positionals } = parseFlags('config', argv, {
+    store: { type: 'string', short: 's' },
+    namespace: { type: 'string', short: 'n' },
+    lease: { type: 'string' },
+    retention: { type: 'string' },
+    'dedup-on': { type: 'string' },
+    'on-in-flight': { type: 'string' },
+    label: { type: 'string', multiple: true },
+    json: { type: 'boolean' },
+  });
+  if (values.help) return help('config');
+  noPositionals('config', positionals);
+  const config = await loadIdemConfig({
+    env,
+    flags: {
+      store: values.store,
+      namespace: values.namespace,
+      lease: values.lease,
+      retention: values.retention,
+      dedupOn: values['dedup-on'],
+      onInFlight: values['on-in-flight'],
+      labels: labelsOf(values.label),
+    },
+  });
+  // The store URL is parsed as a run would (no I/O): a bad one fails here too.
+  await storeSpecOf(config);
+  // Only the redacted URL is ever shown: a password (or a ${VAR} expanded into it) never is.
+  const rows: [string, { value: string; source: ConfigSource }][] = [
+    ['store', config.store],
+    ['namespace', config.namespace],
+    ['lease', config.lease],
+    ['retention', config.retention],
+    ['dedup_on', config.dedupOn],
+    ['on_in_flight', config.onInFlight],
+    ...Object.entries(config.labels).map(([name, s]) => [`labels.${name}`, s] as [string, Setting<string>]),
+  ];
+  if (values.json) {
+    const { store, lease, retention, dedupOn, onInFlight, namespace, labels } = config;
+    printJson({
+      file: config.file ?? null,
+      store: { value: store.value, source: store.source },
+      namespace,
+      lease,
+      retention,
+      dedup_on: dedupOn,
+      on_in_flight: onInFlight,
+      labels,
+    });
+    return EXIT.OK;
+  }
+  out(`${'file'.padEnd(14)}${config.file === undefined ? '(none: no idem.toml from here up to the repository root)' : clean(config.file)}`);
+  const width = Math.max(14, ...rows.map(([name]) => name.length + 2));
+  const valueWidth = Math.max(...rows.map(([, s]) => clean(s.value).length)) + 2;
+  for (const [name, s] of rows) out(`${clean(name).padEnd(width)}${clean(s.value).padEnd(valueWidth)}${clean(sourceText(s.source))}`);
+  return EXIT.OK;
+}

@@ -1,9 +1,10 @@
 // Flag parsing on node:util parseArgs, with every failure turned into a USAGE error.
 import { readFileSync } from 'node:fs';
 import { parseArgs, type ParseArgsOptionsConfig } from 'node:util';
-import { InvalidArgumentError, InvalidKeyError, parseDuration, validateKey, validateLabels, type Labels } from '@idem/core';
+import { IdemError, InvalidArgumentError, InvalidKeyError, parseDuration, validateKey, validateLabels, type Labels } from '@idem/core';
+import { loadIdemConfig, type IdemConfig } from './config.js';
 import { usage } from './errors.js';
-import { DEFAULT_STORE, parseStoreUrl, type StoreSpec } from './store-url.js';
+import { parseStoreUrl, type StoreSpec } from './store-url.js';
 
 export type Env = Record<string, string | undefined>;
 
@@ -43,9 +44,22 @@ export function oneOf<const V extends string>(flag: string, text: string | undef
   return text as V;
 }
 
-/** --store, else IDEM_STORE, else the embedded store in ./.idem. */
-export function storeOf(flag: string | undefined, env: Env): Promise<StoreSpec> {
-  return parseStoreUrl(flag ?? (env.IDEM_STORE || DEFAULT_STORE));
+/** --store, else IDEM_STORE, else idem.toml's store, else the embedded store in ./.idem. The whole idem.toml is checked. */
+export async function storeOf(flag: string | undefined, env: Env): Promise<StoreSpec> {
+  return storeSpecOf(await loadIdemConfig({ env, flags: { store: flag } }));
+}
+
+/** The config's store, parsed (no I/O); an error about a URL from idem.toml names the file and line. */
+export async function storeSpecOf(config: IdemConfig): Promise<StoreSpec> {
+  const { store } = config;
+  const url = store.url();
+  try {
+    return await parseStoreUrl(url, store.cwd);
+  } catch (error) {
+    if (store.source.from !== 'file' || !(error instanceof IdemError)) throw error;
+    // Core's message is already free of the URL's secrets.
+    throw new IdemError(error.code, `${store.source.path}:${store.source.line}: store: ${error.message}`, { cause: error, retryable: error.retryable });
+  }
 }
 
 /** The key from a positional, --key, or IDEM_KEY (in that order). */

@@ -25,9 +25,12 @@ Commands:
   sweep    remove expired records and dead leases
   release  fence out the owner of a key and free it (--force)
   key      print the deterministic key of NAME and --param k=v
+  config   print the effective settings and where each came from
 
 Run 'idem <command> --help' for its flags. Errors are one line on stderr:
-'idem: CODE: message'. NO_COLOR disables colour.`,
+'idem: CODE: message'. NO_COLOR disables colour.
+Settings: flag > environment > idem.toml (found from the working directory up
+to the repository root) > default; see 'idem config --help'.`,
 
   run: `Usage: idem run --key K [flags] -- CMD ARGS...
 
@@ -59,6 +62,8 @@ ${STORE}
   -h, --help
 
 Durations: 500ms, 30s, 5m, 2h, 30d.
+--store, --lease, --retention, --dedup-on, --on-in-flight and --label may also come
+from the environment or idem.toml: see idem config --help.
 The command gets IDEM_RUN_ID, IDEM_FENCE (larger for every new owner: pass it
 downstream to fence writes) and IDEM_ATTEMPT in its environment.
 Signals: SIGINT, SIGTERM, SIGHUP and SIGQUIT are forwarded to CMD. If CMD then exits
@@ -126,6 +131,36 @@ Use it as: idem run --key "$(idem key load-day --param day=2024-05-01)" -- ...
   -p, --param k=v       a parameter (repeatable; values are strings)
   -n, --namespace NS    namespace (env IDEM_NAMESPACE; default "default")
       --json            one JSON object: { key, namespace, name, params }`,
+
+  config: `Usage: idem config [--json] [the settings' flags]
+
+Prints the effective settings and where each came from: a flag, the
+environment, idem.toml (path:line) or the default. Secrets in the store URL
+are shown as ***. Checks idem.toml and the store URL without opening the store.
+
+Each setting, by precedence: flag > environment > idem.toml > default.
+  idem.toml key     flag              environment         default
+  store             --store           IDEM_STORE          lmdb:.idem
+  namespace         --namespace       IDEM_NAMESPACE      default      (idem key)
+  lease             --lease           IDEM_LEASE          5m
+  retention         --retention       IDEM_RETENTION      30d
+  dedup_on          --dedup-on        IDEM_DEDUP_ON       success
+  on_in_flight      --on-in-flight    IDEM_ON_IN_FLIGHT   skip
+  [labels] name=v   --label name=v    -                   none         (a flag wins per name)
+
+idem.toml is read from the working directory, then each parent up to the
+repository root (a directory holding .git) or /. Example:
+  store = "redis://:\${REDIS_PASSWORD}@cache.internal:6379"
+  lease = "10m"
+  [labels]
+  team = "data"
+The store may reference environment variables as \${NAME} (expanded when
+used; a missing or empty one is an error); a relative lmdb: path is relative
+to the file's directory. An unknown key or a bad value exits 64.
+
+  (the flags above, as on idem run and idem key)
+      --json            one JSON object: { file, store, namespace, lease, retention,
+                        dedup_on, on_in_flight, labels }, each { value, source }`,
 } as const;
 
 export type Topic = keyof typeof HELP;

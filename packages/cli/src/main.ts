@@ -15,6 +15,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   sweep: async () => (await import('./admin.js')).sweepCommand,
   release: async () => (await import('./admin.js')).releaseCommand,
   key: async () => (await import('./admin.js')).keyCommand,
+  config: async () => (await import('./admin.js')).configCommand,
 };
 
 /** This package's version, read from its package.json (one place to bump). */

@@ -51,6 +51,32 @@ export const quote = (text: string) => clean(JSON.stringify(text));
 export const out = (line: string) => write(1, `${line}\n`);
 export const info = (line: string) => log(`idem: ${line}\n`);
 
+/**
+ * While `--on-in-flight wait` waits: on a terminal one status line, rewritten in place (and cleared
+ * by `done`); elsewhere a plain log line when what it says changes (a new holder), so a log file
+ * gets a line per holder, not per poll.
+ */
+export function waitingLine(): { show(text: string, key: string): void; done(): void } {
+  const tty = process.stderr.isTTY === true && process.env.TERM !== 'dumb';
+  let shown = false;
+  let lastKey: string | undefined;
+  return {
+    show(text, key) {
+      if (tty) {
+        log(`\r\u001b[2Kidem: ${text}`);
+        shown = true;
+      } else if (key !== lastKey) {
+        info(text);
+      }
+      lastKey = key;
+    },
+    done() {
+      if (shown) log('\r\u001b[2K');
+      shown = false;
+    },
+  };
+}
+
 /** The one-line error format: `idem: CODE: message`. The message is escaped: it may quote stored data. */
 export function printError(code: string, message: string): void {
   log(`${paint(2, 'bad', `idem: ${code}:`)} ${clean(message)}\n`);

@@ -7,10 +7,12 @@ import { randomUUID } from 'node:crypto';
 import { accessSync, constants as fsConstants, statSync } from 'node:fs';
 import { basename, delimiter, join } from 'node:path';
 import { BackendUnavailableError, IdemError, InvalidArgumentError, LeaseLostError, runOnce, validateFingerprint, validateProgram, type IdemRecord, type Labels, type RunContext } from '@idem/core';
+import { MAX_TIMER_MS } from '@idem/core/adapter';
 import { buildRunReport, signalExitCode, type RunClaim, type RunEnd, type RunReport, type RunTimings } from '@idem/core/report';
-import { duration, int, keyOf, labelsOf, oneOf, parseFlags, storeOf, type Env } from './args.js';
+import { duration, int, keyOf, labelsOf, parseFlags, storeSpecOf, type Env } from './args.js';
+import { loadIdemConfig, sourceText } from './config.js';
 import { CliError, EXIT, messageOf, usage } from './errors.js';
-import { clean, info, paint, printError, printHelp, printJson, quote } from './output.js';
+import { clean, holderText, info, paint, printError, printHelp, printJson, quote, waitingLine } from './output.js';
 import type { StoreSpec } from './store-url.js';
 
 /** The command ran and did not exit 0. Its message is what the failed record stores. */
@@ -36,10 +38,6 @@ class Cancelled extends Error {
 const KILL_GRACE_MS = 10_000;
 /** After a signal while idem waits on the store: how long the store gets to give the key back. */
 const STORE_GRACE_MS = 2_000;
-/** Node's timers hold at most 2^31-1 ms (~24.8 days); a longer delay fires after 1 ms. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
-/** Shorter leases renew too often to be useful for a process, and retention must outlive them. */
-const MIN_LEASE_MS = 1_000;
 
 // ---------------------------------------------------------------- flags
 
@@ -83,25 +81,38 @@ async function parseRun(argv: string[], env: Env): Promise<RunPlan | undefined> 
   if (positionals.length > 0) throw usage(`run: the command goes after --, as in: idem run --key K -- ${positionals.join(' ')}`);
   const command = sep === -1 ? [] : argv.slice(sep + 1);
   const key = keyOf('run', values.key, env);
-  const store = await storeOf(values.store, env);
-  const leaseMs = duration('lease', values.lease, '5m');
-  const retentionMs = duration('retention', values.retention, '30d');
-  if (leaseMs < MIN_LEASE_MS) throw usage(`--lease must be at least 1s, got ${JSON.stringify(values.lease)}`);
-  if (retentionMs < leaseMs) {
-    throw usage(`--retention (${values.retention ?? '30d'}) must be at least --lease (${values.lease ?? '5m'}): a record must outlive the lease that wrote it`);
+  // flag > environment > idem.toml > default, per setting; the whole file is checked before any I/O.
+  const config = await loadIdemConfig({
+    env,
+    flags: {
+      store: values.store,
+      lease: values.lease,
+      retention: values.retention,
+      dedupOn: values['dedup-on'],
+      onInFlight: values['on-in-flight'],
+      labels: labelsOf(values.label),
+    },
+  });
+  const store = await storeSpecOf(config);
+  const { lease, retention } = config;
+  if (retention.ms < lease.ms) {
+    throw usage(
+      `retention (${retention.value}, ${sourceText(retention.source)}) must be at least lease (${lease.value}, ${sourceText(lease.source)}): a record must outlive the lease that wrote it`,
+    );
   }
+  const labels = Object.entries(config.labels).map(([name, s]) => [name, s.value] as const);
   const plan: RunPlan = {
     key,
     store,
     command,
-    leaseMs,
-    retentionMs,
-    dedupOn: oneOf('dedup-on', values['dedup-on'], ['success', 'any'], 'success'),
-    onInFlight: oneOf('on-in-flight', values['on-in-flight'], ['skip', 'wait', 'fail'], 'skip'),
+    leaseMs: lease.ms,
+    retentionMs: retention.ms,
+    dedupOn: config.dedupOn.value,
+    onInFlight: config.onInFlight.value,
     waitTimeoutMs: duration('wait-timeout', values['wait-timeout'], '1h'),
     skipExitCode: int('skip-exit-code', values['skip-exit-code'], 0, 255) ?? 0,
     fingerprint: values.fingerprint === undefined ? undefined : validateFingerprint(values.fingerprint),
-    labels: labelsOf(values.label),
+    labels: labels.length === 0 ? undefined : Object.fromEntries(labels),
     force: values.force ?? false,
     json: values.json ?? false,
     quiet: values.quiet ?? false,
@@ -223,8 +234,10 @@ async function execute(plan: RunPlan, runId: string, signals: Signals, clock: Re
   // Aborted when the command cannot start: runOnce then gives the key back instead of recording a failure.
   const giveBack = new AbortController();
   let commandRan = false;
+  const waiting = waitingLine();
 
   const work = async (ctx: RunContext) => {
+    waiting.done();
     try {
       clock.lap('claim_ms');
       const lease = ctx.lease;
@@ -266,6 +279,7 @@ async function execute(plan: RunPlan, runId: string, signals: Signals, clock: Re
         onInFlight: plan.onInFlight === 'fail' ? 'throw' : plan.onInFlight,
         waitTimeoutMs: plan.waitTimeoutMs,
         signal: AbortSignal.any([signals.cancel.signal, giveBack.signal]),
+        ...(plan.quiet ? {} : { onWait: (record: IdemRecord, waitedMs: number) => waiting.show(waitText(record, waitedMs), `${record.runId}:${record.fence}`) }),
         ...(plan.fingerprint !== undefined ? { fingerprint: plan.fingerprint } : {}),
         ...(plan.labels !== undefined ? { labels: plan.labels } : {}),
         ...programOf(plan.command),
@@ -423,4 +437,11 @@ function programOf(command: string[]): { program?: string } {
     if (error instanceof InvalidArgumentError) return {};
     throw error;
   }
+}
+
+/** Whom a waiting run waits for, since when, and when the holder's lease ends: stored text escaped. */
+function waitText(record: IdemRecord, waitedMs: number): string {
+  const who = holderText(record) ?? `run ${record.runId}`;
+  const until = record.leaseExpiresAt !== undefined ? new Date(record.leaseExpiresAt).toISOString() : '?';
+  return clean(`waiting ${Math.round(waitedMs / 1000)}s for ${who} (run ${record.runId}, lease until ${until})`);
 }

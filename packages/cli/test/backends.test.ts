@@ -62,7 +62,7 @@ function operability(name: string, url: () => string, options: () => Options) {
     const store = url();
     const o = options();
     // A run in progress: its record names this idem process and the command's basename only.
-    const running = start(['run', '--key', 'held', '--store', store, '--label', 'team=data', '--', 'sh', '-c', 'sleep 60', 'secret-arg'], o);
+    const running = start(['run', '--key', 'held', '--store', store, '--label', 'team=data', '--', 'sh', '-c', 'exec sleep 60', 'secret-arg'], o);
     let status: Awaited<ReturnType<typeof idem>> | undefined;
     for (let i = 0; status?.json?.record?.status !== 'in_flight' && i < 600; i++) {
       status = await idem(['status', 'held', '--store', store, '--json'], o);
@@ -71,8 +71,9 @@ function operability(name: string, url: () => string, options: () => Options) {
     expect(status!.json.record).toMatchObject({ status: 'in_flight', holder: { pid: running.child.pid, program: 'sh' }, labels: { team: 'data' } });
     expect(status!.json.record.holder.host).toBeTypeOf('string');
     expect(JSON.stringify(status!.json)).not.toContain('secret-arg');
+    // idem forwards SIGTERM to the command (sleep, exec'd by sh) and gives the claim back.
     running.child.kill('SIGTERM');
-    await running.done;
+    await running.exited;
 
     await idem(['run', '--key', 'tagged-1', '--store', store, '--label', 'team=data', '--label', 'night=2026-12-07', '--', 'true'], o);
     await idem(['run', '--key', 'tagged-2', '--store', store, '--label', 'team=data', '--', 'true'], o);

@@ -87,6 +87,28 @@ describe('idem run', () => {
     expect(lines(file)).toEqual(['ran']);
   });
 
+  it('--on-in-flight wait says whom it waits for (a log line when stderr is not a terminal); --quiet says nothing', async () => {
+    const store = freshStore();
+    const key = freshKey('waitline');
+    const file = counter(key);
+    const go = counter(`${key}-go`);
+    const owner = start(['run', '--key', key, '--store', store, '--json', '--', 'sh', '-c', 'echo ran >> "$1"; until [ -e "$2" ]; do sleep 0.05; done', 'sh', file, go]);
+    await until(() => lines(file).length === 1, 15_000, 'the owner to start');
+    const waiter = start(['run', '--key', key, '--store', store, '--on-in-flight', 'wait', '--', 'true']);
+    const quiet = start(['run', '--key', key, '--store', store, '--on-in-flight', 'wait', '--quiet', '--', 'true']);
+    let said = '';
+    waiter.child.stderr!.on('data', (d: string) => (said += d));
+    // Released only once the waiter has said it waits: the line is seen, not hoped for.
+    await until(() => /idem: waiting \d+s for /.test(said), 60_000, 'the waiting line');
+    writeFileSync(go, '');
+    const [first, waited, silent] = await Promise.all([owner.done, waiter.done, quiet.done]);
+    expect(waited.stderr).toMatch(new RegExp(`idem: waiting \\d+s for .+ pid ${owner.child.pid} \\(sh\\), idem .+ \\(run ${first.json.run_id}, lease until \\d{4}-`));
+    // One line per holder, not one per poll, in a log.
+    expect(waited.stderr.match(/idem: waiting/g)).toHaveLength(1);
+    expect(waited.stderr).not.toContain('\r');
+    expect(silent.stderr).toBe('');
+  });
+
   it('failure then retry under --dedup-on success (default): the key is retried until it succeeds', async () => {
     const store = freshStore();
     const key = freshKey('retry');

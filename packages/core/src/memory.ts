@@ -26,6 +26,11 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): Idempotency
   return new IdempotencyStore(new MemoryDriver(backend), storeOptions);
 }
 
+/**
+ * A class with protected parts (backend, update, load, scanning) rather than closures, because
+ * @idem/conformance's mutants (packages/conformance/src/mutants.ts) subclass it, each breaking
+ * one rule; keep that shape when changing it.
+ */
 export class MemoryDriver implements Driver {
   // Leases and retention are judged by the store's clock (injectable), not the backend's.
   readonly capabilities: Capabilities = { nativeExpiry: false, clock: 'client', sharedAcrossProcesses: false };

@@ -18,6 +18,11 @@ export interface RunOptions extends ClaimOptions {
   renewEveryMs?: number;
   /** Under "wait": give up with InFlightError after this long. Default 1 hour. */
   waitTimeoutMs?: number;
+  /**
+   * Under "wait": told each time the key is found held, before the next pause: the holder's
+   * record and how long this run has waited so far (ms). For progress displays; must not throw.
+   */
+  onWait?: (record: IdemRecord, waitedMs: number) => void;
 }
 
 export interface RunContext {
@@ -83,6 +88,7 @@ export async function runOnce<T>(store: IdempotencyStore, key: string, fn: (ctx:
     if (claimed.outcome === 'in_flight') {
       if (onInFlight === 'skip') return { status: 'in_flight', record: claimed.record };
       if (onInFlight === 'throw' || Date.now() - started >= waitTimeoutMs) throw new InFlightError(claimed.record);
+      options.onWait?.(claimed.record, Date.now() - started);
       // Poll with backoff, but never sleep far past the moment the owner's lease could die.
       const untilDead = Math.max(10, (claimed.record.leaseExpiresAt ?? 0) - store.clock() + 10);
       await sleep(Math.min(backoff, untilDead) * (0.75 + Math.random() / 2), signal);

@@ -7,11 +7,14 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { AdapterMissingError, IdemError, InvalidStoreUrlError } from './errors.js';
+import { AdapterMissingError, InvalidStoreUrlError } from './errors.js';
+import { quoteUrlPart, SCHEME, scrubError, storeUrlError } from './redact.js';
+import type { IdempotencyStore, StoreOptions } from './store.js';
+import { parseTieredUrl, splitArchive } from './url-tiered.js';
 
 export { AdapterMissingError };
-import { parseDuration } from './validate.js';
-import type { IdempotencyStore, StoreOptions } from './store.js';
+// Redaction lives in redact.ts; handlers import it from here, `@idem/core/url`.
+export { quoteUrlPart, redactStoreUrl, scrubUrlSecrets, storeUrlError } from './redact.js';
 
 /** What a handler's `parse` is told besides the URL. */
 export interface StoreUrlContext {
@@ -83,7 +86,6 @@ const BUILT_IN: Record<string, { pkg: string; install: string }> = {
 
 const registry = new Map<string, StoreSchemeLoader>();
 
-const SCHEME = /^([a-z][a-z0-9+.-]*):/i;
 
 /**
  * Serves `scheme` with your own handler (before any built-in or convention).
@@ -120,7 +122,7 @@ export async function parseStoreUrl(url: string, options: StoreUrlOptions = {}):
     throw storeUrlError(url, `no scheme${hint} (built in: ${Object.keys(BUILT_IN).join(', ')})`);
   }
   const tier = splitArchive(url);
-  if (tier !== undefined) return parseTieredUrl(url, tier, options);
+  if (tier !== undefined) return parseTieredUrl(url, tier, options, parseStoreUrl);
   const handler = await loadHandler(url, scheme, options.importer);
   const context: StoreUrlContext = { scheme, cwd: options.cwd ?? process.cwd() };
   let config: unknown;
@@ -142,81 +144,6 @@ export async function parseStoreUrl(url: string, options: StoreUrlOptions = {}):
         return await handler.open(config, storeOptions);
       } catch (error) {
         throw scrubError(error, url);
-      }
-    },
-  });
-}
-
-/** A front URL's `archive=` and `frontRetention=` parameters, taken out of it (docs/semantics.md §12). */
-interface ArchiveSplit {
-  front: string;
-  archive: string;
-  frontRetention: string | undefined;
-}
-
-const TIER_PARAMS = new Set(['archive', 'frontRetention']);
-
-/** Undefined for a URL without `archive=`; parameter names are matched as written (no decoding), as adapters read them. */
-function splitArchive(url: string): ArchiveSplit | undefined {
-  // The query starts at the first "?" after the userinfo (a password may hold "?"); the fragment is left to the front's grammar.
-  const q = url.indexOf('?', url.lastIndexOf('@') + 1);
-  if (q < 0) return undefined;
-  const hash = url.indexOf('#', q);
-  const query = url.slice(q + 1, hash < 0 ? undefined : hash);
-  const parts = query.split('&');
-  const taken = parts.filter((part) => TIER_PARAMS.has(part.split('=')[0]!));
-  if (!taken.some((part) => part.split('=')[0] === 'archive')) return undefined;
-  const values: Record<string, string> = {};
-  for (const part of taken) {
-    const name = part.split('=')[0]!;
-    if (name in values) throw storeUrlError(url, `parameter ${name} given twice`);
-    // URLSearchParams decodes the value as the archive URL's author encoded it (encodeURIComponent).
-    values[name] = new URLSearchParams(part).get(name) ?? '';
-  }
-  const rest = parts.filter((part) => !taken.includes(part));
-  const front = url.slice(0, q) + (rest.length > 0 ? `?${rest.join('&')}` : '') + (hash < 0 ? '' : url.slice(hash));
-  if (values.archive === '') throw storeUrlError(url, 'archive= needs the archive store URL, percent-encoded (encodeURIComponent)');
-  return { front, archive: values.archive!, frontRetention: values.frontRetention };
-}
-
-/** A front store URL with `archive=<encoded URL>`: both parsed (no I/O) before anything opens. */
-async function parseTieredUrl(url: string, tier: ArchiveSplit, options: StoreUrlOptions): Promise<ParsedStoreUrl> {
-  let frontRetentionMs: number | undefined;
-  if (tier.frontRetention !== undefined) {
-    try {
-      frontRetentionMs = parseDuration('frontRetention', tier.frontRetention);
-    } catch (error) {
-      if (!(error instanceof IdemError)) throw error;
-      throw storeUrlError(url, `frontRetention must look like 500ms, 30s, 5m, 2h or 30d, got ${quoteUrlPart(tier.frontRetention, 20)}`);
-    }
-  }
-  if (splitArchive(tier.archive) !== undefined) throw storeUrlError(url, 'the archive URL cannot have an archive of its own');
-  const front = await parseStoreUrl(tier.front, options);
-  const archive = await parseStoreUrl(tier.archive, options);
-  const join = front.display.includes('?') ? '&' : '?';
-  // Each part redacted by its own adapter; the archive shown unencoded, for people (it is not meant to be parsed back).
-  const display = `${front.display}${join}archive=${archive.display}${tier.frontRetention !== undefined ? `&frontRetention=${tier.frontRetention}` : ''}`;
-  return Object.freeze({
-    scheme: front.scheme,
-    package: front.package,
-    display,
-    mayExist: () => front.mayExist() || archive.mayExist(),
-    async open(storeOptions: StoreOptions & { readOnly?: boolean } = {}) {
-      const { readOnly, ...tieredOptions } = storeOptions;
-      const hint = readOnly ? { readOnly } : {};
-      const [{ createTieredStore }, frontStore] = await Promise.all([import('./tiered.js'), front.open(hint)]);
-      let archiveStore: IdempotencyStore;
-      try {
-        archiveStore = await archive.open(hint);
-      } catch (error) {
-        await frontStore.close();
-        throw error;
-      }
-      try {
-        return await createTieredStore({ front: frontStore, archive: archiveStore, ...(frontRetentionMs !== undefined ? { frontRetentionMs } : {}), ...tieredOptions });
-      } catch (error) {
-        await Promise.allSettled([frontStore.close(), archiveStore.close()]); // the tiered store never existed: nothing else would close them
-        throw error;
       }
     },
   });
@@ -306,164 +233,6 @@ export async function loadOptional<T>(scheme: string, install: string, load: () 
     if ((error as { code?: unknown } | null)?.code === 'ERR_MODULE_NOT_FOUND') throw new AdapterMissingError(scheme, install, error);
     throw error;
   }
-}
-
-/** An INVALID_STORE_URL error for handlers: the URL is shown redacted; `why` must not quote secret parts. */
-export function storeUrlError(url: string, why: string): InvalidStoreUrlError {
-  return new InvalidStoreUrlError(scrubUrlSecrets(`store URL ${JSON.stringify(redactStoreUrl(url))}: ${why}`, url));
-}
-
-/** Quotes a piece of a URL for an error message, unless it could carry a credential. */
-export function quoteUrlPart(value: string, max = 80): string {
-  if (/[@%]/.test(value) || value.length > max) return '(not shown)';
-  return JSON.stringify(value);
-}
-
-// ---------------------------------------------------------------------------
-// Redaction. Conservative for any shape, valid or not: everything between the
-// scheme and the LAST "@" is dropped (a password may hold "@", "/" or ":",
-// so no earlier "@" can be trusted), the fragment is dropped, a host with a
-// non-numeric "port" is hidden, and so is every query value whose name smells of a
-// secret or whose value is not plain (endpoint=http://KEY:SECRET@host).
-
-const SECRET_NAME = /pass|pwd|secret|token|key|auth|cred|sig|session|private|cookie|bearer/i;
-
-/** Plain values (hosts, ports, URLs without userinfo, prefixes, flags) are shown; anything else may hide a credential. */
-const PLAIN_VALUE = /^[A-Za-z0-9._~,:/+[\]-]*$/;
-
-function hiddenParam(name: string, value: string): boolean {
-  return SECRET_NAME.test(decode(name)) || !PLAIN_VALUE.test(decode(value));
-}
-
-/** Percent-decoding that keeps text it cannot decode as it is. */
-function decode(text: string): string {
-  try {
-    return decodeURIComponent(text.replace(/\+/g, ' '));
-  } catch (error) {
-    if (error instanceof URIError) return text; // malformed escape: judge the raw text instead
-    throw error;
-  }
-}
-
-interface Split {
-  scheme: string;
-  slashes: string;
-  /** Text between the scheme and the last "@", when there is one. */
-  userinfo: string | undefined;
-  authority: string;
-  path: string;
-  query: string | undefined;
-  fragment: string | undefined;
-}
-
-function split(url: string): Split {
-  let scheme = SCHEME.exec(url)?.[0] ?? '';
-  let rest = url.slice(scheme.length);
-  const slashes = rest.startsWith('//') ? '//' : '';
-  rest = rest.slice(slashes.length);
-  // "user:pass@host" has no scheme at all: what looks like one is the user name.
-  if (!slashes && rest.includes('@')) {
-    rest = url;
-    scheme = '';
-  }
-  const at = rest.lastIndexOf('@');
-  const userinfo = at >= 0 ? rest.slice(0, at) : undefined;
-  if (at >= 0) rest = rest.slice(at + 1);
-  const hash = rest.indexOf('#');
-  const fragment = hash >= 0 ? rest.slice(hash + 1) : undefined;
-  if (hash >= 0) rest = rest.slice(0, hash);
-  const q = rest.indexOf('?');
-  const query = q >= 0 ? rest.slice(q + 1) : undefined;
-  if (q >= 0) rest = rest.slice(0, q);
-  const slash = slashes ? rest.indexOf('/') : -1;
-  const authority = slashes ? (slash >= 0 ? rest.slice(0, slash) : rest) : '';
-  const path = slashes ? (slash >= 0 ? rest.slice(slash) : '') : rest;
-  return { scheme, slashes, userinfo, authority, path, query, fragment };
-}
-
-/** `host:port` with a port that is not a number: the "port" may be a password typed without its "@". */
-function portIsOdd(authority: string): string | undefined {
-  const m = /^(\[[^\]]*\]|[^:]*)(?::(.*))?$/s.exec(authority);
-  const port = m?.[2];
-  return port !== undefined && !/^\d*$/.test(port) ? m![1] : undefined;
-}
-
-/**
- * The URL with nothing secret left: no userinfo (shown as `***@`), no
- * fragment, and `***` for secret-bearing query values. Never throws.
- */
-export function redactStoreUrl(url: string): string {
-  if (typeof url !== 'string') return '(not a string)';
-  const s = split(url);
-  // "user:password" typed without "@host": neither part can be shown.
-  const authority = portIsOdd(s.authority) !== undefined ? '***' : s.authority;
-  let out = `${s.scheme}${s.slashes}${s.userinfo !== undefined ? '***@' : ''}${authority}${s.path}`;
-  if (s.query !== undefined) {
-    const parts = s.query.split('&').map((part) => {
-      const eq = part.indexOf('=');
-      if (eq < 0) return SECRET_NAME.test(decode(part)) ? '***' : part;
-      const name = part.slice(0, eq);
-      const value = part.slice(eq + 1);
-      return hiddenParam(name, value) ? `${name}=***` : part;
-    });
-    out += `?${parts.join('&')}`;
-  }
-  return out;
-}
-
-/** Every substring of the URL that could be secret, longest first (for scrubbing messages). */
-function secretParts(url: string): string[] {
-  const s = split(url);
-  const found = new Set<string>();
-  const add = (text: string | undefined, pieces = true) => {
-    if (!text) return;
-    for (const t of [text, decode(text)]) {
-      for (const piece of pieces ? [t, ...t.split(/[:@/]+/)] : [t]) {
-        found.add(piece);
-        found.add(piece.toLowerCase()); // schemes are echoed lower-cased
-      }
-    }
-  };
-  add(s.userinfo);
-  add(s.fragment);
-  if (portIsOdd(s.authority) !== undefined) add(s.authority);
-  for (const part of s.query?.split('&') ?? []) {
-    const eq = part.indexOf('=');
-    const name = eq < 0 ? part : part.slice(0, eq);
-    const value = eq < 0 ? '' : part.slice(eq + 1);
-    if (SECRET_NAME.test(decode(name))) add(eq < 0 ? part : value);
-    else if (eq >= 0 && hiddenParam(name, value)) add(value, false);
-    const decoded = decode(value);
-    const at = decoded.lastIndexOf('@');
-    if (at >= 0) add(decoded.slice(0, at).replace(/^[a-z][a-z0-9+.-]*:\/\//i, ''));
-  }
-  // Short pieces ("u", "p") cannot be scrubbed without mangling every message;
-  // messages are built from redacted parts, this is only the safety net.
-  return [...found].filter((p) => p.length >= 3).sort((a, b) => b.length - a.length);
-}
-
-/** `text` with every possibly secret part of `url` replaced by ***. */
-export function scrubUrlSecrets(text: string, url: string): string {
-  let out = text;
-  for (const part of secretParts(url)) out = out.split(part).join('***');
-  return out;
-}
-
-/** Removes secrets of `url` from an error's message and stack; drops causes that may quote the URL. */
-function scrubError(error: unknown, url: string): unknown {
-  if (!(error instanceof Error)) return new InvalidStoreUrlError(scrubUrlSecrets(String(error), url));
-  const message = scrubUrlSecrets(error.message, url);
-  if (message !== error.message) {
-    try {
-      error.message = message;
-      if (typeof error.stack === 'string') error.stack = scrubUrlSecrets(error.stack, url);
-    } catch (cause) {
-      // A frozen error cannot be cleaned: replace it, keeping the code.
-      const code = (error as { code?: unknown }).code;
-      return new IdemError(typeof code === 'string' ? (code as IdemError['code']) : 'INVALID_STORE_URL', message, { cause });
-    }
-  }
-  return error;
 }
 
 // ---------------------------------------------------------------------------

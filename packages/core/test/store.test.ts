@@ -11,7 +11,7 @@ import {
   type IdemRecord,
   type StoreOptions,
 } from '../src/adapter.js';
-import { MemoryBackend } from './memory.js';
+import { PartsBackend } from './parts-backend.js';
 
 async function expectCode(p: Promise<unknown> | (() => unknown), code: string) {
   let error: unknown;
@@ -24,7 +24,7 @@ async function expectCode(p: Promise<unknown> | (() => unknown), code: string) {
 }
 
 const open = (options: StoreOptions = {}, mode: 'transactional' | 'cas' = 'transactional') => {
-  const backend = new MemoryBackend();
+  const backend = new PartsBackend();
   return createStore(options, () => backend[mode]()).then((store) => ({ store, backend }));
 };
 
@@ -39,7 +39,7 @@ describe('createStore', () => {
     let opened = 0;
     const openIt = () => {
       opened++;
-      return new MemoryBackend().transactional();
+      return new PartsBackend().transactional();
     };
     await expectCode(createStore({ leaseMs: 0 }, openIt), 'INVALID_ARGUMENT');
     await expectCode(createStore({ maxResultBytes: 1.5 }, openIt), 'INVALID_ARGUMENT');
@@ -50,7 +50,7 @@ describe('createStore', () => {
   });
 
   it('says maxResultBytes is a size, not milliseconds', async () => {
-    await expect(createStore({ maxResultBytes: 0 }, () => new MemoryBackend().transactional())).rejects.toThrow(/bytes/);
+    await expect(createStore({ maxResultBytes: 0 }, () => new PartsBackend().transactional())).rejects.toThrow(/bytes/);
   });
 
   for (const mode of ['transactional', 'cas'] as const) {

@@ -9,7 +9,7 @@ import { createMemoryStore } from '../src/memory.js';
 import { createTieredStore } from '../src/tiered.js';
 import { parseStoreUrl, registerStoreScheme, type StoreUrlHandler } from '../src/url.js';
 import type { IdempotencyStore, Lease } from '../src/index.js';
-import { MemoryBackend } from './memory.js';
+import { PartsBackend } from './parts-backend.js';
 
 const lease = (out: Awaited<ReturnType<IdempotencyStore['claim']>>): Lease => {
   if (out.outcome !== 'acquired' && out.outcome !== 'adopted') throw new Error(`expected a lease, got ${out.outcome}`);
@@ -20,7 +20,7 @@ async function setup(frontRetentionMs = 1_000) {
   let now = 1_000_000;
   const clock = () => now;
   const front = createMemoryStore({ clock });
-  const backend = new MemoryBackend();
+  const backend = new PartsBackend();
   const archive = await createStore({ clock }, () => backend.cas());
   const store = await createTieredStore({ front, archive, frontRetentionMs, clock, retentionMs: 60_000 });
   return { store, front, archive, backend, advance: (ms: number) => (now += ms) };
@@ -29,7 +29,7 @@ async function setup(frontRetentionMs = 1_000) {
 describe('createTieredStore', () => {
   it('refuses bad arguments before any I/O', async () => {
     const front = createMemoryStore();
-    const archive = await createStore({}, () => new MemoryBackend().cas());
+    const archive = await createStore({}, () => new PartsBackend().cas());
     await expect(createTieredStore({ front, archive: front })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
     await expect(createTieredStore({ front, archive: front.driver as never })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
     // A full driver (here the reference one) has no atomic step to write an archive through.
@@ -94,7 +94,7 @@ describe('store URLs with archive=', () => {
     redact: (url) => url.replace(/\/\/[^@]*@/, '//***@'),
     open: async (config) => {
       opened.push(config);
-      return scheme === 'tfront' ? createMemoryStore() : createStore({}, () => new MemoryBackend().cas());
+      return scheme === 'tfront' ? createMemoryStore() : createStore({}, () => new PartsBackend().cas());
     },
   });
   registerStoreScheme('tfront', () => handler('tfront'));

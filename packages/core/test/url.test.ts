@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { SECRET, SECRET_URLS, USER } from '../../../test-fixtures/secret-urls.js';
 import { IdemError, InvalidStoreUrlError, type IdempotencyStore } from '../src/index.js';
@@ -115,5 +116,17 @@ describe('scheme dispatch', () => {
     );
     expect(error).toBeInstanceOf(IdemError);
     expect(leaks(`${(error as Error).message}\n${(error as Error).stack}`)).toBe(false);
+  });
+});
+
+describe('@idem/core/url', () => {
+  it('is a light subpath: importing it loads no store, runner or tiered-store code (only its URL modules, errors and validation)', () => {
+    const hook = `import{registerHooks}from'node:module';registerHooks({load(u,c,n){if(u.includes('/core/'))process.stdout.write(u.split('/').pop()+'\\n');return n(u,c)}})`;
+    const r = spawnSync(process.execPath, ['--import', `data:text/javascript,${encodeURIComponent(hook)}`, '--input-type=module', '-e', "await import('@idem/core/url')"], {
+      cwd: new URL('..', import.meta.url),
+      encoding: 'utf8',
+    });
+    expect(r.stderr).toBe('');
+    expect(r.stdout.split('\n').filter(Boolean).sort()).toEqual(['errors.js', 'redact.js', 'url-tiered.js', 'url.js', 'validate.js']);
   });
 });

@@ -111,7 +111,7 @@ async function paired(measure) {
   return { idem: median(results.idem), raw: median(results.raw), ratio: median(ratios), ratios };
 }
 
-// 1. Durable claims/s, idem / raw, at 1 and 64 in flight (the goals of issue #14).
+// 1. Durable claims/s, idem / raw, at 1 and 64 in flight (the speed goals).
 for (const [inFlight, total, goal] of [
   [1, quick ? 300 : 1_000, 0.6],
   [64, quick ? 5_000 : 20_000, 0.5],

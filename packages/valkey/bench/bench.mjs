@@ -167,7 +167,7 @@ try {
       summary.scenarios[s.id] = Object.fromEntries(rows.map((x) => [x.name, round(x.m)]));
     }
 
-    // The goals of issue #14, read off the tables above.
+    // The speed goals, read off the tables above.
     const get = (id, name) => results[id].rows.find((x) => x.name === name)?.m;
     const lowest = (id, k) => Math.min(...results[id].rows.filter((x) => x.group === 'peer' && !unsafe.has(x.name)).map((x) => x.m[k]));
     const goals = [];

@@ -1,4 +1,4 @@
-// The replica option (#13) measured: claims and first executions on a primary with a replica
+// The replica option (minReplicas) measured: claims and first executions on a primary with a replica
 // (Sentinel-managed when IDEM_TEST_REDIS_SENTINEL is set)
 // with `minReplicas: 1` (script + WAIT in one pipeline) against the same primary without it, and a
 // standalone server as the baseline; one run, rounds interleaved with the order rotated.
@@ -70,7 +70,7 @@ export async function replicaBench({ url, ha, haLabel, base, rounds, ops, ops1 }
         const rows = variants.filter((v) => v.kind === kind).map((v) => ({ name: v.name, m: summarise(runs.get(`${p.id}\0${v.name}`)) }));
         const without = rows.find((x) => x.name.includes('no replica ack'));
         table(
-          `Replica option (#13): ${kind === 'claim' ? 'claim alone' : 'runOnce first execution'}, ${p.inFlight} in flight (the ${haLabel} has ${replicas} replica${replicas === 1 ? '' : 's'})`,
+          `Replica option (minReplicas): ${kind === 'claim' ? 'claim alone' : 'runOnce first execution'}, ${p.inFlight} in flight (the ${haLabel} has ${replicas} replica${replicas === 1 ? '' : 's'})`,
           rows,
           { floor: without, floorLabel: 'x no ack', cpu: false },
         );

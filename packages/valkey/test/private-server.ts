@@ -1,4 +1,4 @@
-// A Redis server of the fault tests' own, which they may stop and restart
+// A server of the fault tests' own (Valkey 8 in CI: IDEM_TEST_REDIS_SERVER_BIN), which they may stop and restart
 // without disturbing the shared servers; a TCP proxy that can lose a reply;
 // and the checks the fault tests of every client (ioredis, node-redis) share.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -11,10 +11,25 @@ import { inCI } from '@idem/test-fixtures';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** True when redis-server is on PATH (scripts/servers/redis.sh installs it); a loud skip otherwise, a failure under CI. */
+/**
+ * The server binary the private servers run: IDEM_TEST_REDIS_SERVER_BIN, the Valkey 8
+ * valkey-server that scripts/servers/redis.sh starts the shared servers with; outside CI
+ * without it, a valkey-server or redis-server on PATH.
+ */
+function serverBinary(): string | undefined {
+  const fromEnv = process.env.IDEM_TEST_REDIS_SERVER_BIN;
+  if (fromEnv) return fromEnv;
+  if (inCI) return undefined; // CI runs them on the Valkey 8 of redis.sh, never on whatever PATH has
+  return ['valkey-server', 'redis-server'].find((bin) => spawnSync(bin, ['--version']).status === 0);
+}
+const SERVER_BIN = serverBinary();
+
+/** True when the private servers have a binary to run; a loud skip otherwise, a failure under CI. */
 export function haveRedisServer(): boolean {
-  if (spawnSync('redis-server', ['--version']).status === 0) return true;
-  const why = 'valkey fault tests: redis-server is not on PATH (run scripts/servers/redis.sh start)';
+  if (SERVER_BIN && spawnSync(SERVER_BIN, ['--version']).status === 0) return true;
+  const why = inCI
+    ? 'valkey fault tests: IDEM_TEST_REDIS_SERVER_BIN does not name a runnable server (scripts/servers/redis.sh start prints it)'
+    : 'valkey fault tests: no IDEM_TEST_REDIS_SERVER_BIN, and no valkey-server or redis-server on PATH (run scripts/servers/redis.sh start)';
   if (inCI) throw new Error(`CI=true and ${why}`);
   console.warn(`\n!!! SKIPPING the ${why} !!!\n`);
   return false;
@@ -47,7 +62,7 @@ export class PrivateServer {
 
   /** (Re)starts an empty server on the same port: no persistence, so no scripts and no keys survive. */
   async restart(): Promise<void> {
-    const child = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--enable-debug-command', 'local', ...DISKLESS], { stdio: 'ignore' });
+    const child = spawn(SERVER_BIN!, ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--enable-debug-command', 'local', ...DISKLESS], { stdio: 'ignore' });
     this.child = child;
     for (let i = 0; i < 100; i++) {
       const probe = new Redis(this.port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
@@ -62,7 +77,7 @@ export class PrivateServer {
       }
       await sleep(50);
     }
-    throw new Error(`redis-server on ${this.port} did not start`);
+    throw new Error(`${SERVER_BIN} on ${this.port} did not start`);
   }
 
   async stop(): Promise<void> {

@@ -1,5 +1,5 @@
 // minReplicas with many operations in flight: the scripts of one tick share one WAIT (#13).
-// A private primary and its replica (redis-server, started here), so that freezing the replica
+// A private primary and its replica (the Valkey 8 valkey-server of IDEM_TEST_REDIS_SERVER_BIN, started here), so that freezing the replica
 // with SIGSTOP disturbs no other test.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Redis } from 'ioredis';

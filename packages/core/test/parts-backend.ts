@@ -1,9 +1,11 @@
-// A small in-memory backend for core's own tests, built the way adapters are:
-// parts handed to createStore. `mode` picks the atomic step: a transaction
-// (one synchronous read-decide-write) or compare-and-swap primitives.
+// PartsBackend: a small in-memory backend for core's own tests, built the way
+// adapters are: parts handed to createStore (not @idem/core/memory's
+// MemoryBackend, which is a plain Map). `transactional()` and `cas()` pick the
+// atomic step: a transaction (one synchronous read-decide-write) or
+// compare-and-swap primitives.
 import { CONFLICT, parseRecord, serializeRecord, type AtomicUpdate, type CasParts, type ScanPage, type TransactionalParts, type Versioned } from '../src/adapter.js';
 
-export class MemoryBackend {
+export class PartsBackend {
   readonly objects = new Map<string, { bytes: string; version: number }>();
   private next = 1;
   /** Counts calls to each primitive, to show what a store did. */
