@@ -285,7 +285,7 @@ export async function configCommand(argv: string[], env: Env): Promise<number> {
   ];
   if (values.json) {
     const { store, lease, retention, dedupOn, onInFlight, namespace, labels } = config;
-    printJson({
+    printJson('config', {
       file: config.file ?? null,
       store: { value: store.value, source: store.source },
       namespace,

@@ -97,6 +97,7 @@ export const JSON_SCHEMAS = {
   sweep: 'idem.sweep/1',
   release: 'idem.release/1',
   key: 'idem.key/1',
+  config: 'idem.config/1',
   // A new command with --json adds its entry here and its schemas/<command>.schema.json
   // (and the package.json export); the end-to-end tests refuse JSON output without a schema.
 } as const;

@@ -106,6 +106,7 @@ describe('idem.toml drives the CLI', () => {
     });
     const json = await idem([...args, '--json'], { cwd: sub, env });
     expect(json.json).toEqual({
+      schema: 'idem.config/1',
       file,
       store: { value: 'lmdb:.idem', source: { from: 'default' } },
       namespace: { value: 'billing', source: { from: 'file', path: file, line: 1 } },

@@ -196,7 +196,7 @@ describe('the JSON Schemas of every --json output (packages/cli/schemas)', () =>
     expect(violations('sweep', missing)).toMatch(/expired/);
     expect(violations('sweep', { ...ok, schema: 'idem.sweep/2' })).toMatch(/constant/);
     expect(violations('sweep', { ...ok, expired: null })).toMatch(/integer/); // null only with an error
-    expect(violations('config', {})).toMatch(/no schema for the JSON of idem config/);
+    expect(violations('nosuch', {})).toMatch(/no schema for the JSON of idem nosuch/);
   });
 
   it('the test helper checks --json output only, and only idem’s own', () => {
