@@ -112,7 +112,12 @@ if (tsBlocks.length) {
     failed++;
     say(`FAIL typecheck of the ts blocks:`);
     const where = new Map(files.map((f, i) => [relative(sandbox, f), `${code[i].file}:${code[i].line}`]));
-    console.log(tsc.output.replace(/block-\d+\/block\.mts/g, (m) => where.get(m) ?? m).trimEnd().replace(/^/gm, '    '));
+    console.log(
+      tsc.output
+        .replace(/block-\d+\/block\.mts/g, (m) => where.get(m) ?? m)
+        .trimEnd()
+        .replace(/^/gm, '    '),
+    );
   }
 }
 

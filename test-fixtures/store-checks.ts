@@ -49,7 +49,17 @@ export async function expectListNamesCorrupt(store: Store): Promise<void> {
 
 /** A record at fence 2^53-1: the next claim is refused (CORRUPT_RECORD) before anything runs, and the record stays. */
 export async function expectFenceCeilingRefused(store: Store): Promise<void> {
-  const record = { v: 1, key: 'top', status: 'failed', runId: 'r', fence: Number.MAX_SAFE_INTEGER, attempt: 2, claimedAt: 1, completedAt: 2, expiresAt: Date.now() + 3_600_000 };
+  const record = {
+    v: 1,
+    key: 'top',
+    status: 'failed',
+    runId: 'r',
+    fence: Number.MAX_SAFE_INTEGER,
+    attempt: 2,
+    claimedAt: 1,
+    completedAt: 2,
+    expiresAt: Date.now() + 3_600_000,
+  };
   await store.driver.writeRaw!(nameOf('top'), JSON.stringify(record));
   expect(await codeOf(store.claim('top'))).toBe('CORRUPT_RECORD');
   expect(await codeOf(store.claim('top', { force: true }))).toBe('CORRUPT_RECORD');

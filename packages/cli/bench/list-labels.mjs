@@ -26,9 +26,13 @@ if (only.includes('valkey') && env.IDEM_TEST_REDIS_URL) targets.push({ name: 'va
 if (only.includes('s3') && env.IDEM_TEST_S3_ENDPOINT) {
   process.env.AWS_ACCESS_KEY_ID = env.IDEM_TEST_S3_ACCESS_KEY;
   process.env.AWS_SECRET_ACCESS_KEY = env.IDEM_TEST_S3_SECRET_KEY;
-  targets.push({ name: 's3 (MinIO)', url: `s3://${env.IDEM_TEST_S3_BUCKET}/bench-${process.pid}?endpoint=${encodeURIComponent(env.IDEM_TEST_S3_ENDPOINT)}&region=${env.IDEM_TEST_S3_REGION}` });
+  targets.push({
+    name: 's3 (MinIO)',
+    url: `s3://${env.IDEM_TEST_S3_BUCKET}/bench-${process.pid}?endpoint=${encodeURIComponent(env.IDEM_TEST_S3_ENDPOINT)}&region=${env.IDEM_TEST_S3_REGION}`,
+  });
 }
-if (only.includes('gcs') && env.STORAGE_EMULATOR_HOST) targets.push({ name: 'gcs (fake-gcs-server)', url: `gs://${env.IDEM_TEST_GCS_BUCKET}/bench-${process.pid}` });
+if (only.includes('gcs') && env.STORAGE_EMULATOR_HOST)
+  targets.push({ name: 'gcs (fake-gcs-server)', url: `gs://${env.IDEM_TEST_GCS_BUCKET}/bench-${process.pid}` });
 
 async function listAll(store, filter) {
   let cursor;
@@ -61,7 +65,9 @@ for (const { name, url } of targets) {
     const found = await listAll(store, { labels: { team: 'target' } });
     const filteredMs = performance.now() - t;
     if (all !== N || found !== Math.ceil(N / 100)) throw new Error(`${name}: listed ${all} and found ${found}, expected ${N} and ${Math.ceil(N / 100)}`);
-    console.log(`${name.padEnd(24)} scan ${scanMs.toFixed(0).padStart(7)} ms   --label ${filteredMs.toFixed(0).padStart(7)} ms   x scan ${(filteredMs / scanMs).toFixed(2)}   (${found} found)`);
+    console.log(
+      `${name.padEnd(24)} scan ${scanMs.toFixed(0).padStart(7)} ms   --label ${filteredMs.toFixed(0).padStart(7)} ms   x scan ${(filteredMs / scanMs).toFixed(2)}   (${found} found)`,
+    );
   } finally {
     await store.close();
   }

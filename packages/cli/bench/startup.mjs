@@ -106,18 +106,28 @@ try {
       ' (the rest of the wall time: node boot, loading the CLI and core, exit)',
   );
   const ratio = median(times['idem run -- true (executes)']) / base;
-  console.log(`idem run -- true / node -e 0: ${ratio.toFixed(2)} (goal <= ${GOAL_RATIO}: ${ratio <= GOAL_RATIO ? 'met' : 'NOT met'}); reference: node + lmdb-js alone / node -e 0: ${(median(times[REFERENCE]) / base).toFixed(2)}`);
+  console.log(
+    `idem run -- true / node -e 0: ${ratio.toFixed(2)} (goal <= ${GOAL_RATIO}: ${ratio <= GOAL_RATIO ? 'met' : 'NOT met'}); reference: node + lmdb-js alone / node -e 0: ${(median(times[REFERENCE]) / base).toFixed(2)}`,
+  );
   const raw = median(times[RAW]);
-  console.log(`raw lmdb-js run / node -e 0: ${(raw / base).toFixed(2)} (the floor of any run wrapper on lmdb-js); idem run -- true / raw lmdb-js run: ${(median(times['idem run -- true (executes)']) / raw).toFixed(2)}`);
+  console.log(
+    `raw lmdb-js run / node -e 0: ${(raw / base).toFixed(2)} (the floor of any run wrapper on lmdb-js); idem run -- true / raw lmdb-js run: ${(median(times['idem run -- true (executes)']) / raw).toFixed(2)}`,
+  );
   const samples = { idem: [], node: [] };
   for (let i = 0; i < Math.min(RUNS, 15); i++) {
     samples.idem.push(usage(cases['idem run -- true (executes)']()));
     samples.node.push(usage(['-e', '0']));
   }
   const m = (side, field) => median(samples[side].map((u) => u[field]));
-  console.log(`CPU time (user+sys) of idem run -- true minus node -e 0: ${(m('idem', 'cpuMs') - m('node', 'cpuMs')).toFixed(1)} ms (${m('idem', 'cpuMs').toFixed(1)} vs ${m('node', 'cpuMs').toFixed(1)})`);
+  console.log(
+    `CPU time (user+sys) of idem run -- true minus node -e 0: ${(m('idem', 'cpuMs') - m('node', 'cpuMs')).toFixed(1)} ms (${m('idem', 'cpuMs').toFixed(1)} vs ${m('node', 'cpuMs').toFixed(1)})`,
+  );
   console.log(`peak RSS: idem run -- true ${(m('idem', 'rssKiB') / 1024).toFixed(1)} MiB (node -e 0: ${(m('node', 'rssKiB') / 1024).toFixed(1)} MiB)`);
-  console.log(`machine load average while measuring: ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
+  console.log(
+    `machine load average while measuring: ${loadavg()
+      .map((x) => x.toFixed(2))
+      .join(' ')}`,
+  );
 } finally {
   rmSync(dir, { recursive: true, force: true });
 }

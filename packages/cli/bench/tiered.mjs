@@ -47,7 +47,10 @@ const plain = await valkey(`idem-bench:${tag}:plain:`);
 const front = await valkey(`idem-bench:${tag}:front:`);
 const tiered = await createTieredStore({ front, archive: await archive() });
 try {
-  for (const [name, store] of [['valkey', plain], ['valkey + MinIO archive', tiered]]) {
+  for (const [name, store] of [
+    ['valkey', plain],
+    ['valkey + MinIO archive', tiered],
+  ]) {
     await timed(`${name}: first execution (claim + complete)`, async (i) => {
       const out = await store.claim(`k${i}`);
       await store.complete(out.lease, { result: i });

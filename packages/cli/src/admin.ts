@@ -1,9 +1,33 @@
 // Operator commands: status, list, check, sweep, release, key, config.
-import { BackendUnavailableError, deriveKey, IdemError, isLeaseDead, type CorruptEntry, type IdempotencyStore, type IdemRecord, type ListOptions } from '@idem/core';
+import {
+  BackendUnavailableError,
+  deriveKey,
+  IdemError,
+  isLeaseDead,
+  type CorruptEntry,
+  type IdempotencyStore,
+  type IdemRecord,
+  type ListOptions,
+} from '@idem/core';
 import { duration, exactText, keyOf, labelsOf, noPositionals, oneOf, parseFlags, storeOf, storeSpecOf, type Env } from './args.js';
 import { loadIdemConfig, sourceText, type ConfigSource, type Setting } from './config.js';
 import { CliError, codeOf, EXIT, messageOf, usage } from './errors.js';
-import { clean, holderText, info, isoTime, labelsText, out, paint, printHelp, printJson, quote, recordJson, toneOf, type JsonOutput, type RecordJson } from './output.js';
+import {
+  clean,
+  holderText,
+  info,
+  isoTime,
+  labelsText,
+  out,
+  paint,
+  printHelp,
+  printJson,
+  quote,
+  recordJson,
+  toneOf,
+  type JsonOutput,
+  type RecordJson,
+} from './output.js';
 import type { StoreSpec } from './store-url.js';
 
 /**
@@ -28,7 +52,8 @@ async function withStore<T>(
       await store.close();
     }
   } catch (caught) {
-    const error = caught instanceof IdemError || caught instanceof CliError ? caught : new BackendUnavailableError(`the store failed: ${messageOf(caught)}`, caught);
+    const error =
+      caught instanceof IdemError || caught instanceof CliError ? caught : new BackendUnavailableError(`the store failed: ${messageOf(caught)}`, caught);
     if (json) printJson(json.command, { ...json.fields, store: spec.display, error: { code: codeOf(error), message: messageOf(error) } });
     throw error;
   }
@@ -60,7 +85,8 @@ export async function statusCommand(argv: string[], env: Env): Promise<number> {
   return withStore(spec, true, values.json ? { command: 'status', fields: { key, found: null, record: null } } : undefined, async (store) => {
     const record = await store?.get(key);
     const now = store?.clock() ?? Date.now();
-    if (values.json) printJson('status', { key, store: spec.display, found: record !== undefined, record: record ? recordJson(record, now) : null, error: null });
+    if (values.json)
+      printJson('status', { key, store: spec.display, found: record !== undefined, record: record ? recordJson(record, now) : null, error: null });
     else if (!record) info(`no record of ${quote(key)} in ${clean(spec.display)}`);
     else {
       const rows: [string, string][] = [
@@ -93,16 +119,25 @@ export async function statusCommand(argv: string[], env: Env): Promise<number> {
 
 function line(record: IdemRecord, now: number): string {
   const when =
-    record.status === 'in_flight'
-      ? `lease ${iso(record.leaseExpiresAt)}${isLeaseDead(record, now) ? ' DEAD' : ''}`
-      : `done ${iso(record.completedAt)}`;
+    record.status === 'in_flight' ? `lease ${iso(record.leaseExpiresAt)}${isLeaseDead(record, now) ? ' DEAD' : ''}` : `done ${iso(record.completedAt)}`;
   const who = record.holder ? [clean(`${record.holder.host}:${record.holder.pid}`)] : [];
   const labels = labelsText(record);
-  return [paint(1, toneOf(record.status), record.status.padEnd(9)), `#${record.attempt}`.padEnd(4), clean(record.runId), when, ...who, quote(record.key), ...(labels ? [clean(labels)] : [])].join('  ');
+  return [
+    paint(1, toneOf(record.status), record.status.padEnd(9)),
+    `#${record.attempt}`.padEnd(4),
+    clean(record.runId),
+    when,
+    ...who,
+    quote(record.key),
+    ...(labels ? [clean(labels)] : []),
+  ].join('  ');
 }
 
 function tellCorrupt(corrupt: Corrupt): void {
-  for (const { name, reason } of corrupt) out(`${paint(1, 'bad', 'corrupt'.padEnd(9))}  ${clean(name)}  ${clean(reason)} (left untouched: idem never overwrites it; inspect it with the backend's own tools)`);
+  for (const { name, reason } of corrupt)
+    out(
+      `${paint(1, 'bad', 'corrupt'.padEnd(9))}  ${clean(name)}  ${clean(reason)} (left untouched: idem never overwrites it; inspect it with the backend's own tools)`,
+    );
 }
 
 export async function listCommand(argv: string[], env: Env): Promise<number> {
@@ -152,27 +187,40 @@ export async function checkCommand(argv: string[], env: Env): Promise<number> {
   noPositionals('check', positionals);
   const graceMs = values.grace === undefined ? 0 : duration('grace', values.grace, '0');
   const spec = await storeOf(values.store, env);
-  return withStore(spec, true, values.json ? { command: 'check', fields: { ok: false, in_flight: null, dead: null, corrupt: null } } : undefined, async (store) => {
-    const now = store?.clock() ?? Date.now();
-    let inFlight = 0;
-    const dead: IdemRecord[] = [];
-    const corrupt: Corrupt = [];
-    for await (const record of allRecords(store, { status: 'in_flight' }, corrupt)) {
-      inFlight++;
-      if (isLeaseDead(record, now - graceMs)) dead.push(record); // dead for at least the grace period
-    }
-    if (values.json) printJson('check', { store: spec.display, ok: dead.length === 0, in_flight: inFlight, dead: dead.map((r) => recordJson(r, now)), corrupt, error: null });
-    else {
-      for (const record of dead) out(line(record, now));
-      info(
-        dead.length === 0
-          ? `${paint(2, 'ok', 'ok')}: ${inFlight} in flight, no dead lease`
-          : `${paint(2, 'bad', `${dead.length} dead lease${dead.length === 1 ? '' : 's'}`)} of ${inFlight} in flight (crashed runs; the next run of each key adopts it, idem sweep removes them)`,
-      );
-    }
-    if (!values.json) tellCorrupt(corrupt);
-    return corrupt.length > 0 ? EXIT.CORRUPT : dead.length === 0 ? EXIT.OK : EXIT.NEGATIVE;
-  });
+  return withStore(
+    spec,
+    true,
+    values.json ? { command: 'check', fields: { ok: false, in_flight: null, dead: null, corrupt: null } } : undefined,
+    async (store) => {
+      const now = store?.clock() ?? Date.now();
+      let inFlight = 0;
+      const dead: IdemRecord[] = [];
+      const corrupt: Corrupt = [];
+      for await (const record of allRecords(store, { status: 'in_flight' }, corrupt)) {
+        inFlight++;
+        if (isLeaseDead(record, now - graceMs)) dead.push(record); // dead for at least the grace period
+      }
+      if (values.json)
+        printJson('check', {
+          store: spec.display,
+          ok: dead.length === 0,
+          in_flight: inFlight,
+          dead: dead.map((r) => recordJson(r, now)),
+          corrupt,
+          error: null,
+        });
+      else {
+        for (const record of dead) out(line(record, now));
+        info(
+          dead.length === 0
+            ? `${paint(2, 'ok', 'ok')}: ${inFlight} in flight, no dead lease`
+            : `${paint(2, 'bad', `${dead.length} dead lease${dead.length === 1 ? '' : 's'}`)} of ${inFlight} in flight (crashed runs; the next run of each key adopts it, idem sweep removes them)`,
+        );
+      }
+      if (!values.json) tellCorrupt(corrupt);
+      return corrupt.length > 0 ? EXIT.CORRUPT : dead.length === 0 ? EXIT.OK : EXIT.NEGATIVE;
+    },
+  );
 }
 
 export async function sweepCommand(argv: string[], env: Env): Promise<number> {
@@ -180,15 +228,23 @@ export async function sweepCommand(argv: string[], env: Env): Promise<number> {
   if (values.help) return help('sweep');
   noPositionals('sweep', positionals);
   const spec = await storeOf(values.store, env);
-  return withStore(spec, false, values.json ? { command: 'sweep', fields: { expired: null, dead_leases: null, native_expiry: null } } : undefined, async (store) => {
-    const counts = (await store?.sweep()) ?? { expired: 0, deadLeases: 0 };
-    const native = store?.capabilities.nativeExpiry ?? false;
-    // Such a backend's sweep does no I/O: one read proves the store is reachable (else exit 69, not 0).
-    if (store && native) await store.get('idem:sweep-probe');
-    if (values.json) printJson('sweep', { store: spec.display, expired: counts.expired, dead_leases: counts.deadLeases, native_expiry: native, error: null });
-    else info(native ? 'nothing to do: this backend expires records itself' : `removed ${counts.expired} expired record(s) and ${counts.deadLeases} dead lease(s)`);
-    return EXIT.OK;
-  });
+  return withStore(
+    spec,
+    false,
+    values.json ? { command: 'sweep', fields: { expired: null, dead_leases: null, native_expiry: null } } : undefined,
+    async (store) => {
+      const counts = (await store?.sweep()) ?? { expired: 0, deadLeases: 0 };
+      const native = store?.capabilities.nativeExpiry ?? false;
+      // Such a backend's sweep does no I/O: one read proves the store is reachable (else exit 69, not 0).
+      if (store && native) await store.get('idem:sweep-probe');
+      if (values.json) printJson('sweep', { store: spec.display, expired: counts.expired, dead_leases: counts.deadLeases, native_expiry: native, error: null });
+      else
+        info(
+          native ? 'nothing to do: this backend expires records itself' : `removed ${counts.expired} expired record(s) and ${counts.deadLeases} dead lease(s)`,
+        );
+      return EXIT.OK;
+    },
+  );
 }
 
 export async function releaseCommand(argv: string[], env: Env): Promise<number> {
@@ -209,8 +265,14 @@ export async function releaseCommand(argv: string[], env: Env): Promise<number> 
       const claimed = await store.claim(key, { force: true, runId: `idem-release-${crypto.randomUUID()}` });
       if (claimed.outcome === 'acquired' || claimed.outcome === 'adopted') await store.release(claimed.lease);
     }
-    if (values.json) printJson('release', { key, store: spec.display, released: before !== undefined, previous: before ? recordJson(before, Date.now()) : null, error: null });
-    else info(before ? `released ${quote(key)} (was ${before.status}, run ${clean(before.runId)}); the next run executes it` : `no record of ${quote(key)}: nothing to release`);
+    if (values.json)
+      printJson('release', { key, store: spec.display, released: before !== undefined, previous: before ? recordJson(before, Date.now()) : null, error: null });
+    else
+      info(
+        before
+          ? `released ${quote(key)} (was ${before.status}, run ${clean(before.runId)}); the next run executes it`
+          : `no record of ${quote(key)}: nothing to release`,
+      );
     return EXIT.OK;
   });
 }
@@ -237,7 +299,11 @@ export async function keyCommand(argv: string[], env: Env): Promise<number> {
   // --namespace > IDEM_NAMESPACE > idem.toml's namespace > "default".
   const ns = (await loadIdemConfig({ env, flags: { namespace: values.namespace } })).namespace;
   const namespace =
-    ns.source.from === 'flag' ? exactText('--namespace', ns.value) : ns.source.from === 'env' ? exactText('IDEM_NAMESPACE', ns.value, 'IDEM_NAMESPACE') : ns.value;
+    ns.source.from === 'flag'
+      ? exactText('--namespace', ns.value)
+      : ns.source.from === 'env'
+        ? exactText('IDEM_NAMESPACE', ns.value, 'IDEM_NAMESPACE')
+        : ns.value;
   const key = deriveKey(namespace, exactText('NAME', positionals[0]!), params);
   if (values.json) printJson('key', { key, namespace, name: positionals[0], params });
   else out(key);

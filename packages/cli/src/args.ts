@@ -13,7 +13,11 @@ export type FlagValues<T extends ParseArgsOptionsConfig> = {
   [K in keyof T]?: T[K]['type'] extends 'boolean' ? (T[K]['multiple'] extends true ? boolean[] : boolean) : T[K]['multiple'] extends true ? string[] : string;
 } & { help?: boolean };
 
-export function parseFlags<const T extends ParseArgsOptionsConfig>(command: string, argv: string[], options: T): { values: FlagValues<T>; positionals: string[] } {
+export function parseFlags<const T extends ParseArgsOptionsConfig>(
+  command: string,
+  argv: string[],
+  options: T,
+): { values: FlagValues<T>; positionals: string[] } {
   try {
     const parsed = parseArgs({ args: argv, options: { ...options, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: true });
     return { values: parsed.values as FlagValues<T>, positionals: parsed.positionals };
@@ -67,7 +71,9 @@ export function keyOf(command: string, given: string | undefined, env: Env): str
   const key = given ?? env.IDEM_KEY;
   if (key === undefined) throw usage(`${command}: a key is required (--key K or IDEM_KEY)`);
   if (!readExactly(key, given === undefined ? 'IDEM_KEY' : undefined)) {
-    throw new InvalidKeyError(`the key ${given === undefined ? 'in IDEM_KEY' : 'given'} is not valid UTF-8, so idem cannot read it exactly (two different keys would look the same); pass binary ids as hex, or derive a key with idem key`);
+    throw new InvalidKeyError(
+      `the key ${given === undefined ? 'in IDEM_KEY' : 'given'} is not valid UTF-8, so idem cannot read it exactly (two different keys would look the same); pass binary ids as hex, or derive a key with idem key`,
+    );
   }
   return validateKey(key);
 }

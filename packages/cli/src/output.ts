@@ -105,7 +105,10 @@ export const JSON_SCHEMAS = {
 export type JsonOutput = keyof typeof JSON_SCHEMAS;
 
 /** Prints one command's `--json` object on one line, with its `schema` first (a value that has one must agree: run's report). */
-export function printJson<C extends JsonOutput, V extends object>(command: C, value: V & ('schema' extends keyof V ? { schema: (typeof JSON_SCHEMAS)[C] } : unknown)): void {
+export function printJson<C extends JsonOutput, V extends object>(
+  command: C,
+  value: V & ('schema' extends keyof V ? { schema: (typeof JSON_SCHEMAS)[C] } : unknown),
+): void {
   out(JSON.stringify({ schema: JSON_SCHEMAS[command], ...value }));
 }
 
@@ -155,4 +158,7 @@ export function holderText(record: IdemRecord): string | undefined {
 
 /** `name=value name=value`, names sorted as stored; stored text, to be escaped by the caller. */
 export const labelsText = (record: IdemRecord): string | undefined =>
-  record.labels && Object.entries(record.labels).map(([name, value]) => `${name}=${value}`).join(' ');
+  record.labels &&
+  Object.entries(record.labels)
+    .map(([name, value]) => `${name}=${value}`)
+    .join(' ');

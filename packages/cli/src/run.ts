@@ -6,7 +6,18 @@ import type { ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { accessSync, constants as fsConstants, statSync } from 'node:fs';
 import { basename, delimiter, join } from 'node:path';
-import { BackendUnavailableError, IdemError, InvalidArgumentError, LeaseLostError, runOnce, validateFingerprint, validateProgram, type IdemRecord, type Labels, type RunContext } from '@idem/core';
+import {
+  BackendUnavailableError,
+  IdemError,
+  InvalidArgumentError,
+  LeaseLostError,
+  runOnce,
+  validateFingerprint,
+  validateProgram,
+  type IdemRecord,
+  type Labels,
+  type RunContext,
+} from '@idem/core';
 import { MAX_TIMER_MS } from '@idem/core/adapter';
 import { buildRunReport, signalExitCode, type RunClaim, type RunEnd, type RunReport, type RunTimings } from '@idem/core/report';
 import { duration, int, keyOf, labelsOf, parseFlags, storeSpecOf, type Env } from './args.js';
@@ -279,7 +290,9 @@ async function execute(plan: RunPlan, runId: string, signals: Signals, clock: Re
         onInFlight: plan.onInFlight === 'fail' ? 'throw' : plan.onInFlight,
         waitTimeoutMs: plan.waitTimeoutMs,
         signal: AbortSignal.any([signals.cancel.signal, giveBack.signal]),
-        ...(plan.quiet ? {} : { onWait: (record: IdemRecord, waitedMs: number) => waiting.show(waitText(record, waitedMs), `${record.runId}:${record.fence}`) }),
+        ...(plan.quiet
+          ? {}
+          : { onWait: (record: IdemRecord, waitedMs: number) => waiting.show(waitText(record, waitedMs), `${record.runId}:${record.fence}`) }),
         ...(plan.fingerprint !== undefined ? { fingerprint: plan.fingerprint } : {}),
         ...(plan.labels !== undefined ? { labels: plan.labels } : {}),
         ...programOf(plan.command),
@@ -289,7 +302,8 @@ async function execute(plan: RunPlan, runId: string, signals: Signals, clock: Re
     return { end: { kind: 'result', result, skipExitCode: plan.skipExitCode }, claim, record: result.record };
   } catch (error) {
     if (commandRan) clock.lap('finish_ms');
-    if (error instanceof CommandFailed) return { end: { kind: 'command_failed', exitCode: error.exitCode, signal: error.signal, cancelledBy: signals.cancelledBy }, claim };
+    if (error instanceof CommandFailed)
+      return { end: { kind: 'command_failed', exitCode: error.exitCode, signal: error.signal, cancelledBy: signals.cancelledBy }, claim };
     if (error instanceof Cancelled) return { end: { kind: 'cancelled', signal: error.signal }, claim };
     if (error instanceof IdemError || error instanceof CliError) return { end: { kind: 'error', error, skipExitCode: plan.skipExitCode }, claim };
     // Untyped errors reach here only from the store (a full disk, a driver's own error): the backend failed.
@@ -348,7 +362,8 @@ function tell(report: RunReport, ran: Ran, plan: RunPlan, elapsedMs: number, say
 
 function skipLine(status: 'skipped_idempotent' | 'skipped_in_flight', key: string, record: IdemRecord): string {
   const runId = clean(record.runId);
-  if (status === 'skipped_in_flight') return `${paint(2, 'warn', 'skipped')} ${key}: run ${runId} holds it until ${new Date(record.leaseExpiresAt ?? 0).toISOString()}`;
+  if (status === 'skipped_in_flight')
+    return `${paint(2, 'warn', 'skipped')} ${key}: run ${runId} holds it until ${new Date(record.leaseExpiresAt ?? 0).toISOString()}`;
   const when = record.completedAt === undefined ? '' : ` at ${new Date(record.completedAt).toISOString()}`;
   return `${paint(2, 'dim', 'skipped')} ${key}: already ${record.status} in run ${runId}${when}`;
 }
@@ -416,7 +431,8 @@ async function spawnAndWait(
       done();
       // checkExecutable found the file: ENOENT now means its #! interpreter is missing (127, as bash says).
       const exitCode = error.code === 'ENOENT' ? EXIT.NOT_FOUND : EXIT.NOT_EXECUTABLE;
-      const why = error.code === 'ENOENT' ? 'cannot execute: its interpreter (#! line) or the command was not found' : `cannot execute (${error.code ?? error.message})`;
+      const why =
+        error.code === 'ENOENT' ? 'cannot execute: its interpreter (#! line) or the command was not found' : `cannot execute (${error.code ?? error.message})`;
       reject(new CliError('SPAWN_FAILED', `${JSON.stringify(command[0])}: ${why}`, { cause: error, exitCode }));
     });
     child.once('exit', (code, sig) => {

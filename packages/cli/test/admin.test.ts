@@ -104,7 +104,22 @@ describe('operator commands', () => {
     const store = freshStore();
     const key = freshKey('fence');
     const file = join(work, key);
-    const owner = start(['run', '--key', key, '--store', store, '--lease', '1s', '--json', '--', 'sh', '-c', 'echo started >> "$1"; exec sleep 20', 'sh', file]);
+    const owner = start([
+      'run',
+      '--key',
+      key,
+      '--store',
+      store,
+      '--lease',
+      '1s',
+      '--json',
+      '--',
+      'sh',
+      '-c',
+      'echo started >> "$1"; exec sleep 20',
+      'sh',
+      file,
+    ]);
     await until(() => lines(file).length === 1, 15_000, 'the command to start');
     expect((await idem(['release', key, '--force', '--store', store])).code).toBe(0);
     const r = await owner.done; // the next heartbeat (a third of the lease) finds the lease lost

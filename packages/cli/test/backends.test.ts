@@ -13,7 +13,13 @@ const s3 = await findServer({
 });
 const versitygw = await findServer({
   label: 'idem CLI on s3:// (versitygw)',
-  env: ['IDEM_TEST_VERSITYGW_ENDPOINT', 'IDEM_TEST_VERSITYGW_ACCESS_KEY', 'IDEM_TEST_VERSITYGW_SECRET_KEY', 'IDEM_TEST_VERSITYGW_BUCKET', 'IDEM_TEST_VERSITYGW_REGION'],
+  env: [
+    'IDEM_TEST_VERSITYGW_ENDPOINT',
+    'IDEM_TEST_VERSITYGW_ACCESS_KEY',
+    'IDEM_TEST_VERSITYGW_SECRET_KEY',
+    'IDEM_TEST_VERSITYGW_BUCKET',
+    'IDEM_TEST_VERSITYGW_REGION',
+  ],
 });
 const gcs = await findServer({ label: 'idem CLI on gs://', env: ['STORAGE_EMULATOR_HOST', 'IDEM_TEST_GCS_BUCKET'] });
 
@@ -113,7 +119,11 @@ describe('lmdb: (embedded)', () => {
 });
 
 describe.skipIf(!redis)('redis:// (Valkey/Redis standalone)', () => {
-  operability('redis', () => `${redis!.IDEM_TEST_REDIS_URL}?prefix=${unique()}:`, () => ({}));
+  operability(
+    'redis',
+    () => `${redis!.IDEM_TEST_REDIS_URL}?prefix=${unique()}:`,
+    () => ({}),
+  );
   scheme(
     'redis',
     () => `${redis!.IDEM_TEST_REDIS_URL}?prefix=${unique()}:`,
@@ -170,12 +180,14 @@ describe.skipIf(!s3)('s3:// (MinIO)', () => {
 describe.skipIf(!versitygw)('s3:// (versitygw)', () => {
   scheme(
     's3 versitygw',
-    () => `s3://${versitygw!.IDEM_TEST_VERSITYGW_BUCKET}/${unique()}?endpoint=${encodeURIComponent(versitygw!.IDEM_TEST_VERSITYGW_ENDPOINT!)}&region=${versitygw!.IDEM_TEST_VERSITYGW_REGION}`,
+    () =>
+      `s3://${versitygw!.IDEM_TEST_VERSITYGW_BUCKET}/${unique()}?endpoint=${encodeURIComponent(versitygw!.IDEM_TEST_VERSITYGW_ENDPOINT!)}&region=${versitygw!.IDEM_TEST_VERSITYGW_REGION}`,
     () => ({ env: { AWS_ACCESS_KEY_ID: versitygw!.IDEM_TEST_VERSITYGW_ACCESS_KEY, AWS_SECRET_ACCESS_KEY: versitygw!.IDEM_TEST_VERSITYGW_SECRET_KEY } }),
   );
   operability(
     's3 versitygw',
-    () => `s3://${versitygw!.IDEM_TEST_VERSITYGW_BUCKET}/${unique()}?endpoint=${encodeURIComponent(versitygw!.IDEM_TEST_VERSITYGW_ENDPOINT!)}&region=${versitygw!.IDEM_TEST_VERSITYGW_REGION}`,
+    () =>
+      `s3://${versitygw!.IDEM_TEST_VERSITYGW_BUCKET}/${unique()}?endpoint=${encodeURIComponent(versitygw!.IDEM_TEST_VERSITYGW_ENDPOINT!)}&region=${versitygw!.IDEM_TEST_VERSITYGW_REGION}`,
     () => ({ env: { AWS_ACCESS_KEY_ID: versitygw!.IDEM_TEST_VERSITYGW_ACCESS_KEY, AWS_SECRET_ACCESS_KEY: versitygw!.IDEM_TEST_VERSITYGW_SECRET_KEY } }),
   );
 });

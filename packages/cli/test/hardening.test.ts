@@ -126,7 +126,20 @@ describe('leases longer than a Node timer (issue 9 item 3)', () => {
     const store = freshStore();
     const key = freshKey('long');
     const file = join(work, key);
-    const run = start(['run', '--key', key, '--store', store, '--lease', '75d', '--retention', '90d', '--json', '--', ...sh('echo started >> "$1"; sleep 1.5', file)]);
+    const run = start([
+      'run',
+      '--key',
+      key,
+      '--store',
+      store,
+      '--lease',
+      '75d',
+      '--retention',
+      '90d',
+      '--json',
+      '--',
+      ...sh('echo started >> "$1"; sleep 1.5', file),
+    ]);
     await until(() => lines(file).length === 1, 15_000, 'the command to start');
     // Every renewal moves lease_expires_at; a timer overflow renews every millisecond.
     const deadlines = new Set<string>();
@@ -147,7 +160,9 @@ describe('store faults end in the report (issue 9 item 8)', () => {
   it('an untyped store error at commit (ENOSPC, plus a stray rejection) is BACKEND_UNAVAILABLE with the JSON report', async () => {
     const store = freshStore();
     const key = freshKey('enospc');
-    const r = await idem(['run', '--key', key, '--store', store, '--json', '--', 'true'], { nodeArgs: ['--import', join(here, 'fixtures', 'store-fault.mjs')] });
+    const r = await idem(['run', '--key', key, '--store', store, '--json', '--', 'true'], {
+      nodeArgs: ['--import', join(here, 'fixtures', 'store-fault.mjs')],
+    });
     expect(r.code).toBe(69);
     expect(Object.keys(r.json).sort()).toEqual(RUN_REPORT_KEYS);
     expect(r.json).toMatchObject({ status: 'error', exit_code: 69, outcome: 'acquired', error: { code: 'BACKEND_UNAVAILABLE' } });
@@ -157,7 +172,9 @@ describe('store faults end in the report (issue 9 item 8)', () => {
   });
 
   // A real full disk: a 2 MiB tmpfs in a private mount namespace, filled up after the first run.
-  const canMount = process.platform === 'linux' && spawnSync('unshare', ['--user', '--map-root-user', '--mount', 'sh', '-c', 'mount -t tmpfs -o size=64k none /mnt']).status === 0;
+  const canMount =
+    process.platform === 'linux' &&
+    spawnSync('unshare', ['--user', '--map-root-user', '--mount', 'sh', '-c', 'mount -t tmpfs -o size=64k none /mnt']).status === 0;
   if (!canMount) console.warn('idem CLI: unshare/tmpfs unavailable here: the real ENOSPC test is skipped (the fault-injection test above still runs)');
   it.skipIf(!canMount)('a real full disk (tmpfs) under --json: BACKEND_UNAVAILABLE, exit 69, the report, no stack trace', async () => {
     const mnt = tempDir('idem-cli-tmpfs-');
@@ -309,7 +326,16 @@ describe('signals', () => {
     const store = freshStore();
     const key = freshKey('usr1');
     const file = join(work, key);
-    const run = start(['run', '--key', key, '--store', store, '--json', '--', ...sh('trap "echo usr1 >> \\"$1\\"" USR1; echo started >> "$1"; sleep 2 & wait; wait', file)]);
+    const run = start([
+      'run',
+      '--key',
+      key,
+      '--store',
+      store,
+      '--json',
+      '--',
+      ...sh('trap "echo usr1 >> \\"$1\\"" USR1; echo started >> "$1"; sleep 2 & wait; wait', file),
+    ]);
     await until(() => lines(file).length === 1, 15_000, 'the command to start');
     run.child.kill('SIGUSR1');
     const r = await run.done;

@@ -105,7 +105,10 @@ describe.skipIf(!s3)('s3://', () => {
       const url = `s3://${s3!.IDEM_TEST_S3_BUCKET}/${unique()}?endpoint=${encodeURIComponent(s3!.IDEM_TEST_S3_ENDPOINT!)}&region=${s3!.IDEM_TEST_S3_REGION}`;
       await sameStore(url, viaOpenStoreUrl, { env });
     } finally {
-      for (const [name, value] of [['AWS_ACCESS_KEY_ID', saved.id], ['AWS_SECRET_ACCESS_KEY', saved.secret]] as const) {
+      for (const [name, value] of [
+        ['AWS_ACCESS_KEY_ID', saved.id],
+        ['AWS_SECRET_ACCESS_KEY', saved.secret],
+      ] as const) {
         if (value === undefined) delete process.env[name];
         else process.env[name] = value;
       }

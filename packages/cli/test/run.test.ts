@@ -30,14 +30,30 @@ describe('idem run', () => {
     const first = await idem(['run', '--key', key, '--store', store, '--json', '--', ...sh('echo ran >> "$1"', file)]);
     expect(first.code).toBe(0);
     expect(Object.keys(first.json).sort()).toEqual(RUN_REPORT_KEYS);
-    expect(first.json).toMatchObject({ status: 'succeeded', key, exit_code: 0, outcome: 'acquired', fence: 1, attempt: 1, skipped_by_run_id: null, error: null });
+    expect(first.json).toMatchObject({
+      status: 'succeeded',
+      key,
+      exit_code: 0,
+      outcome: 'acquired',
+      fence: 1,
+      attempt: 1,
+      skipped_by_run_id: null,
+      error: null,
+    });
     expect(first.json.store).toMatch(/^lmdb:\/\/\//);
     expect(first.json.run_id).toMatch(/^[0-9a-f-]{36}$/);
 
     const again = await idem(['run', '--key', key, '--store', store, '--json', '--', ...sh('echo ran >> "$1"', file)]);
     expect(again.code).toBe(0);
     expect(Object.keys(again.json).sort()).toEqual(RUN_REPORT_KEYS);
-    expect(again.json).toMatchObject({ status: 'skipped_idempotent', key, exit_code: 0, skipped_by_run_id: first.json.run_id, previous_status: 'succeeded', outcome: null });
+    expect(again.json).toMatchObject({
+      status: 'skipped_idempotent',
+      key,
+      exit_code: 0,
+      skipped_by_run_id: first.json.run_id,
+      previous_status: 'succeeded',
+      outcome: null,
+    });
     expect(again.json.run_id).not.toBe(first.json.run_id);
     expect(again.stderr).toContain('skipped');
     expect(lines(file)).toEqual(['ran']);
@@ -45,7 +61,13 @@ describe('idem run', () => {
     const custom = await idem(['run', '--key', key, '--store', store, '--skip-exit-code', '3', '--json', '--', 'true']);
     expect(custom.code).toBe(3);
     expect(custom.json).toMatchObject({ status: 'skipped_idempotent', exit_code: 3 });
-    expect(first.json.timings).toEqual({ open_ms: expect.any(Number), claim_ms: expect.any(Number), command_ms: expect.any(Number), finish_ms: expect.any(Number), total_ms: expect.any(Number) });
+    expect(first.json.timings).toEqual({
+      open_ms: expect.any(Number),
+      claim_ms: expect.any(Number),
+      command_ms: expect.any(Number),
+      finish_ms: expect.any(Number),
+      total_ms: expect.any(Number),
+    });
   });
 
   it('concurrent runs with one key execute the command exactly once', async () => {
@@ -66,13 +88,27 @@ describe('idem run', () => {
     }
   });
 
-  it('--on-in-flight wait reuses the owner\'s outcome; fail exits 75', async () => {
+  it("--on-in-flight wait reuses the owner's outcome; fail exits 75", async () => {
     const store = freshStore();
     const key = freshKey('wait');
     const file = counter(key);
     // The owner runs until the test lets it go: a loaded machine cannot make it finish before the others claim.
     const go = counter(`${key}-go`);
-    const owner = start(['run', '--key', key, '--store', store, '--json', '--', 'sh', '-c', 'echo ran >> "$1"; until [ -e "$2" ]; do sleep 0.05; done', 'sh', file, go]);
+    const owner = start([
+      'run',
+      '--key',
+      key,
+      '--store',
+      store,
+      '--json',
+      '--',
+      'sh',
+      '-c',
+      'echo ran >> "$1"; until [ -e "$2" ]; do sleep 0.05; done',
+      'sh',
+      file,
+      go,
+    ]);
     await until(() => lines(file).length === 1, 15_000, 'the owner to start');
     const waiting = idem(['run', '--key', key, '--store', store, '--on-in-flight', 'wait', '--json', '--', ...sh('echo waiter >> "$1"', file)]);
     const failer = await idem(['run', '--key', key, '--store', store, '--on-in-flight', 'fail', '--json', '--', ...sh('echo failer >> "$1"', file)]);
@@ -92,7 +128,21 @@ describe('idem run', () => {
     const key = freshKey('waitline');
     const file = counter(key);
     const go = counter(`${key}-go`);
-    const owner = start(['run', '--key', key, '--store', store, '--json', '--', 'sh', '-c', 'echo ran >> "$1"; until [ -e "$2" ]; do sleep 0.05; done', 'sh', file, go]);
+    const owner = start([
+      'run',
+      '--key',
+      key,
+      '--store',
+      store,
+      '--json',
+      '--',
+      'sh',
+      '-c',
+      'echo ran >> "$1"; until [ -e "$2" ]; do sleep 0.05; done',
+      'sh',
+      file,
+      go,
+    ]);
     await until(() => lines(file).length === 1, 15_000, 'the owner to start');
     const waiter = start(['run', '--key', key, '--store', store, '--on-in-flight', 'wait', '--', 'true']);
     const quiet = start(['run', '--key', key, '--store', store, '--on-in-flight', 'wait', '--quiet', '--', 'true']);
@@ -102,7 +152,9 @@ describe('idem run', () => {
     await until(() => /idem: waiting \d+s for /.test(said), 60_000, 'the waiting line');
     writeFileSync(go, '');
     const [first, waited, silent] = await Promise.all([owner.done, waiter.done, quiet.done]);
-    expect(waited.stderr).toMatch(new RegExp(`idem: waiting \\d+s for .+ pid ${owner.child.pid} \\(sh\\), idem .+ \\(run ${first.json.run_id}, lease until \\d{4}-`));
+    expect(waited.stderr).toMatch(
+      new RegExp(`idem: waiting \\d+s for .+ pid ${owner.child.pid} \\(sh\\), idem .+ \\(run ${first.json.run_id}, lease until \\d{4}-`),
+    );
     // One line per holder, not one per poll, in a log.
     expect(waited.stderr.match(/idem: waiting/g)).toHaveLength(1);
     expect(waited.stderr).not.toContain('\r');
@@ -154,7 +206,23 @@ describe('idem run', () => {
     const store = freshStore();
     const key = freshKey('crash');
     const file = counter(key);
-    const victim = start(['run', '--key', key, '--store', store, '--lease', '10s', '--json', '--', 'sh', '-c', 'echo $$ >> "$2"; echo crashed >> "$1"; sleep 30', 'sh', file, orphans]);
+    const victim = start([
+      'run',
+      '--key',
+      key,
+      '--store',
+      store,
+      '--lease',
+      '10s',
+      '--json',
+      '--',
+      'sh',
+      '-c',
+      'echo $$ >> "$2"; echo crashed >> "$1"; sleep 30',
+      'sh',
+      file,
+      orphans,
+    ]);
     await until(() => lines(file).length === 1, 15_000, 'the first run to start');
     victim.child.kill('SIGKILL');
     await victim.exited;

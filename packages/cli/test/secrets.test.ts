@@ -6,7 +6,13 @@ import { describe, expect, it } from 'vitest';
 import { idem } from './helpers.js';
 
 /** Credentials for the SDKs' own chains, so that none goes looking for a metadata server. */
-const env = { AWS_ACCESS_KEY_ID: 'test', AWS_SECRET_ACCESS_KEY: 'test', AWS_REGION: 'us-east-1', AWS_EC2_METADATA_DISABLED: 'true', STORAGE_EMULATOR_HOST: undefined };
+const env = {
+  AWS_ACCESS_KEY_ID: 'test',
+  AWS_SECRET_ACCESS_KEY: 'test',
+  AWS_REGION: 'us-east-1',
+  AWS_EC2_METADATA_DISABLED: 'true',
+  STORAGE_EMULATOR_HOST: undefined,
+};
 
 const leaked = (text: string) => [SECRET, USER].filter((s) => text.toLowerCase().includes(s.toLowerCase()));
 

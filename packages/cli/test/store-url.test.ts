@@ -10,7 +10,11 @@ import { DEFAULT_STORE, parseStoreUrl as cliParse } from '../src/store-url.js';
 
 // Core cannot see the adapters from its own folder in this workspace; the CLI's test folder can.
 const from: StoreUrlOptions = { importer: (specifier) => import(specifier) };
-const code = (p: Promise<unknown>) => p.then(() => 'ok', (e: { code?: string }) => e.code);
+const code = (p: Promise<unknown>) =>
+  p.then(
+    () => 'ok',
+    (e: { code?: string }) => e.code,
+  );
 
 describe('parseStoreUrl dispatches to each adapter', () => {
   it('lmdb: relative to cwd; a missing directory may not exist', async () => {
@@ -25,7 +29,15 @@ describe('parseStoreUrl dispatches to each adapter', () => {
   it('valkey: the db index form is checked before any I/O; the server judges its range', () => {
     expect(parseValkey('redis://h:6379/16').db).toBe(16);
     expect(parseValkey('redis://h').db).toBe(0);
-    for (const bad of ['redis://h/01', 'redis://h/-1', 'redis://h/1.5', 'redis://h/2147483648', 'redis://h/99999999999', 'redis://h/1/2', 'redis://h/3?cluster=true']) {
+    for (const bad of [
+      'redis://h/01',
+      'redis://h/-1',
+      'redis://h/1.5',
+      'redis://h/2147483648',
+      'redis://h/99999999999',
+      'redis://h/1/2',
+      'redis://h/3?cluster=true',
+    ]) {
       expect(() => parseValkey(bad), bad).toThrow(expect.objectContaining({ code: 'INVALID_STORE_URL' }));
     }
     expect(parseValkey('valkeys://u:p@h:1?cluster=true&nodes=h2:2,h3:3&prefix=x:')).toEqual({

@@ -40,13 +40,23 @@ export function freshSpec(kind: 's3' | 'gcs', frontRetentionMs?: number): Tiered
     kind === 's3'
       ? { kind, env: minio!, prefix: `tiered/${unique('s3')}/` }
       : { kind, endpoint: gcs!.STORAGE_EMULATOR_HOST!, bucket: gcs!.IDEM_TEST_GCS_BUCKET!, prefix: `tiered/${unique('gcs')}/` };
-  return { redisUrl: redis!.IDEM_TEST_REDIS_URL!, valkeyPrefix: `idem-test:${unique('tiered')}:`, archive, ...(frontRetentionMs !== undefined ? { frontRetentionMs } : {}) };
+  return {
+    redisUrl: redis!.IDEM_TEST_REDIS_URL!,
+    valkeyPrefix: `idem-test:${unique('tiered')}:`,
+    archive,
+    ...(frontRetentionMs !== undefined ? { frontRetentionMs } : {}),
+  };
 }
 
 export async function openArchive(spec: TieredSpec, extra: { requestTimeoutMs?: number; endpoint?: string } = {}): Promise<IdempotencyStore> {
   const a = spec.archive;
   if (a.kind === 's3') {
-    return createS3Store({ client: s3Client(a.env, extra.endpoint), bucket: a.env.IDEM_TEST_S3_BUCKET!, prefix: a.prefix, ...(extra.requestTimeoutMs ? { requestTimeoutMs: extra.requestTimeoutMs } : {}) });
+    return createS3Store({
+      client: s3Client(a.env, extra.endpoint),
+      bucket: a.env.IDEM_TEST_S3_BUCKET!,
+      prefix: a.prefix,
+      ...(extra.requestTimeoutMs ? { requestTimeoutMs: extra.requestTimeoutMs } : {}),
+    });
   }
   const storage = newStorage(Storage, { apiEndpoint: a.endpoint, projectId: 'idem-test' });
   return createGcsStore({ bucket: storage.bucket(a.bucket), prefix: a.prefix });

@@ -36,7 +36,13 @@ async function tiered(spec: TieredSpec, archive?: IdempotencyStore, frontRetenti
 function deadArchive(spec: TieredSpec): Promise<IdempotencyStore> {
   const a = spec.archive;
   if (a.kind !== 's3') throw new Error('dead archive: s3 only');
-  return createS3Store({ client: s3Client(a.env, 'http://127.0.0.1:1'), bucket: a.env.IDEM_TEST_S3_BUCKET!, prefix: a.prefix, probe: false, requestTimeoutMs: 5_000 });
+  return createS3Store({
+    client: s3Client(a.env, 'http://127.0.0.1:1'),
+    bucket: a.env.IDEM_TEST_S3_BUCKET!,
+    prefix: a.prefix,
+    probe: false,
+    requestTimeoutMs: 5_000,
+  });
 }
 
 for (const kind of ['s3', 'gcs'] as const) {
@@ -108,7 +114,10 @@ describe.skipIf(!redis || !minio)('tiered store: archive unreachable (S3 client 
   it('claims fail safe: BACKEND_UNAVAILABLE, retryable, the fresh front claim given back; never acquired', async () => {
     const spec = freshSpec('s3');
     const { store: cut, front } = await tiered(spec, await deadArchive(spec));
-    const error = await cut.claim('fresh').then(() => undefined, (e: unknown) => e);
+    const error = await cut.claim('fresh').then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(codeOf(error)).toBe('BACKEND_UNAVAILABLE');
     expect((error as IdemError).retryable).toBe(true);
     // Given back: the key is free on the front (a released record, past retention).
@@ -137,7 +146,10 @@ describe.skipIf(!redis || !minio)('tiered store: archive unreachable (S3 client 
     const { store, front, archiveView } = await tiered(spec);
     const { store: cut } = await tiered(spec, await deadArchive(spec));
     const lease = expectLease(await store.claim('busy', { leaseMs: 60_000 }));
-    const error = await cut.complete(lease, { result: 'late' }).then(() => undefined, (e: unknown) => e);
+    const error = await cut.complete(lease, { result: 'late' }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(codeOf(error)).toBe('BACKEND_UNAVAILABLE');
     expect(await front.get('busy')).toMatchObject({ status: 'in_flight', runId: lease.runId, fence: lease.fence });
     expect(await store.claim('busy')).toMatchObject({ outcome: 'in_flight' });
@@ -196,7 +208,8 @@ describe.skipIf(!redis || !minio)('tiered store: zombies', () => {
 
 describe.skipIf(!redis || !minio)('idem CLI with ?archive=', () => {
   const env = () => ({ AWS_ACCESS_KEY_ID: minio!.IDEM_TEST_S3_ACCESS_KEY, AWS_SECRET_ACCESS_KEY: minio!.IDEM_TEST_S3_SECRET_KEY });
-  const archiveUrl = () => `s3://${minio!.IDEM_TEST_S3_BUCKET}/${unique('cli')}?endpoint=${encodeURIComponent(minio!.IDEM_TEST_S3_ENDPOINT!)}&region=${minio!.IDEM_TEST_S3_REGION}`;
+  const archiveUrl = () =>
+    `s3://${minio!.IDEM_TEST_S3_BUCKET}/${unique('cli')}?endpoint=${encodeURIComponent(minio!.IDEM_TEST_S3_ENDPOINT!)}&region=${minio!.IDEM_TEST_S3_REGION}`;
 
   it('runs once, and the archive answers the replay after the front forgot (front retention 1 s)', async () => {
     const prefix = `${unique('cli')}:`;
@@ -214,7 +227,11 @@ describe.skipIf(!redis || !minio)('idem CLI with ?archive=', () => {
   it('a bad archive URL or front retention is a usage error before any I/O, and no secret is printed', async () => {
     const secret = 'hunter2-tiered-secret';
     const front = `redis://:${secret}@127.0.0.1:1`;
-    for (const store of [`${front}?archive=${encodeURIComponent('nope://x')}`, `${front}?archive=${encodeURIComponent(archiveUrl())}&frontRetention=soon`, `${front}?archive=`]) {
+    for (const store of [
+      `${front}?archive=${encodeURIComponent('nope://x')}`,
+      `${front}?archive=${encodeURIComponent(archiveUrl())}&frontRetention=soon`,
+      `${front}?archive=`,
+    ]) {
       const r = await idem(['run', '--key', 'k', '--store', store, '--json', '--', 'true']);
       expect(r.code, store).toBe(64);
       expect(r.stdout + r.stderr).not.toContain(secret);

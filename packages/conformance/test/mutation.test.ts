@@ -45,7 +45,9 @@ it(`the suite fails every one of the ${MUTANTS.length} shipped mutants`, async (
   console.log(
     [
       `mutation score: ${killed}/${ran.length} killed (${((100 * killed) / ran.length).toFixed(1)} %)`,
-      ...ran.map((m) => `  ${killedBy.get(m.id)!.length > 0 ? 'killed  ' : 'SURVIVED'} ${m.category}/${m.id} (${killedBy.get(m.id)!.length} tests): ${m.fault}`),
+      ...ran.map(
+        (m) => `  ${killedBy.get(m.id)!.length > 0 ? 'killed  ' : 'SURVIVED'} ${m.category}/${m.id} (${killedBy.get(m.id)!.length} tests): ${m.fault}`,
+      ),
     ].join('\n'),
   );
   expect(code, 'the mutants run ends with failures').toBe(1);

@@ -16,11 +16,7 @@ export interface Guess {
  * Runs `step` on the record stored under `name` and applies its write as
  * one atomic step. Returns the step's value and the version of what was written.
  */
-export type AtomicUpdate = <T>(
-  name: string,
-  step: (current: IdemRecord | undefined) => Step<T>,
-  guess?: Guess,
-) => Promise<{ value: T; version?: string }>;
+export type AtomicUpdate = <T>(name: string, step: (current: IdemRecord | undefined) => Step<T>, guess?: Guess) => Promise<{ value: T; version?: string }>;
 
 export async function claimWith(update: AtomicUpdate, input: ClaimInput, ctx: DriverContext): Promise<ClaimOutcome> {
   // Guess "absent": on a CAS store an uncontended claim is then a single create-if-absent.

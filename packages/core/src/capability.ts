@@ -24,7 +24,17 @@ export interface ProbePrimitives extends CasPrimitives {
 }
 
 const probeBody = (n: number) =>
-  serializeRecord({ v: RECORD_VERSION, key: 'idem-probe', status: 'succeeded', runId: `idem-probe-${n}`, fence: n, attempt: 1, claimedAt: 0, completedAt: 0, expiresAt: 0 });
+  serializeRecord({
+    v: RECORD_VERSION,
+    key: 'idem-probe',
+    status: 'succeeded',
+    runId: `idem-probe-${n}`,
+    fence: n,
+    attempt: 1,
+    claimedAt: 0,
+    completedAt: 0,
+    expiresAt: 0,
+  });
 
 /**
  * The generic probe over conditional writes, on one scratch name (not a
@@ -56,10 +66,16 @@ export async function probeCas(p: ProbePrimitives, name: string): Promise<ProbeR
 /** Throws UnsafeBackendError for a missing claim guarantee; `where` names the backend in the message. */
 export function assertClaimGuarantees(result: ProbeResult, where: string): void {
   if (!result.createIfAbsent) {
-    throw new UnsafeBackendError('create-if-absent', `${where} ignores create-if-absent (a second create of one key was accepted): two callers would both acquire a key`);
+    throw new UnsafeBackendError(
+      'create-if-absent',
+      `${where} ignores create-if-absent (a second create of one key was accepted): two callers would both acquire a key`,
+    );
   }
   if (!result.replaceIfMatch) {
-    throw new UnsafeBackendError('replace-if-match', `${where} ignores replace-if-match (a write conditioned on a stale version was accepted): a takeover or finish could overwrite another owner`);
+    throw new UnsafeBackendError(
+      'replace-if-match',
+      `${where} ignores replace-if-match (a write conditioned on a stale version was accepted): a takeover or finish could overwrite another owner`,
+    );
   }
 }
 

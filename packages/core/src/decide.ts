@@ -70,7 +70,10 @@ export function decideClaim(current: IdemRecord | undefined, input: ClaimInput, 
   const take = (outcome: 'acquired' | 'adopted'): Step<ClaimOutcome> => {
     // The next fence would not be a safe integer, and no later claim could be fenced: refuse before anyone runs.
     if (current !== undefined && (current.fence >= Number.MAX_SAFE_INTEGER || current.attempt >= Number.MAX_SAFE_INTEGER)) {
-      throw new CorruptRecordError(input.name, 'its fence is 2^53-1, the largest that can be stored: no later claim can be fenced; delete the record to use the key again');
+      throw new CorruptRecordError(
+        input.name,
+        'its fence is 2^53-1, the largest that can be stored: no later claim can be fenced; delete the record to use the key again',
+      );
     }
     const record: IdemRecord = {
       v: RECORD_VERSION,
@@ -88,8 +91,7 @@ export function decideClaim(current: IdemRecord | undefined, input: ClaimInput, 
     const labels = input.labels ?? live?.labels;
     if (labels !== undefined) record.labels = labels;
     const lease = leaseOf(input.key, input.name, record);
-    const value: ClaimOutcome =
-      outcome === 'adopted' ? { outcome, lease, previous: live! } : live ? { outcome, lease, previous: live } : { outcome, lease };
+    const value: ClaimOutcome = outcome === 'adopted' ? { outcome, lease, previous: live! } : live ? { outcome, lease, previous: live } : { outcome, lease };
     return { write: record, value };
   };
   if (!live) return take('acquired');

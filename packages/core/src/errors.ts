@@ -84,10 +84,7 @@ export class InvalidStoreUrlError extends IdemError {
 export class KeyReuseError extends IdemError {
   readonly record: IdemRecord;
   constructor(record: IdemRecord, fingerprint: string) {
-    super(
-      'KEY_REUSE_MISMATCH',
-      `key ${JSON.stringify(record.key)} was claimed with fingerprint ${record.fingerprint ?? '(none)'}, not ${fingerprint}`,
-    );
+    super('KEY_REUSE_MISMATCH', `key ${JSON.stringify(record.key)} was claimed with fingerprint ${record.fingerprint ?? '(none)'}, not ${fingerprint}`);
     this.record = record;
   }
 }
@@ -121,7 +118,9 @@ export class LeaseLostError extends IdemError {
 export class InFlightError extends IdemError {
   readonly record: IdemRecord;
   constructor(record: IdemRecord) {
-    super('IN_FLIGHT', `key ${JSON.stringify(record.key)} is being run by ${record.runId} until ${new Date(record.leaseExpiresAt ?? 0).toISOString()}`, { retryable: true });
+    super('IN_FLIGHT', `key ${JSON.stringify(record.key)} is being run by ${record.runId} until ${new Date(record.leaseExpiresAt ?? 0).toISOString()}`, {
+      retryable: true,
+    });
     this.record = record;
   }
 }

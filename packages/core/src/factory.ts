@@ -41,7 +41,8 @@ export function composeDriver(parts: TransactionalParts | CasParts): Driver {
     update = casUpdate({
       read: async (name) => {
         const found = await parts.read(name);
-        if (found !== undefined && found.version === undefined) throw new BackendUnavailableError(`read of ${name}: no version, so no conditional write is possible`);
+        if (found !== undefined && found.version === undefined)
+          throw new BackendUnavailableError(`read of ${name}: no version, so no conditional write is possible`);
         return found as { record: IdemRecord; version: string } | undefined;
       },
       // Called as methods: adapters are often classes.

@@ -31,4 +31,14 @@ export {
 } from './store.js';
 export { runOnce, type OnInFlight, type RunContext, type RunOptions, type RunResult } from './runner.js';
 export { canonicalJson, deriveKey, fingerprint, sha256Hex, storageName } from './keys.js';
-export { MAX_DURATION_MS, MAX_KEY_BYTES, MAX_LABELS, MIN_LEASE_MS, parseDuration, validateFingerprint, validateKey, validateLabels, validateProgram } from './validate.js';
+export {
+  MAX_DURATION_MS,
+  MAX_KEY_BYTES,
+  MAX_LABELS,
+  MIN_LEASE_MS,
+  parseDuration,
+  validateFingerprint,
+  validateKey,
+  validateLabels,
+  validateProgram,
+} from './validate.js';

@@ -36,7 +36,9 @@ function encode(value: unknown, path: string): string {
     return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${encode(v, `${path}.${k}`)}`).join(',')}}`;
   }
   // undefined included: `{a: undefined}` and `{}` must not silently give the same key.
-  throw new InvalidArgumentError(`${path} is ${value === undefined ? 'undefined' : `a ${typeof value === 'object' ? 'non-plain object' : typeof value}`}: only JSON data can be hashed`);
+  throw new InvalidArgumentError(
+    `${path} is ${value === undefined ? 'undefined' : `a ${typeof value === 'object' ? 'non-plain object' : typeof value}`}: only JSON data can be hashed`,
+  );
 }
 
 /**
@@ -44,7 +46,10 @@ function encode(value: unknown, path: string): string {
  * (namespace, name, params) always gives the same key.
  */
 export function deriveKey(namespace: string, name: string, params: unknown = {}): string {
-  for (const [label, v] of [['namespace', namespace], ['name', name]] as const) {
+  for (const [label, v] of [
+    ['namespace', namespace],
+    ['name', name],
+  ] as const) {
     if (typeof v !== 'string' || v.length === 0) throw new InvalidArgumentError(`${label} must be a non-empty string`);
   }
   const digest = sha256Hex(canonicalJson({ namespace, name, params }));

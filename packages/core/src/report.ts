@@ -151,7 +151,10 @@ const ZERO: RunTimings = { open_ms: 0, claim_ms: 0, command_ms: 0, finish_ms: 0,
 /** Builds the report of one run from what the runner returned or threw. Pure: no I/O. */
 export function buildRunReport(input: RunReportInput): RunReport {
   const { end } = input;
-  const claim = end.kind === 'result' && end.result.status === 'executed' ? { outcome: end.result.outcome, fence: end.result.lease.fence, attempt: end.result.lease.record.attempt } : input.claim;
+  const claim =
+    end.kind === 'result' && end.result.status === 'executed'
+      ? { outcome: end.result.outcome, fence: end.result.lease.fence, attempt: end.result.lease.record.attempt }
+      : input.claim;
   const base: RunReport = {
     schema: RUN_REPORT_SCHEMA,
     status: 'error',

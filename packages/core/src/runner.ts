@@ -64,7 +64,12 @@ const sleep = (ms: number, signal?: AbortSignal) =>
  * Runs `fn` at most once per key across every process sharing the store.
  * fn's return value (JSON) is stored and handed to later duplicates.
  */
-export async function runOnce<T>(store: IdempotencyStore, key: string, fn: (ctx: RunContext) => Promise<T> | T, options: RunOptions = {}): Promise<RunResult<T>> {
+export async function runOnce<T>(
+  store: IdempotencyStore,
+  key: string,
+  fn: (ctx: RunContext) => Promise<T> | T,
+  options: RunOptions = {},
+): Promise<RunResult<T>> {
   const { onInFlight = 'skip', signal, renewEveryMs, waitTimeoutMs = 3_600_000 } = options;
   if (onInFlight !== 'skip' && onInFlight !== 'wait' && onInFlight !== 'throw') {
     throw new InvalidArgumentError(`onInFlight must be skip, wait or throw, got ${String(onInFlight)}`);
@@ -79,7 +84,15 @@ export async function runOnce<T>(store: IdempotencyStore, key: string, fn: (ctx:
 
   const runId = options.runId ?? crypto.randomUUID();
   // The claim's own options, named (a rest copy of `options` per call is slow); the same for every attempt.
-  const claimOptions: ClaimOptions = { runId, leaseMs, fingerprint: options.fingerprint, force: options.force, dedupOn: options.dedupOn, labels: options.labels, program: options.program };
+  const claimOptions: ClaimOptions = {
+    runId,
+    leaseMs,
+    fingerprint: options.fingerprint,
+    force: options.force,
+    dedupOn: options.dedupOn,
+    labels: options.labels,
+    program: options.program,
+  };
   const started = Date.now();
   let backoff = 50;
   for (;;) {
@@ -169,7 +182,14 @@ class Execution implements RunContext {
   readonly outcome: 'acquired' | 'adopted';
   readonly previous: IdemRecord | undefined;
 
-  constructor(store: IdempotencyStore, first: Lease, outcome: 'acquired' | 'adopted', previous: IdemRecord | undefined, leaseMs: number, outer: AbortSignal | undefined) {
+  constructor(
+    store: IdempotencyStore,
+    first: Lease,
+    outcome: 'acquired' | 'adopted',
+    previous: IdemRecord | undefined,
+    leaseMs: number,
+    outer: AbortSignal | undefined,
+  ) {
     this.#store = store;
     this.#lease = first;
     this.outcome = outcome;

@@ -114,7 +114,9 @@ export async function scanSweep(p: ScanPrimitives, ctx: DriverContext): Promise<
   for (;;) {
     const scanned = await p.scan(after, SCAN_PAGE);
     const now = ctx.now();
-    const due = scanned.entries.filter((e) => STORAGE_NAME.test(e.name) && (after === undefined || e.name > after) && (e.sweepAt === undefined || e.sweepAt <= now));
+    const due = scanned.entries.filter(
+      (e) => STORAGE_NAME.test(e.name) && (after === undefined || e.name > after) && (e.sweepAt === undefined || e.sweepAt <= now),
+    );
     const found: { entry: ScanEntry; found: Versioned }[] = [];
     for await (const read of readAll(p, due)) if (read.found !== undefined) found.push({ entry: read.entry, found: read.found }); // absent, or corrupt: left for a human
     const n = p.concurrency ?? DEFAULT_CONCURRENCY;

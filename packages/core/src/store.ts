@@ -84,7 +84,6 @@ export interface ListOptions {
   cursor?: string;
 }
 
-
 export type ResolvedStoreOptions = Required<StoreOptions>;
 
 /** Options already checked by resolveStoreOptions, so that the store does not check them twice. */
@@ -96,7 +95,8 @@ export function resolveStoreOptions(options: StoreOptions = {}): ResolvedStoreOp
   if (resolvedOptions.has(options)) return options as ResolvedStoreOptions;
   const skew = options.clockSkewMs ?? 0;
   if (skew !== 0) validateDuration('clockSkewMs', skew);
-  if (options.clock !== undefined && typeof options.clock !== 'function') throw new InvalidArgumentError('clock must be a function returning epoch milliseconds');
+  if (options.clock !== undefined && typeof options.clock !== 'function')
+    throw new InvalidArgumentError('clock must be a function returning epoch milliseconds');
   const resolved: ResolvedStoreOptions = {
     leaseMs: validateLeaseMs('leaseMs', options.leaseMs ?? DEFAULT_LEASE_MS),
     retentionMs: validateDuration('retentionMs', options.retentionMs ?? DEFAULT_RETENTION_MS),
@@ -212,13 +212,20 @@ export class IdempotencyStore {
   /** For operators: stuck in_flight claims, recent failures. Order is the backend's. */
   async list(options: ListOptions = {}): Promise<ListPage> {
     const { status, limit = 100, cursor, claimedBefore, claimedAfter, holderHost } = options;
-    if (status !== undefined && !STATUSES.has(status)) throw new InvalidArgumentError(`status must be in_flight, succeeded or failed, got ${describeValue(status)}`);
+    if (status !== undefined && !STATUSES.has(status))
+      throw new InvalidArgumentError(`status must be in_flight, succeeded or failed, got ${describeValue(status)}`);
     const labels = options.labels === undefined ? undefined : Object.entries(validateLabels(options.labels));
-    for (const [name, value] of [['claimedBefore', claimedBefore], ['claimedAfter', claimedAfter]] as const) {
-      if (value !== undefined && (!Number.isSafeInteger(value) || value < 0)) throw new InvalidArgumentError(`${name} must be a time in epoch milliseconds, got ${describeValue(value)}`);
+    for (const [name, value] of [
+      ['claimedBefore', claimedBefore],
+      ['claimedAfter', claimedAfter],
+    ] as const) {
+      if (value !== undefined && (!Number.isSafeInteger(value) || value < 0))
+        throw new InvalidArgumentError(`${name} must be a time in epoch milliseconds, got ${describeValue(value)}`);
     }
-    if (holderHost !== undefined && (typeof holderHost !== 'string' || holderHost === '')) throw new InvalidArgumentError(`holderHost must be a host name, got ${describeValue(holderHost)}`);
-    if (!Number.isSafeInteger(limit) || limit < 1 || limit > 10_000) throw new InvalidArgumentError(`limit must be a whole number in 1..10000, got ${describeValue(limit)}`);
+    if (holderHost !== undefined && (typeof holderHost !== 'string' || holderHost === ''))
+      throw new InvalidArgumentError(`holderHost must be a host name, got ${describeValue(holderHost)}`);
+    if (!Number.isSafeInteger(limit) || limit < 1 || limit > 10_000)
+      throw new InvalidArgumentError(`limit must be a whole number in 1..10000, got ${describeValue(limit)}`);
     if (cursor !== undefined && typeof cursor !== 'string') throw new InvalidArgumentError('cursor must be a string from a previous page');
     const now = this.clock();
     const serverClock = this.driver.capabilities.clock === 'server'; // the driver returns only live records

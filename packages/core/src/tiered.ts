@@ -101,7 +101,8 @@ class TieredDriver implements Driver {
             );
           }
           // A retryable failure the front forgot: reported as the front would have (the front's own `previous` wins).
-          const value: ClaimOutcome = finished !== undefined && out.outcome === 'acquired' && out.previous === undefined ? { outcome: 'acquired', lease, previous: finished } : out;
+          const value: ClaimOutcome =
+            finished !== undefined && out.outcome === 'acquired' && out.previous === undefined ? { outcome: 'acquired', lease, previous: finished } : out;
           // Our own mark or finish, met again by a claim repeated with its runId: nothing to write.
           if (stored !== undefined && stored.fence === lease.fence) return { value };
           marked = true;
@@ -172,7 +173,8 @@ class TieredDriver implements Driver {
       // answered it (it would have replaced it with its mark otherwise): our finish is the key's outcome.
       if (!(error instanceof LeaseLostError)) throw error;
       const stored = await this.archive.read(lease.name);
-      if (stored !== undefined && stored.fence === archived.fence && stored.runId === archived.runId && stored.status === archived.status) return { record: stored };
+      if (stored !== undefined && stored.fence === archived.fence && stored.runId === archived.runId && stored.status === archived.status)
+        return { record: stored };
       throw error;
     }
   }

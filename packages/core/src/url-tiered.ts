@@ -81,7 +81,12 @@ export async function parseTieredUrl(
         throw error;
       }
       try {
-        return await createTieredStore({ front: frontStore, archive: archiveStore, ...(frontRetentionMs !== undefined ? { frontRetentionMs } : {}), ...tieredOptions });
+        return await createTieredStore({
+          front: frontStore,
+          archive: archiveStore,
+          ...(frontRetentionMs !== undefined ? { frontRetentionMs } : {}),
+          ...tieredOptions,
+        });
       } catch (error) {
         await Promise.allSettled([frontStore.close(), archiveStore.close()]); // the tiered store never existed: nothing else would close them
         throw error;

@@ -86,7 +86,6 @@ const BUILT_IN: Record<string, { pkg: string; install: string }> = {
 
 const registry = new Map<string, StoreSchemeLoader>();
 
-
 /**
  * Serves `scheme` with your own handler (before any built-in or convention).
  * E.g. `registerStoreScheme('memory', () => import('./memory-url.js'))`.
@@ -181,12 +180,16 @@ async function loadHandler(url: string, scheme: string, importer: StoreUrlOption
     if (loaded === undefined) {
       if (builtIn) throw new AdapterMissingError(scheme, builtIn.install, missing);
       // Scrubbed if the "scheme" was in fact a user name (user:password@host).
-      throw storeUrlError(url, `unknown scheme ${JSON.stringify(scheme)} (built in: ${Object.keys(BUILT_IN).join(', ')}; ${scheme}: would be served by ${pkg}, which is not installed)`);
+      throw storeUrlError(
+        url,
+        `unknown scheme ${JSON.stringify(scheme)} (built in: ${Object.keys(BUILT_IN).join(', ')}; ${scheme}: would be served by ${pkg}, which is not installed)`,
+      );
     }
   }
   const handler = asHandler(loaded);
   if (!handler) throw storeUrlError(url, `${pkg}/url does not export a store URL handler (schemes, parse, redact, open)`);
-  if (!handler.schemes.includes(scheme)) throw storeUrlError(url, `${pkg}/url does not serve the scheme ${JSON.stringify(scheme)} (it serves ${handler.schemes.join(', ')})`);
+  if (!handler.schemes.includes(scheme))
+    throw storeUrlError(url, `${pkg}/url does not serve the scheme ${JSON.stringify(scheme)} (it serves ${handler.schemes.join(', ')})`);
   return handler;
 }
 
@@ -207,7 +210,8 @@ async function importFromWorkingDirectory(pkg: string, specifier: string): Promi
 
 function asHandler(value: unknown): StoreUrlHandler | undefined {
   const h = value as Partial<StoreUrlHandler> | null | undefined;
-  if (h && Array.isArray(h.schemes) && typeof h.parse === 'function' && typeof h.redact === 'function' && typeof h.open === 'function') return h as StoreUrlHandler;
+  if (h && Array.isArray(h.schemes) && typeof h.parse === 'function' && typeof h.redact === 'function' && typeof h.open === 'function')
+    return h as StoreUrlHandler;
   return undefined;
 }
 

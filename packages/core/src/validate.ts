@@ -68,15 +68,24 @@ const RESERVED_LABEL_PREFIX = 'idem.';
  * sorted. Do not put secrets in labels: they are stored and listed in clear, like keys.
  */
 export function validateLabels(value: unknown): Labels {
-  if (typeof value !== 'object' || value === null || Array.isArray(value) || (Object.getPrototypeOf(value) !== Object.prototype && Object.getPrototypeOf(value) !== null)) {
+  if (
+    typeof value !== 'object' ||
+    value === null ||
+    Array.isArray(value) ||
+    (Object.getPrototypeOf(value) !== Object.prototype && Object.getPrototypeOf(value) !== null)
+  ) {
     throw new InvalidArgumentError(`labels must be a plain object of names to strings, got ${describeValue(value)}`);
   }
   const names = Object.keys(value).sort();
   if (names.length > MAX_LABELS) throw new InvalidArgumentError(`labels: ${names.length} given, at most ${MAX_LABELS}`);
   const out: Labels = {};
   for (const name of names) {
-    if (!LABEL_NAME.test(name)) throw new InvalidArgumentError(`label name ${describeValue(name)} must be 1-63 ASCII letters, digits, "_", ".", "-" or "/", starting with a letter or digit`);
-    if (name.startsWith(RESERVED_LABEL_PREFIX)) throw new InvalidArgumentError(`label name ${describeValue(name)} is reserved (names starting "${RESERVED_LABEL_PREFIX}" are idem's)`);
+    if (!LABEL_NAME.test(name))
+      throw new InvalidArgumentError(
+        `label name ${describeValue(name)} must be 1-63 ASCII letters, digits, "_", ".", "-" or "/", starting with a letter or digit`,
+      );
+    if (name.startsWith(RESERVED_LABEL_PREFIX))
+      throw new InvalidArgumentError(`label name ${describeValue(name)} is reserved (names starting "${RESERVED_LABEL_PREFIX}" are idem's)`);
     const v = (value as Record<string, unknown>)[name];
     if (typeof v !== 'string' || !v.isWellFormed() || utf8Bytes(v) > MAX_LABEL_VALUE_BYTES) {
       throw new InvalidArgumentError(`label ${name} must be a well-formed string of at most ${MAX_LABEL_VALUE_BYTES} bytes of UTF-8, got ${describeValue(v)}`);
@@ -90,7 +99,9 @@ export function validateLabels(value: unknown): Labels {
 export function validateProgram(value: unknown): string {
   // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what this refuses
   if (typeof value !== 'string' || value.length === 0 || value.length > 128 || !value.isWellFormed() || /[/\u0000-\u001f\u007f]/.test(value)) {
-    throw new InvalidArgumentError(`program must be a name of 1-128 characters without "/" or control characters (a basename, never arguments), got ${describeValue(value)}`);
+    throw new InvalidArgumentError(
+      `program must be a name of 1-128 characters without "/" or control characters (a basename, never arguments), got ${describeValue(value)}`,
+    );
   }
   return value;
 }
@@ -178,7 +189,8 @@ function checkJson(value: unknown, ancestors: object[] | undefined): void {
     }
     return;
   }
-  if (proto !== Object.prototype && proto !== null) throw new NotExactJson(`is a ${(value as object).constructor?.name ?? 'non-plain object'}, not a plain object`);
+  if (proto !== Object.prototype && proto !== null)
+    throw new NotExactJson(`is a ${(value as object).constructor?.name ?? 'non-plain object'}, not a plain object`);
   if (Object.getOwnPropertySymbols(value).length > 0) throw new NotExactJson('has symbol keys');
   const keys = Object.keys(value);
   for (let i = 0; i < keys.length; i++) {

@@ -99,6 +99,8 @@ describe('decideFinish: another run at the same fence', () => {
     const a = won('a', 1_000);
     const b = won('b', 5_000);
     expect(() => decideFinish(b.record, a.lease, { op: 'complete', retentionMs: 10_000 }, 5_100)).toThrow(LeaseLostError);
-    expect(() => decideFinish(b.record, a.lease, { op: 'complete', retentionMs: 10_000 }, 5_100)).toThrow(expect.objectContaining({ code: 'LEASE_LOST', suspectedBrokenGuarantee: undefined }));
+    expect(() => decideFinish(b.record, a.lease, { op: 'complete', retentionMs: 10_000 }, 5_100)).toThrow(
+      expect.objectContaining({ code: 'LEASE_LOST', suspectedBrokenGuarantee: undefined }),
+    );
   });
 });

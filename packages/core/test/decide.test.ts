@@ -1,16 +1,6 @@
 // The decisions as tables: pure functions of (stored record, request, now), no backend involved.
 import { describe, expect, it } from 'vitest';
-import {
-  decideClaim,
-  decideFinish,
-  IdemError,
-  isSweepable,
-  leaseOf,
-  RECORD_VERSION,
-  type ClaimInput,
-  type FinishOp,
-  type IdemRecord,
-} from '../src/adapter.js';
+import { decideClaim, decideFinish, IdemError, isSweepable, leaseOf, RECORD_VERSION, type ClaimInput, type FinishOp, type IdemRecord } from '../src/adapter.js';
 
 const NOW = 1_000_000;
 const input = (over: Partial<ClaimInput> = {}): ClaimInput => ({

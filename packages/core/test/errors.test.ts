@@ -55,7 +55,11 @@ describe('typed errors', () => {
     expect(down.retryable).toBe(true);
     const typed = new core.LeaseLostError('k', undefined);
     expect(core.backendError(typed, 'z', true)).toBe(typed);
-    const hostile = { toString: () => { throw new Error('no'); } };
+    const hostile = {
+      toString: () => {
+        throw new Error('no');
+      },
+    };
     expect(core.backendError(hostile, 'w', false).message).toMatch(/unprintable/);
   });
 });

@@ -25,7 +25,10 @@ describe('heartbeat (one timer per period, shared by the runs in flight)', () =>
     const counts = [0, 0, 0, 0];
     const beats = [heartbeat(15, null, () => counts[0]!++), heartbeat(15, null, () => counts[1]!++)];
     await until(() => counts[0]! >= 1);
-    beats.push(heartbeat(15, null, () => counts[2]!++), heartbeat(40, null, () => counts[3]!++));
+    beats.push(
+      heartbeat(15, null, () => counts[2]!++),
+      heartbeat(40, null, () => counts[3]!++),
+    );
     beats[0]!.stop();
     const stoppedAt = counts[0]!;
     await until(() => counts[1]! >= 4 && counts[2]! >= 3 && counts[3]! >= 2);

@@ -29,7 +29,12 @@ describe('canonical JSON and derived keys', () => {
 
   it('limits a key to 1024 bytes of UTF-8, whatever the width of its characters', () => {
     // 1, 2, 3 and 4 bytes a character (the last as a surrogate pair): exactly at the limit, then one over.
-    for (const [ch, n] of [['a', 1024], ['\u00e9', 512], ['\u20ac', 341], ['\u{1F600}', 256]] as const) {
+    for (const [ch, n] of [
+      ['a', 1024],
+      ['\u00e9', 512],
+      ['\u20ac', 341],
+      ['\u{1F600}', 256],
+    ] as const) {
       expect(() => validateKey(ch.repeat(n))).not.toThrow();
       expect(() => validateKey(ch.repeat(n + 1))).toThrow(/bytes of UTF-8; the limit is 1024/);
     }
@@ -56,7 +61,14 @@ describe('durations and records', () => {
   it('refuses records it does not understand', () => {
     const good = { v: 1, key: 'k', status: 'succeeded', runId: 'r', fence: 1, attempt: 1, claimedAt: 1 };
     expect(parseRecord('n', JSON.stringify(good))).toEqual(good);
-    for (const bad of ['', '[]', 'null', JSON.stringify({ ...good, v: 2 }), JSON.stringify({ ...good, status: 'in_flight' }), JSON.stringify({ ...good, fence: 1.5 })]) {
+    for (const bad of [
+      '',
+      '[]',
+      'null',
+      JSON.stringify({ ...good, v: 2 }),
+      JSON.stringify({ ...good, status: 'in_flight' }),
+      JSON.stringify({ ...good, fence: 1.5 }),
+    ]) {
       expect(() => parseRecord('n', bad)).toThrow(expect.objectContaining({ code: 'CORRUPT_RECORD' }));
     }
   });

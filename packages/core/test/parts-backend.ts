@@ -3,7 +3,16 @@
 // MemoryBackend, which is a plain Map). `transactional()` and `cas()` pick the
 // atomic step: a transaction (one synchronous read-decide-write) or
 // compare-and-swap primitives.
-import { CONFLICT, parseRecord, serializeRecord, type AtomicUpdate, type CasParts, type ScanPage, type TransactionalParts, type Versioned } from '../src/adapter.js';
+import {
+  CONFLICT,
+  parseRecord,
+  serializeRecord,
+  type AtomicUpdate,
+  type CasParts,
+  type ScanPage,
+  type TransactionalParts,
+  type Versioned,
+} from '../src/adapter.js';
 
 export class PartsBackend {
   readonly objects = new Map<string, { bytes: string; version: number }>();

@@ -1,16 +1,7 @@
 // Core's store built from in-memory parts (test/memory.ts) through createStore,
 // the path every adapter takes: options, results, leases, fences, listing and sweep.
 import { describe, expect, it } from 'vitest';
-import {
-  createStore,
-  IdempotencyStore,
-  isIdemError,
-  runOnce,
-  serializeRecord,
-  storageName,
-  type IdemRecord,
-  type StoreOptions,
-} from '../src/adapter.js';
+import { createStore, IdempotencyStore, isIdemError, runOnce, serializeRecord, storageName, type IdemRecord, type StoreOptions } from '../src/adapter.js';
 import { PartsBackend } from './parts-backend.js';
 
 async function expectCode(p: Promise<unknown> | (() => unknown), code: string) {
@@ -122,7 +113,10 @@ describe('results that JSON cannot give back exactly are refused before any I/O'
 
   it('runOnce records a run whose value cannot be stored as failed instead of leaving it in flight', async () => {
     const { store } = await open();
-    await expectCode(runOnce(store, 'nan', () => Number.NaN), 'INVALID_ARGUMENT');
+    await expectCode(
+      runOnce(store, 'nan', () => Number.NaN),
+      'INVALID_ARGUMENT',
+    );
     expect((await store.get('nan'))?.status).toBe('failed');
   });
 });
@@ -134,7 +128,10 @@ describe('leases', () => {
     await expectCode(store.claim('k', { leaseMs: 1 }), 'INVALID_ARGUMENT');
     const l = await lease(store, 'k', { leaseMs: 100 });
     await expectCode(store.renew(l, 50), 'INVALID_ARGUMENT');
-    await expectCode(runOnce(store, 'k2', () => 1, { leaseMs: 10 }), 'INVALID_ARGUMENT');
+    await expectCode(
+      runOnce(store, 'k2', () => 1, { leaseMs: 10 }),
+      'INVALID_ARGUMENT',
+    );
   });
 
   it('a retention shorter than the lease is allowed (it counts from the finish)', async () => {
@@ -170,7 +167,17 @@ describe('leases', () => {
     expect(record?.error).toMatch(/unprintable/);
     const noString = Object.create(null); // String(noString) throws
     const l = await lease(store, 'null-proto');
-    expect((await store.fail(l, { error: Object.assign(noString, { toJSON: () => { throw new Error('no'); } }) })).status).toBe('failed');
+    expect(
+      (
+        await store.fail(l, {
+          error: Object.assign(noString, {
+            toJSON: () => {
+              throw new Error('no');
+            },
+          }),
+        })
+      ).status,
+    ).toBe('failed');
   });
 
   it("runOnce's ctx carries what RunContext says and nothing of runOnce's own", async () => {
@@ -188,10 +195,23 @@ describe('leases', () => {
 describe('fences', () => {
   it('a record at fence 2^53-1 refuses the next claim before anyone runs, and is kept', async () => {
     const { store, backend } = await open();
-    const top: IdemRecord = { v: 1, key: 'top', status: 'failed', runId: 'r', fence: Number.MAX_SAFE_INTEGER, attempt: 3, claimedAt: 1, completedAt: 2, expiresAt: Date.now() + 60_000 };
+    const top: IdemRecord = {
+      v: 1,
+      key: 'top',
+      status: 'failed',
+      runId: 'r',
+      fence: Number.MAX_SAFE_INTEGER,
+      attempt: 3,
+      claimedAt: 1,
+      completedAt: 2,
+      expiresAt: Date.now() + 60_000,
+    };
     await backend.transactional().writeRaw!(storageName('top'), serializeRecord(top));
     let ran = false;
-    await expectCode(runOnce(store, 'top', () => (ran = true)), 'CORRUPT_RECORD');
+    await expectCode(
+      runOnce(store, 'top', () => (ran = true)),
+      'CORRUPT_RECORD',
+    );
     await expectCode(store.claim('top', { force: true }), 'CORRUPT_RECORD');
     expect(ran).toBe(false);
     expect(await store.get('top')).toEqual(top);

@@ -114,7 +114,12 @@ describe('store URLs with archive=', () => {
   it('a bad archive part is INVALID_STORE_URL before anything opens, and shows no secret', async () => {
     const front = `tfront://u:${SECRET}@h`;
     const before = opened.length;
-    for (const url of [`${front}?archive=`, `${front}?archive=tarch%3Ax&frontRetention=soon`, `${front}?archive=tarch%3Ax&archive=tarch%3Ay`, `${front}?archive=${encodeURIComponent('tarch:x?archive=tarch:y')}`]) {
+    for (const url of [
+      `${front}?archive=`,
+      `${front}?archive=tarch%3Ax&frontRetention=soon`,
+      `${front}?archive=tarch%3Ax&archive=tarch%3Ay`,
+      `${front}?archive=${encodeURIComponent('tarch:x?archive=tarch:y')}`,
+    ]) {
       const error = await parseStoreUrl(url).catch((e: unknown) => e);
       expect(error, url).toMatchObject({ code: 'INVALID_STORE_URL' });
       expect(String((error as Error).message)).not.toContain(SECRET);

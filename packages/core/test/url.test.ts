@@ -122,10 +122,14 @@ describe('scheme dispatch', () => {
 describe('@idem/core/url', () => {
   it('is a light subpath: importing it loads no store, runner or tiered-store code (only its URL modules, errors and validation)', () => {
     const hook = `import{registerHooks}from'node:module';registerHooks({load(u,c,n){if(u.includes('/core/'))process.stdout.write(u.split('/').pop()+'\\n');return n(u,c)}})`;
-    const r = spawnSync(process.execPath, ['--import', `data:text/javascript,${encodeURIComponent(hook)}`, '--input-type=module', '-e', "await import('@idem/core/url')"], {
-      cwd: new URL('..', import.meta.url),
-      encoding: 'utf8',
-    });
+    const r = spawnSync(
+      process.execPath,
+      ['--import', `data:text/javascript,${encodeURIComponent(hook)}`, '--input-type=module', '-e', "await import('@idem/core/url')"],
+      {
+        cwd: new URL('..', import.meta.url),
+        encoding: 'utf8',
+      },
+    );
     expect(r.stderr).toBe('');
     expect(r.stdout.split('\n').filter(Boolean).sort()).toEqual(['errors.js', 'redact.js', 'url-tiered.js', 'url.js', 'validate.js']);
   });

@@ -78,7 +78,16 @@ try {
   const idem = await createGcsStore({ bucket: direct.bucket(bucketName), prefix: `${run}/idem/` });
   const rawBucket = direct.bucket(bucketName);
   const body = (k) =>
-    serializeRecord({ v: 1, key: k, status: 'in_flight', runId: crypto.randomUUID(), fence: 1, attempt: 1, claimedAt: Date.now(), leaseExpiresAt: Date.now() + 300_000 });
+    serializeRecord({
+      v: 1,
+      key: k,
+      status: 'in_flight',
+      runId: crypto.randomUUID(),
+      fence: 1,
+      attempt: 1,
+      claimedAt: Date.now(),
+      leaseExpiresAt: Date.now() + 300_000,
+    });
   const raw = (k) =>
     rawBucket
       .file(`${run}/raw/${storageName(k)}`)
@@ -104,7 +113,11 @@ try {
   const throughput = async (op, total) => {
     let next = 0;
     const t0 = performance.now();
-    await Promise.all(Array.from({ length: 64 }, async () => { while (next < total) await op(next++); }));
+    await Promise.all(
+      Array.from({ length: 64 }, async () => {
+        while (next < total) await op(next++);
+      }),
+    );
     return total / ((performance.now() - t0) / 1000);
   };
   // Alternating rounds: fake-gcs-server scans the whole bucket on every insert, so whoever ran later would pay for a fuller bucket.
@@ -130,7 +143,9 @@ try {
   console.log(`requests per duplicate (in flight): ${f(dupInFlight.n / K)}  (goal <= 2) ${JSON.stringify(dupInFlight.detail)}`);
   console.log(`requests per duplicate (completed): ${f(dupCompleted.n / K)}  (goal <= 2) ${JSON.stringify(dupCompleted.detail)}`);
   console.log(`requests per complete:              ${f(complete.n / K)}  (goal 1)    ${JSON.stringify(complete.detail)}`);
-  console.log(`claim latency p50: idem ${f(pct(tIdem, 0.5))} ms, raw insert ${f(pct(tRaw, 0.5))} ms, ratio ${f(pct(tIdem, 0.5) / pct(tRaw, 0.5))}x (goal <= 1.1x)`);
+  console.log(
+    `claim latency p50: idem ${f(pct(tIdem, 0.5))} ms, raw insert ${f(pct(tRaw, 0.5))} ms, ratio ${f(pct(tIdem, 0.5) / pct(tRaw, 0.5))}x (goal <= 1.1x)`,
+  );
   console.log(`claim latency p99: idem ${f(pct(tIdem, 0.99))} ms, raw insert ${f(pct(tRaw, 0.99))} ms  (n=${N} each, interleaved)`);
   console.log(`throughput at 64 in flight: idem ${idemOps.toFixed(0)}/s, raw ${rawOps.toFixed(0)}/s, ratio ${f(idemOps / rawOps)}`);
   await Promise.all([store.close(), idem.close()]);

@@ -103,7 +103,15 @@ function isNetworkError(error: unknown): boolean {
 function toIdemError(error: unknown, what: string): IdemError {
   const status = statusOf(error);
   const unavailable = status === 408 || status === 429 || (status !== undefined && status >= 500) || (status === undefined && isNetworkError(error));
-  const why = unavailable ? (status !== undefined ? `HTTP ${status}` : 'no answer') : status === 404 ? 'bucket not found' : status !== undefined ? `HTTP ${status}` : 'client error';
+  const why = unavailable
+    ? status !== undefined
+      ? `HTTP ${status}`
+      : 'no answer'
+    : status === 404
+      ? 'bucket not found'
+      : status !== undefined
+        ? `HTTP ${status}`
+        : 'client error';
   return backendError(error, `${what}: ${why}`, !unavailable);
 }
 

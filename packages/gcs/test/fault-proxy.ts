@@ -79,7 +79,9 @@ export class FaultProxy {
       return;
     }
     if (fault !== undefined && typeof fault === 'object' && 'landThenFail' in fault) {
-      res.writeHead(fault.landThenFail, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { code: fault.landThenFail, message: 'injected after the write' } }));
+      res
+        .writeHead(fault.landThenFail, { 'content-type': 'application/json' })
+        .end(JSON.stringify({ error: { code: fault.landThenFail, message: 'injected after the write' } }));
       return;
     }
     if (fault !== undefined && typeof fault === 'object' && 'rewrite' in fault) upstream = fault.rewrite(upstream);

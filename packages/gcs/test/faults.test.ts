@@ -156,7 +156,7 @@ describe.skipIf(!server)('gcs adapter: requests and faults (via a fault-injectin
     expect(await store.get('zombie')).toMatchObject({ status: 'in_flight', runId: 'new' });
   });
 
-  it('sweep lists only, when no record is due (deadlines are the objects\' customTime)', async () => {
+  it("sweep lists only, when no record is due (deadlines are the objects' customTime)", async () => {
     const { store } = await open();
     for (const k of ['a', 'b', 'c']) await store.claim(k, { leaseMs: 60_000 });
     const from = proxy.seen.length;
@@ -188,7 +188,10 @@ describe.skipIf(!server)('gcs adapter: requests and faults (via a fault-injectin
 
   it('a body that is not a record is CORRUPT_RECORD, and sweep leaves it alone', async () => {
     const { store, prefix } = await open();
-    await direct.bucket(bucketName).file(prefix + storageName('garbage')).save('<html>not json</html>', { resumable: false });
+    await direct
+      .bucket(bucketName)
+      .file(prefix + storageName('garbage'))
+      .save('<html>not json</html>', { resumable: false });
     const error = await failure(store.claim('garbage'));
     expect(error.code).toBe('CORRUPT_RECORD');
     // Named by its storage name, the same form on every backend.
@@ -198,7 +201,7 @@ describe.skipIf(!server)('gcs adapter: requests and faults (via a fault-injectin
     expect((await failure(store.get('garbage'))).code).toBe('CORRUPT_RECORD');
   });
 
-  it('serverClock: leases follow the server\'s clock (updated of our writes, Date of reads), not this machine\'s', async () => {
+  it("serverClock: leases follow the server's clock (updated of our writes, Date of reads), not this machine's", async () => {
     const AHEAD = 3_600_000;
     const shift = (reply: Reply): Reply => {
       const headers = { ...reply.headers };
@@ -218,12 +221,20 @@ describe.skipIf(!server)('gcs adapter: requests and faults (via a fault-injectin
     expect(Math.abs(lease.leaseExpiresAt - (Date.now() + AHEAD + 60_000))).toBeLessThan(2_000);
     // The warm-up claim was decided before any reply, by this machine's clock; by the server's its 1 s lease is long dead.
     expect((await store.claim('clock-warmup')).outcome).toBe('adopted');
-    await expect(createGcsStore({ bucket: viaProxy.bucket(bucketName), serverClock: true, clock: Date.now })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    await expect(createGcsStore({ bucket: viaProxy.bucket(bucketName), serverClock: true, clock: Date.now })).rejects.toMatchObject({
+      code: 'INVALID_ARGUMENT',
+    });
   });
 
   it('rejects bad adapter options before any request', async () => {
     const from = proxy.seen.length;
-    for (const bad of [{ bucket: '' }, { bucket: 'b' }, { bucket: 42 }, { bucket: viaProxy.bucket(bucketName), prefix: 7 }, { bucket: viaProxy.bucket(bucketName), prefix: 'a\nb' }]) {
+    for (const bad of [
+      { bucket: '' },
+      { bucket: 'b' },
+      { bucket: 42 },
+      { bucket: viaProxy.bucket(bucketName), prefix: 7 },
+      { bucket: viaProxy.bucket(bucketName), prefix: 'a\nb' },
+    ]) {
       await expect(createGcsStore(bad as never)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
     }
     expect(proxy.seen.length).toBe(from);

@@ -18,7 +18,18 @@ const tmp = () => {
   return d;
 };
 const record = (k) =>
-  Buffer.from(serializeRecord({ v: 1, key: k, status: 'in_flight', runId: crypto.randomUUID(), fence: 1, attempt: 1, claimedAt: Date.now(), leaseExpiresAt: Date.now() + 300_000 }));
+  Buffer.from(
+    serializeRecord({
+      v: 1,
+      key: k,
+      status: 'in_flight',
+      runId: crypto.randomUUID(),
+      fence: 1,
+      attempt: 1,
+      claimedAt: Date.now(),
+      leaseExpiresAt: Date.now() + 300_000,
+    }),
+  );
 
 /** ops/s of `op(i)` for `total` distinct i with `inFlight` concurrent callers. */
 async function throughput(op, inFlight, total) {
@@ -73,7 +84,11 @@ const median = (xs) => {
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
 const ROUNDS = Math.max(3, Number(process.argv.find((a) => a.startsWith('--rounds='))?.slice(9) ?? 5));
-console.log(`lmdb bench (node ${process.version}${quick ? ', --quick' : ''}, ${ROUNDS} rounds, load average ${loadavg().map((x) => x.toFixed(2)).join(' ')})`);
+console.log(
+  `lmdb bench (node ${process.version}${quick ? ', --quick' : ''}, ${ROUNDS} rounds, load average ${loadavg()
+    .map((x) => x.toFixed(2))
+    .join(' ')})`,
+);
 
 // The two sides of every comparison, each on a fresh store per round: the adapter's
 // durable claim and the raw conditional put (same lmdb-js, same flush, same file options).
@@ -126,7 +141,9 @@ for (const [inFlight, total, goal] of [
 // 2. One uncontended claim, p50: the adapter (a write turn, i.e. the socket lock on Linux, plus one LMDB transaction) vs the raw conditional put.
 {
   const r = await paired(async (s) => (await latency((i) => s.claim(`c-${i}`), quick ? 150 : 300)).p50);
-  console.log(`uncontended claim p50, raw / idem: ${(1 / r.ratio).toFixed(2)} (rounds ${r.ratios.map((x) => (1 / x).toFixed(2)).join(' ')}; medians idem ${fmt(r.idem)} ms, raw ${fmt(r.raw)} ms)`);
+  console.log(
+    `uncontended claim p50, raw / idem: ${(1 / r.ratio).toFixed(2)} (rounds ${r.ratios.map((x) => (1 / x).toFixed(2)).join(' ')}; medians idem ${fmt(r.idem)} ms, raw ${fmt(r.raw)} ms)`,
+  );
 }
 
 // 3. Claim latency with 10^3 and 10^6 records stored.
@@ -144,6 +161,10 @@ for (const n of [1_000, BIG]) {
   console.log(`claim latency with ${n.toLocaleString('en')} records: p50 ${fmt(lat[n].p50)} ms, p99 ${fmt(lat[n].p99)} ms`);
 }
 console.log(`latency ratio ${BIG.toLocaleString('en')}/1,000 records (p50): ${(lat[BIG].p50 / lat[1_000].p50).toFixed(2)} (goal <= 1.2)`);
-console.log(`load average at the end: ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
+console.log(
+  `load average at the end: ${loadavg()
+    .map((x) => x.toFixed(2))
+    .join(' ')}`,
+);
 
 for (const d of dirs) rmSync(d, { recursive: true, force: true });

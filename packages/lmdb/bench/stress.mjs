@@ -46,8 +46,8 @@ try {
     const counts = new Map();
     for (const i of results.filter(Boolean).flat()) counts.set(i, (counts.get(i) ?? 0) + 1);
     if (results.includes(undefined)) failed.openFailures++;
-    else if (counts.size !== 50) (failed.noWinner++, console.log(`round ${round}: a key without winner`));
-    if ([...counts.values()].some((c) => c > 1)) (failed.twoWinners++, console.log(`round ${round}: a key with two winners`));
+    else if (counts.size !== 50) failed.noWinner++, console.log(`round ${round}: a key without winner`);
+    if ([...counts.values()].some((c) => c > 1)) failed.twoWinners++, console.log(`round ${round}: a key with two winners`);
     rmSync(path, { recursive: true, force: true });
   }
 } finally {

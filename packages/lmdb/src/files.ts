@@ -13,8 +13,7 @@ export const DATA_FILE = 'idem.mdb';
 export const TURN_KEY_FILE = 'turn.key';
 
 const errno = (error: unknown) => (error as NodeJS.ErrnoException).code;
-const unusable = (path: string, why: string, cause?: unknown) =>
-  new BackendUnavailableError(`cannot use ${path} as an LMDB store: ${why}`, cause);
+const unusable = (path: string, why: string, cause?: unknown) => new BackendUnavailableError(`cannot use ${path} as an LMDB store: ${why}`, cause);
 
 /**
  * Makes sure `path` is a directory this process can write, creating missing

@@ -105,7 +105,12 @@ class LmdbDriver implements TransactionalParts {
       // lmdb-js rejects a failed commit with a generic error whose commitError promise carries the cause
       // (ENOSPC...); unobserved, that promise would crash the host as an unhandled rejection.
       const commitError = (error as { commitError?: Promise<unknown> }).commitError;
-      const cause = commitError ? await commitError.then(() => error, (reason: unknown) => reason) : error;
+      const cause = commitError
+        ? await commitError.then(
+            () => error,
+            (reason: unknown) => reason,
+          )
+        : error;
       throw new BackendUnavailableError(`LMDB write to ${join(this.path, DATA_FILE)} failed: ${(cause as Error).message}`, cause);
     }
   }
@@ -239,7 +244,9 @@ async function openTables(path: string, durability: 'flush' | 'commit', readOnly
     await env.close();
     throw new CorruptRecordError(
       join(path, DATA_FILE),
-      schema === undefined ? 'has no schema stamp: not a store idem made' : `store schema ${String(schema)} is not ${SCHEMA}: written by another version of @idem/lmdb`,
+      schema === undefined
+        ? 'has no schema stamp: not a store idem made'
+        : `store schema ${String(schema)} is not ${SCHEMA}: written by another version of @idem/lmdb`,
     );
   }
   return { env, records: env.openDB<Buffer, string>({ name: 'records', encoding: 'binary' }) };

@@ -178,8 +178,7 @@ async function lockFileTurn(dir: string): Promise<Unlock> {
       // A turn lasts milliseconds; if its lock was taken over as stale, the writes already ran. Say so, do not crash.
       onCompromised: (error) => process.emitWarning(`@idem/lmdb: write turn lock on ${dir} was compromised: ${error.message}`),
     });
-    return () =>
-      unlock().catch((error: unknown) => process.emitWarning(`@idem/lmdb: could not release the write turn on ${dir}: ${(error as Error).message}`));
+    return () => unlock().catch((error: unknown) => process.emitWarning(`@idem/lmdb: could not release the write turn on ${dir}: ${(error as Error).message}`));
   } catch (error) {
     throw new BackendUnavailableError(`cannot take the write turn on ${dir}: ${(error as Error).message}`, error);
   }

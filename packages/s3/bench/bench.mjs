@@ -71,8 +71,18 @@ try {
 
   // 2. Latency: a claim against the raw primitive it is built on, interleaved so both see the same server state.
   const body = (k) =>
-    serializeRecord({ v: 1, key: k, status: 'in_flight', runId: crypto.randomUUID(), fence: 1, attempt: 1, claimedAt: Date.now(), leaseExpiresAt: Date.now() + 300_000 });
-  const raw = (k) => client.send(new PutObjectCommand({ Bucket, Key: `${run}/raw/${storageName(k)}`, Body: body(k), ContentType: 'application/json', IfNoneMatch: '*' }));
+    serializeRecord({
+      v: 1,
+      key: k,
+      status: 'in_flight',
+      runId: crypto.randomUUID(),
+      fence: 1,
+      attempt: 1,
+      claimedAt: Date.now(),
+      leaseExpiresAt: Date.now() + 300_000,
+    });
+  const raw = (k) =>
+    client.send(new PutObjectCommand({ Bucket, Key: `${run}/raw/${storageName(k)}`, Body: body(k), ContentType: 'application/json', IfNoneMatch: '*' }));
   const timeOf = async (fn) => {
     const t0 = performance.now();
     await fn();
@@ -104,7 +114,11 @@ try {
   const throughput = async (op, label) => {
     let next = 0;
     const t0 = performance.now();
-    await Promise.all(Array.from({ length: 64 }, async () => { while (next < N) await op(key(label, next++)); }));
+    await Promise.all(
+      Array.from({ length: 64 }, async () => {
+        while (next < N) await op(key(label, next++));
+      }),
+    );
     return N / ((performance.now() - t0) / 1000);
   };
   // Alternated rounds, best of each: the first burst of 64 connections pays for opening them.

@@ -1,14 +1,7 @@
 // S3 store: a handful of primitives over conditional PutObject. Claim and
 // finish logic (decide, compare-and-swap retry, read-back of ambiguous
 // writes) is core's casUpdate; this file only maps S3 answers onto it.
-import {
-  DeleteObjectCommand,
-  GetObjectCommand,
-  HeadObjectCommand,
-  ListObjectsV2Command,
-  PutObjectCommand,
-  type S3Client,
-} from '@aws-sdk/client-s3';
+import { DeleteObjectCommand, GetObjectCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import {
   backendError,
   BackendUnavailableError,
@@ -72,7 +65,16 @@ const READ_BATCH = 16;
 /** Opens a store on a bucket. Options are checked before any request. */
 export async function createS3Store(options: S3StoreOptions): Promise<IdempotencyStore> {
   if (typeof options !== 'object' || options === null) throw new InvalidArgumentError('options must be an object');
-  const { client, bucket, prefix = DEFAULT_PREFIX, requestTimeoutMs = DEFAULT_TIMEOUT_MS, serverClock = false, probe = true, unconditionalSweep = false, ...storeOptions } = options;
+  const {
+    client,
+    bucket,
+    prefix = DEFAULT_PREFIX,
+    requestTimeoutMs = DEFAULT_TIMEOUT_MS,
+    serverClock = false,
+    probe = true,
+    unconditionalSweep = false,
+    ...storeOptions
+  } = options;
   if (typeof client?.send !== 'function') throw new InvalidArgumentError('client must be an S3Client');
   if (typeof bucket !== 'string' || !/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket)) {
     throw new InvalidArgumentError(`bucket must be an S3 bucket name, got ${JSON.stringify(bucket)}`);
@@ -130,7 +132,12 @@ const bare = (etag: string) => etag.replace(/^"(.*)"$/, '$1');
 class S3Driver implements CasParts {
   /** Read after the probe: where DELETE ignores If-Match, or the user opted in to unconditional sweeps, sweep is not conditional. */
   get capabilities() {
-    return { nativeExpiry: false, clock: 'client', sharedAcrossProcesses: true, conditionalSweep: this.compat.deleteIfMatch !== false && !this.unconditionalSweep } as const;
+    return {
+      nativeExpiry: false,
+      clock: 'client',
+      sharedAcrossProcesses: true,
+      conditionalSweep: this.compat.deleteIfMatch !== false && !this.unconditionalSweep,
+    } as const;
   }
   readonly concurrency = READ_BATCH;
   compat: S3Compat = { etagToggled: undefined, deleteIfMatch: undefined };
@@ -225,7 +232,10 @@ class S3Driver implements CasParts {
     const second = await this.putIfMatch(name, body, toggleQuotes(etag));
     if (second !== 412) return this.written(second, true);
     if (await this.holds(name, etag)) {
-      throw new UnsafeBackendError('replace-if-match', `S3 PUT If-Match ${name}: the server refused the ETag it holds (${etag}), quoted and unquoted; no conditional replace is possible`);
+      throw new UnsafeBackendError(
+        'replace-if-match',
+        `S3 PUT If-Match ${name}: the server refused the ETag it holds (${etag}), quoted and unquoted; no conditional replace is possible`,
+      );
     }
     return CONFLICT;
   }
@@ -276,7 +286,12 @@ class S3Driver implements CasParts {
     let page: { Contents?: { Key?: string }[]; IsTruncated?: boolean };
     try {
       page = await this.send(
-        new ListObjectsV2Command({ Bucket: this.bucket, Prefix: this.prefix, MaxKeys: limit, ...(after !== undefined ? { StartAfter: this.prefix + after } : {}) }),
+        new ListObjectsV2Command({
+          Bucket: this.bucket,
+          Prefix: this.prefix,
+          MaxKeys: limit,
+          ...(after !== undefined ? { StartAfter: this.prefix + after } : {}),
+        }),
       );
     } catch (error) {
       throw s3Failure(error, `LIST ${this.prefix}`);
@@ -303,7 +318,9 @@ class S3Driver implements CasParts {
       }
     }
     try {
-      await this.send(new DeleteObjectCommand({ Bucket: this.bucket, Key, ...(expected?.version !== undefined ? { IfMatch: this.ifMatch(expected.version) } : {}) }));
+      await this.send(
+        new DeleteObjectCommand({ Bucket: this.bucket, Key, ...(expected?.version !== undefined ? { IfMatch: this.ifMatch(expected.version) } : {}) }),
+      );
     } catch (error) {
       if (expected !== undefined && (statusOf(error) === 412 || statusOf(error) === 409 || isNoSuchKey(error))) return false; // changed or gone since the read
       throw s3Failure(error, `DELETE ${name}`);

@@ -4,7 +4,16 @@
 // that would let two callers win one key. Once per endpoint, bucket and prefix per process.
 import { randomUUID } from 'node:crypto';
 import { DeleteObjectCommand, HeadBucketCommand, type S3Client } from '@aws-sdk/client-s3';
-import { assertClaimGuarantees, BackendRefusedError, probeCas, probeOnce, UnsafeBackendError, type CasPrimitives, type Conflict, type ProbeResult } from '@idem/core/adapter';
+import {
+  assertClaimGuarantees,
+  BackendRefusedError,
+  probeCas,
+  probeOnce,
+  UnsafeBackendError,
+  type CasPrimitives,
+  type Conflict,
+  type ProbeResult,
+} from '@idem/core/adapter';
 import { s3Failure } from './index.js';
 
 /** What a store knows of its server's conditional writes; undefined: not yet known. */
@@ -73,7 +82,10 @@ export async function probeS3(driver: S3Driver, client: S3Client, bucket: string
 
 /** Where the store's requests go: the client's endpoint (or AWS's region), bucket and prefix. Never credentials. */
 async function targetOf(client: S3Client, bucket: string, prefix: string): Promise<string> {
-  const config = client.config as unknown as { endpoint?: () => Promise<{ protocol: string; hostname: string; port?: number; path: string }>; region: () => Promise<string> };
+  const config = client.config as unknown as {
+    endpoint?: () => Promise<{ protocol: string; hostname: string; port?: number; path: string }>;
+    region: () => Promise<string>;
+  };
   const endpoint = config.endpoint ? await config.endpoint() : undefined;
   const where = endpoint ? `${endpoint.protocol}//${endpoint.hostname}:${endpoint.port ?? ''}${endpoint.path}` : `aws:${await config.region()}`;
   return JSON.stringify([where, bucket, prefix]);

@@ -44,7 +44,8 @@ export function parse(url: string): S3UrlConfig {
       throw storeUrlError(url, 'endpoint is not a URL (percent-encode it)'); // the TypeError quotes it: not kept
     }
     if (e.protocol !== 'http:' && e.protocol !== 'https:') throw storeUrlError(url, 'endpoint must be an http(s) URL');
-    if (e.username !== '' || e.password !== '') throw storeUrlError(url, 'endpoint must not hold credentials; the AWS SDK credential chain (environment, profile, role) provides them');
+    if (e.username !== '' || e.password !== '')
+      throw storeUrlError(url, 'endpoint must not hold credentials; the AWS SDK credential chain (environment, profile, role) provides them');
   }
   const region = params.get('region') ?? undefined;
   if (region !== undefined && !/^[a-z0-9-]{1,64}$/.test(region)) throw storeUrlError(url, `region ${quoteUrlPart(region, 64)} is not valid`);

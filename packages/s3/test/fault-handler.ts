@@ -27,8 +27,7 @@ type Inner = {
 
 const header = (req: Req, name: string) => Object.entries(req.headers).find(([k]) => k.toLowerCase() === name)?.[1];
 /** "PUT If-None-Match", "PUT If-Match", "PUT", "GET", "DELETE", ... */
-export const describeRequest = (req: Req) =>
-  `${req.method}${header(req, 'if-none-match') ? ' If-None-Match' : header(req, 'if-match') ? ' If-Match' : ''}`;
+export const describeRequest = (req: Req) => `${req.method}${header(req, 'if-none-match') ? ' If-None-Match' : header(req, 'if-match') ? ' If-Match' : ''}`;
 
 const resetError = (message: string) => Object.assign(new Error(message), { code: 'ECONNRESET' });
 
@@ -98,7 +97,9 @@ export class FaultHandler {
     type Args = { input: Record<string, unknown> };
     type Next = (args: Args) => Promise<unknown>;
     // The stack's own types are per command; this middleware only edits the input of two of them.
-    const stack = client.middlewareStack as unknown as { add(m: (next: Next, context: { commandName?: string }) => Next, o: { step: 'initialize'; name: string }): void };
+    const stack = client.middlewareStack as unknown as {
+      add(m: (next: Next, context: { commandName?: string }) => Next, o: { step: 'initialize'; name: string }): void;
+    };
     stack.add(
       (next, context) => async (args) => {
         const put = context.commandName === 'PutObjectCommand';

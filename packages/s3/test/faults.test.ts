@@ -49,7 +49,7 @@ describe.each(await findS3Servers())('s3 faults ($name)', (server) => {
       expect(await store.get('slow')).toMatchObject({ runId: 'me' });
     });
 
-    it("an SDK resend that trips over its own landed create (412) is still acquired", async () => {
+    it('an SDK resend that trips over its own landed create (412) is still acquired', async () => {
       const { faults, store } = await faulty({ maxAttempts: 3 });
       faults.arm('PUT If-None-Match', { kind: 'lose-reply' });
       const got = await store.claim('resent', { runId: 'me' });
@@ -242,7 +242,9 @@ describe.each(await findS3Servers())('s3 faults ($name)', (server) => {
       const got = await store.claim('shifted', { runId: 'successor' });
       expect(got).toMatchObject({ outcome: 'adopted', previous: { runId: 'owner' } });
       await expect(createS3Store({ client: testClient(env!), bucket, serverClock: true, clock: Date.now })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
-      await expect(createS3Store({ client: testClient(env!), bucket, serverClock: 'yes' as unknown as boolean })).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+      await expect(createS3Store({ client: testClient(env!), bucket, serverClock: 'yes' as unknown as boolean })).rejects.toMatchObject({
+        code: 'INVALID_ARGUMENT',
+      });
     });
 
     it('an uncontended claim is 1 request, a duplicate 2, a complete 1', async () => {

@@ -51,7 +51,9 @@ for (const server of await findS3Servers()) {
       expect(err).toMatchObject({ code: 'BACKEND_REFUSED', retryable: false });
       expect(err.message).toContain('does not exist');
       expect(faults.seen).toEqual(['HEAD']);
-      await expect(testClient(env!).send(new HeadBucketCommand({ Bucket: 'idem-no-such-bucket' }))).rejects.toMatchObject({ $metadata: { httpStatusCode: 404 } });
+      await expect(testClient(env!).send(new HeadBucketCommand({ Bucket: 'idem-no-such-bucket' }))).rejects.toMatchObject({
+        $metadata: { httpStatusCode: 404 },
+      });
     });
 
     describe('a server that ignores If-None-Match', () => {
@@ -114,7 +116,18 @@ for (const server of await findS3Servers()) {
       it('with the probe: it opens (the probe finds the form), and sweep refuses since it ignores If-Match on DELETE', async () => {
         const { faults, open } = via('unquoted-etags');
         const store = await open();
-        expect(faults.seen).toEqual(['HEAD', 'PUT If-None-Match', 'PUT If-None-Match', 'PUT If-Match', 'HEAD', 'PUT If-Match', 'PUT If-Match', 'DELETE', 'GET', 'DELETE']);
+        expect(faults.seen).toEqual([
+          'HEAD',
+          'PUT If-None-Match',
+          'PUT If-None-Match',
+          'PUT If-Match',
+          'HEAD',
+          'PUT If-Match',
+          'PUT If-Match',
+          'DELETE',
+          'GET',
+          'DELETE',
+        ]);
         const lease = leaseOf(await store.claim('k'));
         faults.seen.length = 0;
         await store.complete(lease);

@@ -4,7 +4,10 @@ import { CreateBucketCommand, S3Client, type S3ClientConfig } from '@aws-sdk/cli
 import { uniqueName } from '@idem/conformance/testing';
 import { findServer, type ServerSpec } from '@idem/test-fixtures';
 
-export type S3Env = Record<'IDEM_TEST_S3_ENDPOINT' | 'IDEM_TEST_S3_ACCESS_KEY' | 'IDEM_TEST_S3_SECRET_KEY' | 'IDEM_TEST_S3_BUCKET' | 'IDEM_TEST_S3_REGION', string>;
+export type S3Env = Record<
+  'IDEM_TEST_S3_ENDPOINT' | 'IDEM_TEST_S3_ACCESS_KEY' | 'IDEM_TEST_S3_SECRET_KEY' | 'IDEM_TEST_S3_BUCKET' | 'IDEM_TEST_S3_REGION',
+  string
+>;
 
 // An image from before MinIO stopped publishing them, with atomic conditional PUT
 // and 404 for If-Match on a missing key (not checked here: these machines have no Docker).

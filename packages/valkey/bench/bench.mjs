@@ -33,7 +33,13 @@ const SCENARIOS = [
   { id: 'first64', kind: 'first', inFlight: IN_FLIGHT, ops: OPS, title: `First execution, ${IN_FLIGHT} in flight` },
   { id: 'dup1', kind: 'dup', inFlight: 1, ops: OPS_1, title: 'Duplicate (key already completed), 1 in flight' },
   { id: 'dup64', kind: 'dup', inFlight: IN_FLIGHT, ops: OPS, title: `Duplicate, ${IN_FLIGHT} in flight` },
-  { id: 'race', kind: 'race', inFlight: IN_FLIGHT, ops: RACE_KEYS * IN_FLIGHT, title: `One key, ${IN_FLIGHT} concurrent calls (${RACE_KEYS} keys a round): executions per key must be 1` },
+  {
+    id: 'race',
+    kind: 'race',
+    inFlight: IN_FLIGHT,
+    ops: RACE_KEYS * IN_FLIGHT,
+    title: `One key, ${IN_FLIGHT} concurrent calls (${RACE_KEYS} keys a round): executions per key must be 1`,
+  },
 ];
 
 const srv = await servers({ needReplica: only !== 'peers' });
@@ -63,7 +69,11 @@ try {
   };
   const loadStart = load();
   console.log(`@idem/valkey bench${quick ? ' (--quick: few ops, figures indicative only)' : ''}`);
-  console.log(`  ${Object.entries(versions).map(([k, v]) => `${k} ${v}`).join(', ')}`);
+  console.log(
+    `  ${Object.entries(versions)
+      .map(([k, v]) => `${k} ${v}`)
+      .join(', ')}`,
+  );
   console.log(`  load average at start: ${loadStart}; ${ROUNDS} rounds, median of each column; ${OPS} ops per pass at ${IN_FLIGHT} in flight, ${OPS_1} at 1`);
   const summary = { versions, loadStart, rounds: ROUNDS, ops: OPS, ops1: OPS_1, quick, scenarios: {}, goals: {}, race: {} };
 
@@ -79,7 +89,8 @@ try {
     const poolKeys = Array.from({ length: OPS }, (_, i) => `done-${i}`);
     for (const v of variants) {
       await measure(admin, (i) => v.work(`warm-${i}`), { ops: Math.min(OPS, 1000), inFlight: IN_FLIGHT });
-      if (v.pool && v.group === 'floor') await Promise.all(poolKeys.map((k) => admin.set(`${base}pool:${v.name.replace(/\W+/g, '-')}:${k}`, 'x', 'PX', 3_600_000)));
+      if (v.pool && v.group === 'floor')
+        await Promise.all(poolKeys.map((k) => admin.set(`${base}pool:${v.name.replace(/\W+/g, '-')}:${k}`, 'x', 'PX', 3_600_000)));
       else if (v.pool) await measure(admin, (i) => v.pool(poolKeys[i]), { ops: OPS, inFlight: IN_FLIGHT });
     }
     await unlinkMatching(admin, `${base}w:*`);
@@ -90,7 +101,10 @@ try {
     const repeats = new Map(); // `${scenario}\0${variant}` -> handler runs on completed keys (a peer's)
     for (let r = 0; r < ROUNDS; r++) {
       for (const s of SCENARIOS) {
-        for (const v of rotate(variants.filter((x) => x.scenarios.includes(s.kind)), r)) {
+        for (const v of rotate(
+          variants.filter((x) => x.scenarios.includes(s.kind)),
+          r,
+        )) {
           const before = v.counter?.executions ?? 0;
           let m;
           if (s.kind === 'race') {
@@ -110,23 +124,30 @@ try {
             raceStatuses.set(v.name, acc);
             if (perKey.some((n) => n === 0)) throw new Error(`broken scenario: ${v.name} ran no call of a raced key (${JSON.stringify(m.statuses)})`);
             // idem's promise: one execution per key, whatever the concurrency.
-            if (v.group === 'idem' && perKey.some((n) => n !== 1)) throw new Error(`BROKEN: ${v.name} executed one key ${Math.max(...perKey)} times in a ${IN_FLIGHT}-call race (executions per key: ${perKey.join(',')})`);
+            if (v.group === 'idem' && perKey.some((n) => n !== 1))
+              throw new Error(
+                `BROKEN: ${v.name} executed one key ${Math.max(...perKey)} times in a ${IN_FLIGHT}-call race (executions per key: ${perKey.join(',')})`,
+              );
           } else {
             const op = s.kind === 'first' ? (i) => v.work(`r${r}:${s.id}:${i}`) : (i) => v.pool(poolKeys[i % poolKeys.length]);
             m = await measure(admin, op, { ops: s.ops, inFlight: s.inFlight });
           }
           const executions = (v.counter?.executions ?? 0) - before;
           // What the calls said must match what the handler saw (the bench reads each library right).
-          if (v.counter && executions !== (m.statuses.executed ?? 0)) throw new Error(`broken bench: ${v.name} ran the handler ${executions} times but ${m.statuses.executed ?? 0} calls said so`);
+          if (v.counter && executions !== (m.statuses.executed ?? 0))
+            throw new Error(`broken bench: ${v.name} ran the handler ${executions} times but ${m.statuses.executed ?? 0} calls said so`);
           // A first execution must run the handler every time, a duplicate never.
-          if (v.counter && s.kind === 'first' && (executions !== s.ops || m.statuses.executed !== s.ops)) throw new Error(`broken scenario: ${v.name} ran ${executions} of ${s.ops} first executions (${JSON.stringify(m.statuses)})`);
+          if (v.counter && s.kind === 'first' && (executions !== s.ops || m.statuses.executed !== s.ops))
+            throw new Error(`broken scenario: ${v.name} ran ${executions} of ${s.ops} first executions (${JSON.stringify(m.statuses)})`);
           if (v.counter && s.kind === 'dup' && executions !== 0) {
-            if (v.group === 'idem') throw new Error(`BROKEN: ${v.name} ran the handler ${executions} times on ${s.ops} completed keys (${JSON.stringify(m.statuses)})`);
+            if (v.group === 'idem')
+              throw new Error(`BROKEN: ${v.name} ran the handler ${executions} times on ${s.ops} completed keys (${JSON.stringify(m.statuses)})`);
             // A peer that runs duplicates again is reported, not a reason to stop the bench.
-            const a = (repeats.get(`${s.id}\0${v.name}`) ?? { executions: 0, ops: 0 });
+            const a = repeats.get(`${s.id}\0${v.name}`) ?? { executions: 0, ops: 0 };
             repeats.set(`${s.id}\0${v.name}`, { executions: a.executions + executions, ops: a.ops + s.ops });
           }
-          if (v.group === 'idem-claim' && m.statuses.acquired !== s.ops) throw new Error(`broken scenario: ${v.name} acquired ${m.statuses.acquired ?? 0} of ${s.ops} new keys`);
+          if (v.group === 'idem-claim' && m.statuses.acquired !== s.ops)
+            throw new Error(`broken scenario: ${v.name} acquired ${m.statuses.acquired ?? 0} of ${s.ops} new keys`);
           const key = `${s.id}\0${v.name}`;
           runs.set(key, [...(runs.get(key) ?? []), m]);
         }
@@ -141,7 +162,9 @@ try {
     summary.unsafePeers = [...unsafe];
     const results = {};
     for (const s of SCENARIOS) {
-      const rows = variants.filter((v) => v.scenarios.includes(s.kind)).map((v) => ({ name: v.name, group: v.group, m: summarise(runs.get(`${s.id}\0${v.name}`)) }));
+      const rows = variants
+        .filter((v) => v.scenarios.includes(s.kind))
+        .map((v) => ({ name: v.name, group: v.group, m: summarise(runs.get(`${s.id}\0${v.name}`)) }));
       const peers = rows.filter((x) => x.group === 'peer' && !unsafe.has(x.name));
       const best = peers.reduce((a, b) => (b.m.rate > a.m.rate ? b : a), peers[0]);
       const floor = rows.find((x) => x.name === FLOOR[s.kind]);
@@ -157,7 +180,11 @@ try {
           const per = raceExec.get(row.name);
           const counts = {};
           for (const n of per) counts[n] = (counts[n] ?? 0) + 1;
-          row.note = `executions per key: ${Object.entries(counts).map(([n, k]) => `${n} x${k}`).join(', ')}; calls: ${Object.entries(raceStatuses.get(row.name)).map(([k, n]) => `${k} ${n}`).join(', ')}`;
+          row.note = `executions per key: ${Object.entries(counts)
+            .map(([n, k]) => `${n} x${k}`)
+            .join(', ')}; calls: ${Object.entries(raceStatuses.get(row.name))
+            .map(([k, n]) => `${k} ${n}`)
+            .join(', ')}`;
           summary.race[row.name] = { executionsPerKey: counts, statuses: raceStatuses.get(row.name) };
         }
       }
@@ -176,13 +203,31 @@ try {
       console.log(`  ${label.padEnd(72)} ${value.toFixed(2).padStart(6)}   (goal ${target})`);
     };
     // Per goal, the idem row that does best on it (highest rate, lowest CPU), named in the label.
-    const bestIdem = (id, group, k, lower = false) => results[id].rows.filter((x) => x.group === group).reduce((a, b) => ((lower ? b.m[k] < a.m[k] : b.m[k] > a.m[k]) ? b : a)).name;
+    const bestIdem = (id, group, k, lower = false) =>
+      results[id].rows.filter((x) => x.group === group).reduce((a, b) => ((lower ? b.m[k] < a.m[k] : b.m[k] > a.m[k]) ? b : a)).name;
     const goalsFor = (pick, claimPick) => {
       const idem = (id, k, lower) => pick ?? bestIdem(id, 'idem', k, lower);
-      goal(`first execution, ${IN_FLIGHT} in flight: ${idem('first64', 'rate')} / best peer (${results.first64.best.name})`, get('first64', idem('first64', 'rate')).rate / results.first64.best.m.rate, '>= 1');
-      for (const id of ['dup1', 'dup64']) goal(`duplicate, ${id === 'dup1' ? 1 : IN_FLIGHT} in flight: ${idem(id, 'rate')} / best peer (${results[id].best.name})`, get(id, idem(id, 'rate')).rate / results[id].best.m.rate, '> 1');
-      for (const [k, what] of [['client', 'client'], ['serverCpu', 'server CPU'], ['serverCmd', 'server cmd time']]) {
-        goal(`CPU per first execution (${IN_FLIGHT}): ${idem('first64', k, true)} ${what} / lowest peer's`, get('first64', idem('first64', k, true))[k] / lowest('first64', k), '<= 1.5');
+      goal(
+        `first execution, ${IN_FLIGHT} in flight: ${idem('first64', 'rate')} / best peer (${results.first64.best.name})`,
+        get('first64', idem('first64', 'rate')).rate / results.first64.best.m.rate,
+        '>= 1',
+      );
+      for (const id of ['dup1', 'dup64'])
+        goal(
+          `duplicate, ${id === 'dup1' ? 1 : IN_FLIGHT} in flight: ${idem(id, 'rate')} / best peer (${results[id].best.name})`,
+          get(id, idem(id, 'rate')).rate / results[id].best.m.rate,
+          '> 1',
+        );
+      for (const [k, what] of [
+        ['client', 'client'],
+        ['serverCpu', 'server CPU'],
+        ['serverCmd', 'server cmd time'],
+      ]) {
+        goal(
+          `CPU per first execution (${IN_FLIGHT}): ${idem('first64', k, true)} ${what} / lowest peer's`,
+          get('first64', idem('first64', k, true))[k] / lowest('first64', k),
+          '<= 1.5',
+        );
       }
       const claim = claimPick ?? bestIdem('first64', 'idem-claim', 'rate');
       goal(`claim alone, ${IN_FLIGHT} in flight: ${claim} / ${FLOOR.first}`, get('first64', claim).rate / results.first64.floor.m.rate, '>= 0.9');
@@ -198,18 +243,38 @@ try {
     const [cas, timedClaim, timedCas] = Object.keys(GUARANTEE_FLOORS).map((name) => get('first64', name).serverCmd);
     const peerCmd = lowest('first64', 'serverCmd');
     const serverClock = timedClaim + timedCas;
-    goal(`server cmd time, least fenced first execution (SET NX PX + scripted CAS) / lowest peer's`, (get('first64', FLOOR.first).serverCmd + cas) / peerCmd, 'floor');
+    goal(
+      `server cmd time, least fenced first execution (SET NX PX + scripted CAS) / lowest peer's`,
+      (get('first64', FLOOR.first).serverCmd + cas) / peerCmd,
+      'floor',
+    );
     goal(`server cmd time, least fenced first execution on the server's clock (2 scripts with TIME) / lowest peer's`, serverClock / peerCmd, 'floor');
     const idemCmd = Math.min(...results.first64.rows.filter((x) => x.group === 'idem').map((x) => x.m.serverCmd));
     goal(`server cmd time, idem runOnce (lowest of its rows) / that least fenced first execution on the server's clock`, idemCmd / serverClock, '-');
     // The client's side of the same question: two scripts per first execution on @redis/client.
     const clientFloor = get('first64', CLIENT_FLOOR).client;
     goal(`client CPU per first execution (64): two timed scripts on @redis/client / lowest peer's`, clientFloor / lowest('first64', 'client'), 'floor');
-    goal(`client CPU per first execution (64): idem runOnce (your @redis/client) / those two scripts`, get('first64', 'idem runOnce (your @redis/client)').client / clientFloor, '-');
-    goal(`client CPU per first execution (64): idem's own work (runOnce, no I/O) / lowest peer's`, get('first64', OWN_WORK).client / lowest('first64', 'client'), '-');
+    goal(
+      `client CPU per first execution (64): idem runOnce (your @redis/client) / those two scripts`,
+      get('first64', 'idem runOnce (your @redis/client)').client / clientFloor,
+      '-',
+    );
+    goal(
+      `client CPU per first execution (64): idem's own work (runOnce, no I/O) / lowest peer's`,
+      get('first64', OWN_WORK).client / lowest('first64', 'client'),
+      '-',
+    );
     const idemDup = Math.min(...results.dup64.rows.filter((x) => x.group === 'idem').map((x) => x.m.serverCmd));
-    goal(`server cmd time per duplicate (64): least read on the server's clock (TIME + GET script) / lowest peer's`, get('dup64', TIMED_GET_FLOOR).serverCmd / lowest('dup64', 'serverCmd'), 'floor');
-    goal(`server cmd time per duplicate (64): idem runOnce (lowest of its rows) / that least read on the server's clock`, idemDup / get('dup64', TIMED_GET_FLOOR).serverCmd, '-');
+    goal(
+      `server cmd time per duplicate (64): least read on the server's clock (TIME + GET script) / lowest peer's`,
+      get('dup64', TIMED_GET_FLOOR).serverCmd / lowest('dup64', 'serverCmd'),
+      'floor',
+    );
+    goal(
+      `server cmd time per duplicate (64): idem runOnce (lowest of its rows) / that least read on the server's clock`,
+      idemDup / get('dup64', TIMED_GET_FLOOR).serverCmd,
+      '-',
+    );
     summary.goals = goals;
   }
 
@@ -256,12 +321,23 @@ async function claimPaths(url, prefix) {
     const [sec] = await admin.time();
     const now = Number(sec) * 1000;
     const keys = { completed: `${prefix}{done}`, in_flight: `${prefix}{live}` };
-    await admin.set(keys.completed, `{"v":1,"key":"done","status":"succeeded","runId":"other","fence":${now},"attempt":1,"claimedAt":${now},"completedAt":${now},"expiresAt":${now + TTL},"result":{"ok":true}}`, 'PX', TTL);
-    await admin.set(keys.in_flight, `{"v":1,"key":"live","status":"in_flight","runId":"other","fence":${now},"attempt":1,"claimedAt":${now},"leaseExpiresAt":${now + TTL}}`, 'PX', TTL);
+    await admin.set(
+      keys.completed,
+      `{"v":1,"key":"done","status":"succeeded","runId":"other","fence":${now},"attempt":1,"claimedAt":${now},"completedAt":${now},"expiresAt":${now + TTL},"result":{"ok":true}}`,
+      'PX',
+      TTL,
+    );
+    await admin.set(
+      keys.in_flight,
+      `{"v":1,"key":"live","status":"in_flight","runId":"other","fence":${now},"attempt":1,"claimedAt":${now},"leaseExpiresAt":${now + TTL}}`,
+      'PX',
+      TTL,
+    );
     const pass = async (rk, mode) => {
       const head = `{"v":1,"key":"k","status":"in_flight","runId":"me","fence":`;
       const s0 = await serverStats(admin);
-      for (let i = 0; i < OPS; i += IN_FLIGHT) await Promise.all(Array.from({ length: IN_FLIGHT }, () => admin.evalsha(sha, 1, rk, head, '', '', 'me', 30_000, 60_000, '0', 'success', mode)));
+      for (let i = 0; i < OPS; i += IN_FLIGHT)
+        await Promise.all(Array.from({ length: IN_FLIGHT }, () => admin.evalsha(sha, 1, rk, head, '', '', 'me', 30_000, 60_000, '0', 'success', mode)));
       const s1 = await serverStats(admin);
       const d = (s) => s.cmd.get('evalsha') ?? { calls: 0, usec: 0 };
       return (d(s1).usec - d(s0).usec) / (d(s1).calls - d(s0).calls);
@@ -269,11 +345,20 @@ async function claimPaths(url, prefix) {
     const out = {};
     for (let r = 0; r < ROUNDS; r++) {
       for (const [name, rk] of rotate(Object.entries(keys), r)) {
-        for (const [path, mode] of rotate([['fast', ''], ['full', 'full']], r)) (out[`${name} ${path}`] ??= []).push(await pass(rk, mode));
+        for (const [path, mode] of rotate(
+          [
+            ['fast', ''],
+            ['full', 'full'],
+          ],
+          r,
+        ))
+          (out[`${name} ${path}`] ??= []).push(await pass(rk, mode));
       }
     }
     const res = Object.fromEntries(Object.entries(out).map(([k, v]) => [k, Number(median(v).toFixed(1))]));
-    console.log(`\nClaim script on a duplicate, server cmd µs per call (${IN_FLIGHT} in flight, median of ${ROUNDS}): completed ${res['completed fast']} fast path / ${res['completed full']} full path; in_flight ${res['in_flight fast']} / ${res['in_flight full']}`);
+    console.log(
+      `\nClaim script on a duplicate, server cmd µs per call (${IN_FLIGHT} in flight, median of ${ROUNDS}): completed ${res['completed fast']} fast path / ${res['completed full']} full path; in_flight ${res['in_flight fast']} / ${res['in_flight full']}`,
+    );
     return res;
   } finally {
     await unlinkMatching(admin, `${prefix}*`);
@@ -317,4 +402,3 @@ async function roundTrips(url, prefix) {
     admin.disconnect();
   }
 }
-

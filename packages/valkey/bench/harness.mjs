@@ -47,7 +47,11 @@ export async function servers({ needReplica }) {
   const start = async (name, extra = []) => {
     const port = await freePort();
     mkdirSync(join(dir, name));
-    const child = spawn('redis-server', ['--bind', '127.0.0.1', '--port', String(port), '--save', '', '--appendonly', 'no', '--dir', join(dir, name), ...extra], { stdio: 'ignore' });
+    const child = spawn(
+      'redis-server',
+      ['--bind', '127.0.0.1', '--port', String(port), '--save', '', '--appendonly', 'no', '--dir', join(dir, name), ...extra],
+      { stdio: 'ignore' },
+    );
     children.push(child);
     await waitFor(`redis-server ${name} on ${port}`, () => ping(port));
     return port;
@@ -121,7 +125,10 @@ export function versionOf(name, from = join(here, 'package.json')) {
   }
 }
 
-export const load = () => loadavg().map((x) => x.toFixed(2)).join(' ');
+export const load = () =>
+  loadavg()
+    .map((x) => x.toFixed(2))
+    .join(' ');
 
 // Commands whose INFO commandstats time already includes the commands they ran inside (a script
 // counts its inner GET/SET both in its own usec and in theirs), or that only ride with them.
@@ -205,7 +212,15 @@ export const median = (xs) => {
 /** Each column's median over the rounds (rates kept per round too, to show the spread). */
 export function summarise(runs) {
   const col = (k) => median(runs.map((r) => r[k]));
-  return { rate: col('rate'), p50: col('p50'), p99: col('p99'), client: col('client'), serverCpu: col('serverCpu'), serverCmd: col('serverCmd'), rounds: runs.map((r) => Math.round(r.rate)) };
+  return {
+    rate: col('rate'),
+    p50: col('p50'),
+    p99: col('p99'),
+    client: col('client'),
+    serverCpu: col('serverCpu'),
+    serverCmd: col('serverCmd'),
+    rounds: runs.map((r) => Math.round(r.rate)),
+  };
 }
 
 /** Rotates a list by `n`: round r starts with the r-th entry, so no side always goes first. */
@@ -239,7 +254,11 @@ export function table(title, rows, { best, floor, floorLabel = 'x floor', cpu = 
     return cells;
   });
   const widths = head.map((h, i) => Math.max(h.length, ...lines.map((l) => String(l[i]).length)));
-  const show = (cells) => cells.map((c, i) => (i === 0 || i >= cells.length - 2 ? String(c).padEnd(widths[i]) : String(c).padStart(widths[i]))).join('  ').trimEnd();
+  const show = (cells) =>
+    cells
+      .map((c, i) => (i === 0 || i >= cells.length - 2 ? String(c).padEnd(widths[i]) : String(c).padStart(widths[i])))
+      .join('  ')
+      .trimEnd();
   console.log(`\n${title}`);
   const about = [best && `x best peer = to ${best.name}`, floor && `${floorLabel} = to ${floor.name}`].filter(Boolean);
   if (about.length) console.log(`  ratios of ops/s: ${about.join('; ')}`);

@@ -74,7 +74,12 @@ export async function replicaBench({ url, ha, haLabel, base, rounds, ops, ops1 }
           rows,
           { floor: without, floorLabel: 'x no ack', cpu: false },
         );
-        out[`${kind}${p.id}`] = Object.fromEntries(rows.map((x) => [x.name, { rate: Math.round(x.m.rate), p50: Math.round(x.m.p50), p99: Math.round(x.m.p99), client: Number(x.m.client.toFixed(1)), rounds: x.m.rounds }]));
+        out[`${kind}${p.id}`] = Object.fromEntries(
+          rows.map((x) => [
+            x.name,
+            { rate: Math.round(x.m.rate), p50: Math.round(x.m.p50), p99: Math.round(x.m.p99), client: Number(x.m.client.toFixed(1)), rounds: x.m.rounds },
+          ]),
+        );
       }
     }
     return out;

@@ -18,7 +18,15 @@ const { RedisStorageAdapter } = nodeIdempotencyRedis;
 /** What every no-op handler returns: a small result each library stores and hands to duplicates. */
 const RESULT = { ok: true };
 /** A raw floor's value: about the size of an idem record, built once (the floor does no work per op). */
-const VALUE = JSON.stringify({ v: 1, status: 'in_flight', runId: '2f1d6c1e-6c43-4c55-8f3b-0b8f0e4b8d61', fence: 1, attempt: 1, claimedAt: 1_750_000_000_000, leaseExpiresAt: 1_750_000_300_000 });
+const VALUE = JSON.stringify({
+  v: 1,
+  status: 'in_flight',
+  runId: '2f1d6c1e-6c43-4c55-8f3b-0b8f0e4b8d61',
+  fence: 1,
+  attempt: 1,
+  claimedAt: 1_750_000_000_000,
+  leaseExpiresAt: 1_750_000_300_000,
+});
 const TTL_MS = 3_600_000;
 
 /**

@@ -115,7 +115,11 @@ export class TickBatcher {
     results.then((replies) => {
       if (!replies || replies.length !== batch.length + 1) return fail(new Error('pipeline aborted'));
       const [waitError, acked] = replies[batch.length]!;
-      const short = waitError ?? (typeof acked !== 'number' || acked < this.minReplicas ? new Error(`${String(acked)} of ${this.minReplicas} replicas acknowledged the write within ${this.replicaTimeoutMs} ms`) : undefined);
+      const short =
+        waitError ??
+        (typeof acked !== 'number' || acked < this.minReplicas
+          ? new Error(`${String(acked)} of ${this.minReplicas} replicas acknowledged the write within ${this.replicaTimeoutMs} ms`)
+          : undefined);
       let moved = false;
       batch.forEach((e, i) => {
         const [scriptError, reply] = replies[i]!;

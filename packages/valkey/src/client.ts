@@ -96,7 +96,8 @@ export function openClient(target: ValkeyUrlConfig | undefined, cluster: string[
     // The server URL without its query (the grammar took every parameter out): ioredis reads none.
     c = new Redis(parse(target!.server).href, common);
   } else {
-    if (!Array.isArray(seeds) || seeds.length === 0 || !seeds.every((s) => typeof s === 'string')) throw new InvalidArgumentError('cluster must be a non-empty list of "host:port"');
+    if (!Array.isArray(seeds) || seeds.length === 0 || !seeds.every((s) => typeof s === 'string'))
+      throw new InvalidArgumentError('cluster must be a non-empty list of "host:port"');
     const urls = seeds.map(parse);
     const first = urls[0]!;
     c = new Cluster(
@@ -118,7 +119,10 @@ export function openClient(target: ValkeyUrlConfig | undefined, cluster: string[
   // before queued commands are flushed) and every operation fails from then on.
   c.on('error', (error: Error & { command?: { name?: string } }) => {
     if (error?.command?.name !== 'select' || guard.fatal) return;
-    guard.fatal = new InvalidStoreUrlError(`the server refused the URL's database index (${error.message}); stores on one server share nothing only through their prefix`, error);
+    guard.fatal = new InvalidStoreUrlError(
+      `the server refused the URL's database index (${error.message}); stores on one server share nothing only through their prefix`,
+      error,
+    );
     c.disconnect();
   });
   return c as unknown as ValkeyClient;

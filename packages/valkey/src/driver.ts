@@ -73,7 +73,19 @@ export class ValkeyDriver implements Driver {
     const fpPart = fingerprintPart(input);
     const holderPart = this.holders.part(input.holder);
     const labels = labelsPart(input);
-    const args = [head, fpPart, input.fingerprint ?? '', input.runId, input.leaseMs, this.settings.lingerMs, input.force ? '1' : '0', input.dedupOn, '', holderPart, labels];
+    const args = [
+      head,
+      fpPart,
+      input.fingerprint ?? '',
+      input.runId,
+      input.leaseMs,
+      this.settings.lingerMs,
+      input.force ? '1' : '0',
+      input.dedupOn,
+      '',
+      holderPart,
+      labels,
+    ];
     const reply = ValkeyDriver.scriptReply(await this.evalScript(CLAIM_LUA, this.claimSha, rk, args, false, true));
     if (typeof reply === 'number') {
       // The fast path (SET NX on a key with no trace): the record is the one we sent, stamped with the server's time.
@@ -125,12 +137,27 @@ export class ValkeyDriver implements Driver {
   async finish(lease: Lease, op: FinishOp): Promise<FinishValue> {
     const rk = this.recordKey(lease.name);
     const retentionMs = op.op === 'complete' || op.op === 'fail' ? op.retentionMs : 0; // only a finish starts retention
-    const payload = op.op === 'complete' && op.result !== undefined ? JSON.stringify(op.result) : op.op === 'fail' && op.error !== undefined ? JSON.stringify(op.error) : '';
+    const payload =
+      op.op === 'complete' && op.result !== undefined ? JSON.stringify(op.result) : op.op === 'fail' && op.error !== undefined ? JSON.stringify(op.error) : '';
     // complete and fail: the finished record is made here from the bytes the lease holds, and the
     // script writes it only if the key still holds exactly those bytes (see FINISH_LUA).
-    const fast = op.op === 'complete' || op.op === 'fail' ? finishedParts(lease, op.op === 'complete' ? 'succeeded' : 'failed', payload ? `,"${op.op === 'complete' ? 'result' : 'error'}":${payload}}` : '}') : undefined;
+    const fast =
+      op.op === 'complete' || op.op === 'fail'
+        ? finishedParts(lease, op.op === 'complete' ? 'succeeded' : 'failed', payload ? `,"${op.op === 'complete' ? 'result' : 'error'}":${payload}}` : '}')
+        : undefined;
     const leaseMs = op.op === 'renew' ? op.leaseMs : 0;
-    const args = [op.op, lease.runId, lease.fence, leaseMs, retentionMs, this.settings.lingerMs, payload, fast ? lease.version! : '', fast?.[0] ?? '', fast?.[1] ?? ''];
+    const args = [
+      op.op,
+      lease.runId,
+      lease.fence,
+      leaseMs,
+      retentionMs,
+      this.settings.lingerMs,
+      payload,
+      fast ? lease.version! : '',
+      fast?.[0] ?? '',
+      fast?.[1] ?? '',
+    ];
     const reply = ValkeyDriver.scriptReply(await this.evalScript(FINISH_LUA, this.finishSha, rk, args, false, true));
     if (typeof reply === 'number') {
       if (!fast || (op.op !== 'complete' && op.op !== 'fail')) throw new BackendUnavailableError(`unexpected finish reply ${reply}`);
@@ -179,7 +206,10 @@ export class ValkeyDriver implements Driver {
         if (node >= nodes.length) return page();
         const [next, keys] = (await this.op(() => nodes[node]!.call('SCAN', scanCursor, 'MATCH', pattern, 'COUNT', SCAN_COUNT))) as [string, string[]];
         // Only storage names (sha256 hex), as on every scanning store; sorted so pages are stable.
-        pending = keys.map((k) => k.slice(this.settings.prefix.length + 1, -1)).filter((name) => STORAGE_NAME.test(name)).sort();
+        pending = keys
+          .map((k) => k.slice(this.settings.prefix.length + 1, -1))
+          .filter((name) => STORAGE_NAME.test(name))
+          .sort();
         if (next === '0') [node, scanCursor] = [node + 1, '0'];
         else scanCursor = next;
       }

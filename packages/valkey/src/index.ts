@@ -2,13 +2,7 @@
 // client.ts (the client interface, and the client the store opens itself), driver.ts (the store's
 // operations as Lua scripts, lua.ts), batch.ts (per-tick corking and the shared WAIT), deadline.ts
 // (retries and time bounds), bytes.ts (the record's JSON bytes), scan.ts (list's nodes and cursor).
-import {
-  IdempotencyStore,
-  InvalidArgumentError,
-  resolveStoreOptions,
-  validateDuration,
-  type StoreOptions,
-} from '@idem/core/adapter';
+import { IdempotencyStore, InvalidArgumentError, resolveStoreOptions, validateDuration, type StoreOptions } from '@idem/core/adapter';
 import { openClient, type Guard, type ValkeyClient } from './client.js';
 import { ValkeyDriver } from './driver.js';
 import { fromNodeRedis, isNodeRedis, type NodeRedisClient } from './node-redis.js';
@@ -74,7 +68,8 @@ export async function createValkeyStore(options: ValkeyStoreOptions): Promise<Id
   } = options ?? ({} as ValkeyStoreOptions);
   const sources = [client, url, cluster].filter((x) => x !== undefined).length;
   if (sources !== 1) throw new InvalidArgumentError('give exactly one of client, url or cluster');
-  if (prefixOption !== undefined && (typeof prefixOption !== 'string' || /[{}]/.test(prefixOption))) throw new InvalidArgumentError('prefix must be a string without { or } (the store sets hash tags itself)');
+  if (prefixOption !== undefined && (typeof prefixOption !== 'string' || /[{}]/.test(prefixOption)))
+    throw new InvalidArgumentError('prefix must be a string without { or } (the store sets hash tags itself)');
   validateDuration('lingerMs', lingerMs);
   validateDuration('timeoutMs', timeoutMs);
   // A URL is read by the one grammar of @idem/valkey/url, the same that the CLI and openStoreUrl
@@ -91,14 +86,16 @@ export async function createValkeyStore(options: ValkeyStoreOptions): Promise<Id
   const resolved = resolveStoreOptions(storeOptions); // bad options fail before any connection is made
   let given: ValkeyClient | undefined;
   if (client !== undefined) {
-    if (typeof client !== 'object' || client === null) throw new InvalidArgumentError('client must be an ioredis-compatible Redis or Cluster, or a node-redis client');
+    if (typeof client !== 'object' || client === null)
+      throw new InvalidArgumentError('client must be an ioredis-compatible Redis or Cluster, or a node-redis client');
     // node-redis (sendCommand, no call): wrapped in a ValkeyClient; its own kinds refused there.
     given = isNodeRedis(client) ? fromNodeRedis(client) : (client as ValkeyClient);
     if (typeof given.call !== 'function') throw new InvalidArgumentError('client must be an ioredis-compatible Redis or Cluster, or a node-redis client');
     // ioredis prefixes command keys but not SCAN results: list would then read the wrong keys.
     if (given.options?.keyPrefix) throw new InvalidArgumentError('client has keyPrefix set: use the store option prefix instead');
   }
-  if (minReplicas > 0 && given !== undefined && typeof given.pipeline !== 'function') throw new InvalidArgumentError('minReplicas needs a client with pipeline() (ioredis Redis or Cluster, or node-redis)');
+  if (minReplicas > 0 && given !== undefined && typeof given.pipeline !== 'function')
+    throw new InvalidArgumentError('minReplicas needs a client with pipeline() (ioredis Redis or Cluster, or node-redis)');
   const guard: Guard = {};
   const owned = given === undefined ? openClient(fromUrl, cluster, timeoutMs, guard) : undefined;
   const driver = new ValkeyDriver(given ?? owned!, owned !== undefined, guard, { prefix, lingerMs, timeoutMs, minReplicas, replicaTimeoutMs });

@@ -30,11 +30,21 @@ export function fromNodeRedis(client: object): ValkeyClient {
   const c = client as NodeRedisClient & Record<string, unknown>;
   // Their sendCommand takes routing arguments first (a key, isReadonly), and a pool spreads
   // commands over several connections, where a WAIT would count another connection's writes.
-  if (typeof c.getSlotMaster === 'function') throw new InvalidArgumentError('a node-redis cluster client (createCluster) is not supported: give cluster: ["host:port", ...] and the store opens an ioredis Cluster');
-  if (typeof c.getSentinelNode === 'function') throw new InvalidArgumentError('a node-redis Sentinel client (createSentinel) is not supported: give url: "redis+sentinel://..." and the store opens its own client');
-  if (typeof c.execute === 'function') throw new InvalidArgumentError('a node-redis client pool (createClientPool) is not supported: give one connected client (createClient)');
+  if (typeof c.getSlotMaster === 'function')
+    throw new InvalidArgumentError(
+      'a node-redis cluster client (createCluster) is not supported: give cluster: ["host:port", ...] and the store opens an ioredis Cluster',
+    );
+  if (typeof c.getSentinelNode === 'function')
+    throw new InvalidArgumentError(
+      'a node-redis Sentinel client (createSentinel) is not supported: give url: "redis+sentinel://..." and the store opens its own client',
+    );
+  if (typeof c.execute === 'function')
+    throw new InvalidArgumentError('a node-redis client pool (createClientPool) is not supported: give one connected client (createClient)');
   // node-redis 4 (@redis/client 1.x) and a legacy() wrapper have neither type mappings nor the command options used below.
-  if (typeof c.withTypeMapping !== 'function') throw new InvalidArgumentError('client looks like node-redis 4 (@redis/client 1.x) or a legacy() client: give a createClient() of redis / @redis/client 5 or later');
+  if (typeof c.withTypeMapping !== 'function')
+    throw new InvalidArgumentError(
+      'client looks like node-redis 4 (@redis/client 1.x) or a legacy() client: give a createClient() of redis / @redis/client 5 or later',
+    );
   // The store sends raw commands, which node-redis 6 does not prefix (and SCAN replies never are).
   if (c.options?.keyPrefix) throw new InvalidArgumentError('client has keyPrefix set: use the store option prefix instead');
 
@@ -68,7 +78,12 @@ export function fromNodeRedis(client: object): ValkeyClient {
       const replies: Array<Promise<[Error | null, unknown]>> = [];
       const p: ValkeyPipeline = {
         call: (command, ...args) => {
-          replies.push(send(chain, command, args).then((r) => [null, r], (e: unknown) => [e instanceof Error ? e : new Error(String(e)), undefined]));
+          replies.push(
+            send(chain, command, args).then(
+              (r) => [null, r],
+              (e: unknown) => [e instanceof Error ? e : new Error(String(e)), undefined],
+            ),
+          );
           return p;
         },
         exec: () => Promise.all(replies),
@@ -77,4 +92,3 @@ export function fromNodeRedis(client: object): ValkeyClient {
     },
   };
 }
-

@@ -56,7 +56,10 @@ export function parseSentinelUrl(url: string): SentinelTarget {
   const slash = afterAt.indexOf('/');
   if (slash === -1) throw bad('the master name is missing');
   const hostList = afterAt.slice(0, slash);
-  const path = afterAt.slice(slash + 1).replace(/\/$/, '').split('/');
+  const path = afterAt
+    .slice(slash + 1)
+    .replace(/\/$/, '')
+    .split('/');
 
   const target: SentinelTarget = { sentinels: [], name: '', db: 0 };
   for (const [i, entry] of hostList.split(',').entries()) {

@@ -40,7 +40,15 @@ export function parse(url: string): ValkeyUrlConfig {
   if (isSentinelUrl(url)) {
     const sentinel = parseSentinelUrl(url);
     const { db, prefix, minReplicas, replicaTimeoutMs } = sentinel;
-    return { url, server: url, db, sentinel, ...(prefix !== undefined ? { prefix } : {}), ...(minReplicas !== undefined ? { minReplicas } : {}), ...(replicaTimeoutMs !== undefined ? { replicaTimeoutMs } : {}) };
+    return {
+      url,
+      server: url,
+      db,
+      sentinel,
+      ...(prefix !== undefined ? { prefix } : {}),
+      ...(minReplicas !== undefined ? { minReplicas } : {}),
+      ...(replicaTimeoutMs !== undefined ? { replicaTimeoutMs } : {}),
+    };
   }
   let u: URL;
   try {

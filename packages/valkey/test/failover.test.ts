@@ -166,10 +166,15 @@ async function sentinelFailover(): Promise<number> {
       await remonitor(now);
       return true;
     });
-    await waitUntil('after re-monitoring, a majority of sentinels see the replica healthy and every sentinel knows the two others', async () => (await sentinelsSeeReplica(other)) && (await sentinelsKnowEachOther())).catch((again: unknown) => {
+    await waitUntil(
+      'after re-monitoring, a majority of sentinels see the replica healthy and every sentinel knows the two others',
+      async () => (await sentinelsSeeReplica(other)) && (await sentinelsKnowEachOther()),
+    ).catch((again: unknown) => {
       throw new Error(`${(again as Error).message} (sentinels saw: ${sentinelViews}; before re-monitoring: ${stale})`);
     });
-    console.log(`valkey failover test: sentinels re-monitored idem-ha at ${now}${now === replica ? '' : ' (failed over again meanwhile)'} after 20 s (they saw: ${stale})`);
+    console.log(
+      `valkey failover test: sentinels re-monitored idem-ha at ${now}${now === replica ? '' : ' (failed over again meanwhile)'} after 20 s (they saw: ${stale})`,
+    );
   }
   return fault;
 }
@@ -213,7 +218,6 @@ async function sentinelsKnowEachOther(): Promise<boolean> {
 
 // --- Cluster ----------------------------------------------------------------
 
-
 let nextShard = 0;
 /** Each node's own word on its role (gossip may lag right after a failover). */
 async function clusterRoles(): Promise<Array<{ port: number; master: boolean; masterPort: number }>> {
@@ -237,7 +241,10 @@ async function clusterFailover(): Promise<number> {
   thaw();
   await ask(replica.port, 'CLUSTER', 'FAILOVER', 'TAKEOVER');
   const fault = Date.now();
-  await waitUntil('the replica is master and the old master its synced replica', async () => (await infoField(replica.port, 'replication', 'role')) === 'master' && (await synced(master.port)));
+  await waitUntil(
+    'the replica is master and the old master its synced replica',
+    async () => (await infoField(replica.port, 'replication', 'role')) === 'master' && (await synced(master.port)),
+  );
   await waitUntil('every node agrees', async () => {
     for (const n of await clusterRoles()) if (!/cluster_state:ok/.test(String(await ask(n.port, 'CLUSTER', 'INFO')))) return false;
     return true;
@@ -271,14 +278,25 @@ interface Figures {
   longestStallMs: number;
 }
 
-async function underLoad(store: Partial<ValkeyStoreOptions> & { userSentinelClient?: unknown }, failover: () => Promise<number>, verifyWith: Partial<ValkeyStoreOptions>): Promise<Figures> {
+async function underLoad(
+  store: Partial<ValkeyStoreOptions> & { userSentinelClient?: unknown },
+  failover: () => Promise<number>,
+  verifyWith: Partial<ValkeyStoreOptions>,
+): Promise<Figures> {
   const prefix = freshPrefix();
   const events: Event[] = [];
   const children: ChildProcess[] = [];
   const exits: Array<Promise<number | null>> = [];
   for (let w = 0; w < WORKERS; w++) {
     const { userSentinelClient, ...own } = store;
-    const config = { id: w, shared: 4, own: 4, pause: 25, store: { ...own, prefix }, ...(w === WORKERS - 1 && userSentinelClient ? { userSentinelClient } : {}) };
+    const config = {
+      id: w,
+      shared: 4,
+      own: 4,
+      pause: 25,
+      store: { ...own, prefix },
+      ...(w === WORKERS - 1 && userSentinelClient ? { userSentinelClient } : {}),
+    };
     const child = spawn(process.execPath, [workerScript, JSON.stringify(config)], { stdio: ['pipe', 'pipe', 'inherit'] });
     children.push(child);
     exits.push(new Promise((r) => child.once('exit', r)));

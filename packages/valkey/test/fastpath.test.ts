@@ -42,7 +42,20 @@ describe.skipIf(!haveRedisServer())('valkey finish fast path and WAIT-able no-op
     expect(done.leaseExpiresAt).toBeUndefined();
     expect(done.expiresAt! - done.completedAt!).toBe(store.retentionMs);
     // The layout every writer of this store uses: fields in one order, times last.
-    expect(Object.keys(JSON.parse(raw))).toEqual(['v', 'key', 'status', 'runId', 'fence', 'attempt', 'fingerprint', 'claimedAt', 'completedAt', 'expiresAt', 'holder', 'result']);
+    expect(Object.keys(JSON.parse(raw))).toEqual([
+      'v',
+      'key',
+      'status',
+      'runId',
+      'fence',
+      'attempt',
+      'fingerprint',
+      'claimedAt',
+      'completedAt',
+      'expiresAt',
+      'holder',
+      'result',
+    ]);
 
     const failed = await store.fail(leaseOf(await store.claim('fails')), { error: new Error('boom') });
     expect(JSON.parse((await admin.get(rk('fails')))!)).toEqual(failed);
@@ -55,7 +68,16 @@ describe.skipIf(!haveRedisServer())('valkey finish fast path and WAIT-able no-op
     const lease = leaseOf(await store.claim('old-layout'));
     const r = lease.record;
     // Same fields, another order: the bytes differ from the lease's, the record is the same.
-    const older = JSON.stringify({ leaseExpiresAt: r.leaseExpiresAt, claimedAt: r.claimedAt, attempt: r.attempt, fence: r.fence, runId: r.runId, status: r.status, key: r.key, v: r.v });
+    const older = JSON.stringify({
+      leaseExpiresAt: r.leaseExpiresAt,
+      claimedAt: r.claimedAt,
+      attempt: r.attempt,
+      fence: r.fence,
+      runId: r.runId,
+      status: r.status,
+      key: r.key,
+      v: r.v,
+    });
     await admin.set(rk('old-layout'), older, 'KEEPTTL');
     const done = await store.complete(lease, { result: 7 });
     expect(done).toMatchObject({ status: 'succeeded', fence: r.fence, result: 7 });
@@ -112,7 +134,16 @@ describe.skipIf(!haveRedisServer())('valkey finish fast path and WAIT-able no-op
     // The same record, fields in reverse order: never the store's layout, so always the full path.
     const reversed = (r: IdemRecord): string => JSON.stringify(Object.fromEntries(Object.entries(JSON.parse(canonical(r))).reverse()));
 
-    const base = (now: number, over: Partial<IdemRecord>): IdemRecord => ({ v: 1, key: 'k', status: 'succeeded', runId: 'other', fence: now - 5000, attempt: 2, claimedAt: now - 5000, ...over });
+    const base = (now: number, over: Partial<IdemRecord>): IdemRecord => ({
+      v: 1,
+      key: 'k',
+      status: 'succeeded',
+      runId: 'other',
+      fence: now - 5000,
+      attempt: 2,
+      claimedAt: now - 5000,
+      ...over,
+    });
     const done = (now: number, over: Partial<IdemRecord> = {}) => base(now, { completedAt: now - 4000, expiresAt: now + 600_000, ...over });
     const flight = (now: number, over: Partial<IdemRecord> = {}) => base(now, { status: 'in_flight', leaseExpiresAt: now + 600_000, ...over });
     // Which claims the fast path answers for a record in the store's layout (the rest write, or read an escape).
@@ -122,16 +153,40 @@ describe.skipIf(!haveRedisServer())('valkey finish fast path and WAIT-able no-op
     const never = () => false;
 
     const rows: Row[] = [
-      { name: 'succeeded with a result holding expiresAt text', record: (n) => done(n, { fingerprint: 'sha256:a', result: { expiresAt: 1, t: '"expiresAt":5,"status":"in_flight"' } }), fast: final },
+      {
+        name: 'succeeded with a result holding expiresAt text',
+        record: (n) => done(n, { fingerprint: 'sha256:a', result: { expiresAt: 1, t: '"expiresAt":5,"status":"in_flight"' } }),
+        fast: final,
+      },
       { name: 'succeeded, no result, no fingerprint', record: (n) => done(n), fast: final },
-      { name: 'succeeded with holder, labels and a result', record: (n) => done(n, { holder: { host: 'h', pid: 7, version: '0.1.0', program: 'sh' }, labels: { team: 'a/b' }, result: 1 }), fast: final },
-      { name: 'in_flight with holder and labels', record: (n) => flight(n, { holder: { host: 'h', pid: 7, version: '0.1.0' }, labels: { team: 'x' } }), fast: live },
+      {
+        name: 'succeeded with holder, labels and a result',
+        record: (n) => done(n, { holder: { host: 'h', pid: 7, version: '0.1.0', program: 'sh' }, labels: { team: 'a/b' }, result: 1 }),
+        fast: final,
+      },
+      {
+        name: 'in_flight with holder and labels',
+        record: (n) => flight(n, { holder: { host: 'h', pid: 7, version: '0.1.0' }, labels: { team: 'x' } }),
+        fast: live,
+      },
       { name: 'succeeded, result an empty array', record: (n) => done(n, { result: [] }), fast: final },
-      { name: 'failed with an error', record: (n) => done(n, { status: 'failed', fingerprint: 'sha256:a', error: 'Error: "boom" \\ at x' }), fast: failedFinal },
+      {
+        name: 'failed with an error',
+        record: (n) => done(n, { status: 'failed', fingerprint: 'sha256:a', error: 'Error: "boom" \\ at x' }),
+        fast: failedFinal,
+      },
       { name: 'failed, no fingerprint', record: (n) => done(n, { status: 'failed' }), fast: (c) => !c.force && c.dedupOn === 'any' },
       { name: 'in_flight, live lease of another runId', record: (n) => flight(n), fast: live },
-      { name: 'in_flight, live lease, fingerprint', record: (n) => flight(n, { fingerprint: 'sha256:a' }), fast: (c) => live(c) || (!c.force && c.fingerprint !== undefined && c.fingerprint !== 'sha256:a') },
-      { name: 'in_flight, lease ended', record: (n) => flight(n, { fingerprint: 'sha256:a', leaseExpiresAt: n - 1 }), fast: (c) => !c.force && c.fingerprint !== undefined && c.fingerprint !== 'sha256:a' },
+      {
+        name: 'in_flight, live lease, fingerprint',
+        record: (n) => flight(n, { fingerprint: 'sha256:a' }),
+        fast: (c) => live(c) || (!c.force && c.fingerprint !== undefined && c.fingerprint !== 'sha256:a'),
+      },
+      {
+        name: 'in_flight, lease ended',
+        record: (n) => flight(n, { fingerprint: 'sha256:a', leaseExpiresAt: n - 1 }),
+        fast: (c) => !c.force && c.fingerprint !== undefined && c.fingerprint !== 'sha256:a',
+      },
       { name: 'succeeded, retention ended, lingering', record: (n) => done(n, { fingerprint: 'sha256:a', expiresAt: n - 1 }), fast: never },
       { name: 'released (lease and retention ended), lingering', record: (n) => flight(n, { leaseExpiresAt: n - 1, expiresAt: n - 1 }), fast: never },
       { name: 'in_flight with completedAt and a live retention', record: (n) => flight(n, { completedAt: n - 10, expiresAt: n + 600_000 }), fast: live },
@@ -230,7 +285,10 @@ describe.skipIf(!haveRedisServer())('valkey finish fast path and WAIT-able no-op
         canonical(flight(now, { key: 'dup:corrupt' })).replace(/,"leaseExpiresAt":\d+/, ''), // in_flight without a lease
       ];
       for (const raw of bad) {
-        for (const c of [{ runId: 'me', dedupOn: 'any' as const }, { runId: 'me', fingerprint: 'sha256:b', dedupOn: 'success' as const }]) {
+        for (const c of [
+          { runId: 'me', dedupOn: 'any' as const },
+          { runId: 'me', fingerprint: 'sha256:b', dedupOn: 'success' as const },
+        ]) {
           await admin.set(rk('dup:corrupt'), raw, 'PX', LINGER_MS);
           expect(await codeOf(store.claim('dup:corrupt', c)), raw).toBe('CORRUPT_RECORD');
           expect(await admin.get(rk('dup:corrupt'))).toBe(raw);

@@ -5,7 +5,16 @@ import { Redis } from 'ioredis';
 import { codeOf, expectLease as leaseOf } from '@idem/conformance/testing';
 import { storageName, type IdempotencyStore } from '@idem/core';
 import { createValkeyStore, type ValkeyStoreOptions } from '../src/index.js';
-import { calls, expectNoscriptHandled, expectOneRoundTripEach, haveRedisServer, PrivateServer, ReplyLosingProxy, scriptRuns, whenBack } from './private-server.js';
+import {
+  calls,
+  expectNoscriptHandled,
+  expectOneRoundTripEach,
+  haveRedisServer,
+  PrivateServer,
+  ReplyLosingProxy,
+  scriptRuns,
+  whenBack,
+} from './private-server.js';
 import { freshPrefix } from './server.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -165,7 +174,11 @@ describe.skipIf(!have)('valkey faults against a private server', () => {
       ['a hash', (k) => admin.hset(rk(k), 'status', 'succeeded'), (k) => admin.hgetall(rk(k))],
       ['plain text', (k) => admin.set(rk(k), 'hello'), (k) => admin.get(rk(k))],
       ['JSON of another shape', (k) => admin.set(rk(k), '{"status":"succeeded"}'), (k) => admin.get(rk(k))],
-      ['a record with a float fence', (k) => admin.set(rk(k), JSON.stringify({ v: 1, key: k, status: 'succeeded', runId: 'r', fence: 1.5, attempt: 1, claimedAt: 1 })), (k) => admin.get(rk(k))],
+      [
+        'a record with a float fence',
+        (k) => admin.set(rk(k), JSON.stringify({ v: 1, key: k, status: 'succeeded', runId: 'r', fence: 1.5, attempt: 1, claimedAt: 1 })),
+        (k) => admin.get(rk(k)),
+      ],
       ['a set', (k) => admin.sadd(rk(k), 'x'), (k) => admin.smembers(rk(k))],
       ['an unknown schema version', (k) => admin.set(rk(k), JSON.stringify({ v: 2, key: k })), (k) => admin.get(rk(k))],
     ];

@@ -22,7 +22,8 @@ describe.skipIf(!haveRedisServer())('a caller-owned node-redis client against a 
     clients.push(c);
     return c.connect();
   };
-  const open = async (client: NodeRedisClient, options: Partial<ValkeyStoreOptions> = {}): Promise<IdempotencyStore> => createValkeyStore({ client, prefix: freshPrefix(), timeoutMs: 1000, ...options });
+  const open = async (client: NodeRedisClient, options: Partial<ValkeyStoreOptions> = {}): Promise<IdempotencyStore> =>
+    createValkeyStore({ client, prefix: freshPrefix(), timeoutMs: 1000, ...options });
 
   beforeAll(async () => {
     server = await PrivateServer.start();
@@ -46,7 +47,7 @@ describe.skipIf(!haveRedisServer())('a caller-owned node-redis client against a 
     await expectNoscriptHandled(await open(await connect()), admin);
   });
 
-  it("a type mapping the caller set on the client changes nothing the store reads", async () => {
+  it('a type mapping the caller set on the client changes nothing the store reads', async () => {
     const client = await connect();
     // Every bulk string as a Buffer, maps as Map: the store asks for its own types per command.
     const store = await open(client.withTypeMapping({ 36: Buffer, 37: Map }) as NodeRedisClient);

@@ -62,7 +62,11 @@ export class PrivateServer {
 
   /** (Re)starts an empty server on the same port: no persistence, so no scripts and no keys survive. */
   async restart(): Promise<void> {
-    const child = spawn(SERVER_BIN!, ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--enable-debug-command', 'local', ...DISKLESS], { stdio: 'ignore' });
+    const child = spawn(
+      SERVER_BIN!,
+      ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--enable-debug-command', 'local', ...DISKLESS],
+      { stdio: 'ignore' },
+    );
     this.child = child;
     for (let i = 0; i < 100; i++) {
       const probe = new Redis(this.port, '127.0.0.1', { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });

@@ -103,7 +103,14 @@ describe.skipIf(!haveRedisServer())('minReplicas: one WAIT per batch of operatio
       process.kill(replicaPid, 'SIGSTOP');
       let failures: unknown[];
       try {
-        failures = await Promise.all(keys.map((k) => s.claim(k, { runId: runId(k) }).then((o) => o, (error: unknown) => error)));
+        failures = await Promise.all(
+          keys.map((k) =>
+            s.claim(k, { runId: runId(k) }).then(
+              (o) => o,
+              (error: unknown) => error,
+            ),
+          ),
+        );
       } finally {
         process.kill(replicaPid, 'SIGCONT');
       }

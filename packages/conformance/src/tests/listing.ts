@@ -57,14 +57,20 @@ export function listingTests(s: Suite): void {
       for (const k of [...stable, ...churn]) await store.claim(k, { leaseMs: 60_000 });
       const seen: string[] = [];
       let added = 0;
-      const listed = await listAll(store, { limit: 2 }, 60, async () => {
-        // Between pages: records already listed go (shifting any offset), new ones come.
-        for (const k of seen.filter((k) => churn.has(k)).slice(0, 2)) {
-          churn.delete(k);
-          await store.delete(k);
-        }
-        await store.claim(s.key(`added-${added++}`), { leaseMs: 60_000 });
-      }, seen);
+      const listed = await listAll(
+        store,
+        { limit: 2 },
+        60,
+        async () => {
+          // Between pages: records already listed go (shifting any offset), new ones come.
+          for (const k of seen.filter((k) => churn.has(k)).slice(0, 2)) {
+            churn.delete(k);
+            await store.delete(k);
+          }
+          await store.claim(s.key(`added-${added++}`), { leaseMs: 60_000 });
+        },
+        seen,
+      );
       expect(listed).toBe(seen);
       for (const k of stable) expect(seen).toContain(k);
     });

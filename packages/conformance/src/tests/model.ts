@@ -169,7 +169,8 @@ class Claim implements Cmd {
     }
     await checkKey(m, r, key);
   }
-  toString = () => `claim(${JSON.stringify(this.key)}, ${this.runId}, ${this.leaseMs}ms${this.force ? ', force' : ''}${this.fingerprint ? `, fp ${this.fingerprint}` : ''}${this.dedupOn ? `, ${this.dedupOn}` : ''}${this.labels ? `, labels ${JSON.stringify(this.labels)}` : ''}${this.program ? `, program ${this.program}` : ''})`;
+  toString = () =>
+    `claim(${JSON.stringify(this.key)}, ${this.runId}, ${this.leaseMs}ms${this.force ? ', force' : ''}${this.fingerprint ? `, fp ${this.fingerprint}` : ''}${this.dedupOn ? `, ${this.dedupOn}` : ''}${this.labels ? `, labels ${JSON.stringify(this.labels)}` : ''}${this.program ? `, program ${this.program}` : ''})`;
 }
 
 class Finish implements Cmd {
@@ -186,7 +187,11 @@ class Finish implements Cmd {
     // the model numbered with the same fence: a store may start fences again after forgetting (then
     // this lease still matches) or continue them (then it is stale, LEASE_LOST); §6 of the spec
     // allows both. The store's own fences say which one it did.
-    const restarted = current !== undefined && current.fence === pair.model.fence && current.runId === pair.model.runId && m.fences.get(key)?.get(current.fence) !== pair.real.fence;
+    const restarted =
+      current !== undefined &&
+      current.fence === pair.model.fence &&
+      current.runId === pair.model.runId &&
+      m.fences.get(key)?.get(current.fence) !== pair.real.fence;
     const lease: Lease = restarted ? { ...pair.model, fence: -1 } : pair.model;
     let step: ReturnType<typeof decideFinish> | undefined;
     let raised: unknown;
@@ -220,7 +225,8 @@ class Finish implements Cmd {
     }
     await checkKey(m, r, key);
   }
-  toString = () => `${this.op.op}(lease #${this.index}${'result' in this.op ? `, ${JSON.stringify(this.op.result)}` : ''}${this.op.op === 'renew' ? `, ${this.op.leaseMs}ms` : ''})`;
+  toString = () =>
+    `${this.op.op}(lease #${this.index}${'result' in this.op ? `, ${JSON.stringify(this.op.result)}` : ''}${this.op.op === 'renew' ? `, ${this.op.leaseMs}ms` : ''})`;
 }
 
 class Advance implements Cmd {

@@ -21,7 +21,7 @@ export function recordTests(s: Suite): void {
   };
 
   describe('the exact record after each transition', () => {
-    it('claim, duplicate claim, renew, adopt, force, complete: fence, attempt, runId, times and each caller\'s own lease', async () => {
+    it("claim, duplicate claim, renew, adopt, force, complete: fence, attempt, runId, times and each caller's own lease", async () => {
       const retentionMs = 3_600_000;
       const t = await s.timed({ retentionMs });
       const k = s.key('exact');

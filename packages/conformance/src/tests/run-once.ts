@@ -29,7 +29,9 @@ export function runOnceTests(s: Suite): void {
       const store = await s.open();
       const k = s.key('run-abort');
       const ac = new AbortController();
-      const run = runOnce(store, k, (ctx) => new Promise((_, reject) => ctx.signal.addEventListener('abort', () => reject(ctx.signal.reason))), { signal: ac.signal });
+      const run = runOnce(store, k, (ctx) => new Promise((_, reject) => ctx.signal.addEventListener('abort', () => reject(ctx.signal.reason))), {
+        signal: ac.signal,
+      });
       await sleep(50);
       ac.abort(new Error('cancelled'));
       await expect(run).rejects.toThrow('cancelled');
@@ -78,7 +80,10 @@ export function runOnceTests(s: Suite): void {
         return 'from-owner';
       });
       while ((await store.get(k)) === undefined) await sleep(10);
-      await expectCode(runOnce(store, k, () => 'x', { onInFlight: 'throw' }), 'IN_FLIGHT');
+      await expectCode(
+        runOnce(store, k, () => 'x', { onInFlight: 'throw' }),
+        'IN_FLIGHT',
+      );
       const skipped = await runOnce(store, k, () => 'x');
       expect(skipped.status).toBe('in_flight');
       const waiting = runOnce(store, k, () => 'must not run', { onInFlight: 'wait' });

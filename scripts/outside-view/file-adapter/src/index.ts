@@ -109,4 +109,3 @@ class FileParts implements CasParts {
     }
   }
 }
-
