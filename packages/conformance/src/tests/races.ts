@@ -101,10 +101,17 @@ export function raceTests(s: Suite): void {
       const results = await Promise.all(Array.from({ length: 4 }, (_, i) => runWorker(worker, { module, options: shared, keys, startAt, worker: i })));
       const executed = new Map<number, number>();
       for (const r of results) for (const k of r.executed) executed.set(k, (executed.get(k) ?? 0) + 1);
-      expect(executed.size).toBe(keys);
-      expect([...executed.values()].every((n) => n === 1)).toBe(true);
+      // A failure names the keys and the workers that ran each of them.
+      const ranBy = (k: number) => results.flatMap((r, i) => (r.executed.includes(k) ? [`worker ${i}`] : []));
+      const twice = [...executed].filter(([, n]) => n > 1).map(([k]) => `key ${k} ran ${executed.get(k)} times (${ranBy(k).join(', ')})`);
+      expect(twice, 'keys executed more than once').toEqual([]);
+      const never = Array.from({ length: keys }, (_, k) => k).filter((k) => !executed.has(k));
+      expect(never, 'keys no worker executed').toEqual([]);
       // Every process really took part: each saw the others' claims.
-      expect(results.every((r) => r.inFlight + r.completed + r.executed.length === keys)).toBe(true);
+      expect(
+        results.map((r) => r.inFlight + r.completed + r.executed.length),
+        'keys each worker saw (executed, in flight or completed)',
+      ).toEqual(results.map(() => keys));
     }, 900_000);
   });
 }
