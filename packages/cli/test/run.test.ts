@@ -10,6 +10,31 @@ const counter = (name: string) => join(work, name);
 /** sh -c SCRIPT with $1 = the counter file. */
 const sh = (script: string, file: string) => ['sh', '-c', script, 'sh', file];
 
+/**
+ * A run that holds `key` (it writes "ran" to `file`, then waits) until the test calls `release`:
+ * a loaded machine cannot make it finish before the others claim.
+ */
+async function heldOwner(store: string, key: string, file: string) {
+  const go = counter(`${key}-go`);
+  const owner = start([
+    'run',
+    '--key',
+    key,
+    '--store',
+    store,
+    '--json',
+    '--',
+    'sh',
+    '-c',
+    'echo ran >> "$1"; until [ -e "$2" ]; do sleep 0.05; done',
+    'sh',
+    file,
+    go,
+  ]);
+  await until(() => lines(file).length === 1, 15_000, 'the owner to start');
+  return { owner, release: () => writeFileSync(go, '') };
+}
+
 // Orphans of kill -9 tests write their pid here; cleaned up at the end.
 const orphans = join(work, 'orphans');
 afterAll(() => {
@@ -92,27 +117,10 @@ describe('idem run', () => {
     const store = freshStore();
     const key = freshKey('wait');
     const file = counter(key);
-    // The owner runs until the test lets it go: a loaded machine cannot make it finish before the others claim.
-    const go = counter(`${key}-go`);
-    const owner = start([
-      'run',
-      '--key',
-      key,
-      '--store',
-      store,
-      '--json',
-      '--',
-      'sh',
-      '-c',
-      'echo ran >> "$1"; until [ -e "$2" ]; do sleep 0.05; done',
-      'sh',
-      file,
-      go,
-    ]);
-    await until(() => lines(file).length === 1, 15_000, 'the owner to start');
+    const { owner, release } = await heldOwner(store, key, file);
     const waiting = idem(['run', '--key', key, '--store', store, '--on-in-flight', 'wait', '--json', '--', ...sh('echo waiter >> "$1"', file)]);
     const failer = await idem(['run', '--key', key, '--store', store, '--on-in-flight', 'fail', '--json', '--', ...sh('echo failer >> "$1"', file)]);
-    writeFileSync(go, '');
+    release();
     const [first, waiter] = await Promise.all([owner.done, waiting]);
     expect(first.json.status).toBe('succeeded');
     expect(failer.code).toBe(75);
@@ -127,30 +135,14 @@ describe('idem run', () => {
     const store = freshStore();
     const key = freshKey('waitline');
     const file = counter(key);
-    const go = counter(`${key}-go`);
-    const owner = start([
-      'run',
-      '--key',
-      key,
-      '--store',
-      store,
-      '--json',
-      '--',
-      'sh',
-      '-c',
-      'echo ran >> "$1"; until [ -e "$2" ]; do sleep 0.05; done',
-      'sh',
-      file,
-      go,
-    ]);
-    await until(() => lines(file).length === 1, 15_000, 'the owner to start');
+    const { owner, release } = await heldOwner(store, key, file);
     const waiter = start(['run', '--key', key, '--store', store, '--on-in-flight', 'wait', '--', 'true']);
     const quiet = start(['run', '--key', key, '--store', store, '--on-in-flight', 'wait', '--quiet', '--', 'true']);
     let said = '';
     waiter.child.stderr!.on('data', (d: string) => (said += d));
     // Released only once the waiter has said it waits: the line is seen, not hoped for.
     await until(() => /idem: waiting \d+s for /.test(said), 60_000, 'the waiting line');
-    writeFileSync(go, '');
+    release();
     const [first, waited, silent] = await Promise.all([owner.done, waiter.done, quiet.done]);
     expect(waited.stderr).toMatch(
       new RegExp(`idem: waiting \\d+s for .+ pid ${owner.child.pid} \\(sh\\), idem .+ \\(run ${first.json.run_id}, lease until \\d{4}-`),
