@@ -119,16 +119,9 @@ describe('lmdb: (embedded)', () => {
 });
 
 describe.skipIf(!redis)('redis:// (Valkey/Redis standalone)', () => {
-  operability(
-    'redis',
-    () => `${redis!.IDEM_TEST_REDIS_URL}?prefix=${unique()}:`,
-    () => ({}),
-  );
-  scheme(
-    'redis',
-    () => `${redis!.IDEM_TEST_REDIS_URL}?prefix=${unique()}:`,
-    () => ({}),
-  );
+  const url = () => `${redis!.IDEM_TEST_REDIS_URL}?prefix=${unique()}:`;
+  operability('redis', url, () => ({}));
+  scheme('redis', url, () => ({}));
   it('valkey:// is the same store', async () => {
     const prefix = `${unique()}:`;
     const redisUrl = `${redis!.IDEM_TEST_REDIS_URL}?prefix=${prefix}`;
@@ -145,22 +138,12 @@ describe.skipIf(!redis)('redis:// (Valkey/Redis standalone)', () => {
 });
 
 describe.skipIf(!redisCluster)('redis:// cluster (cluster=true&nodes=...)', () => {
-  scheme(
-    'redis cluster',
-    () => {
-      const [first, ...rest] = redisCluster!.IDEM_TEST_REDIS_CLUSTER!.split(',');
-      return `redis://${first}?cluster=true${rest.length ? `&nodes=${rest.join(',')}` : ''}&prefix=${unique()}:`;
-    },
-    () => ({}),
-  );
-  operability(
-    'redis cluster',
-    () => {
-      const [first, ...rest] = redisCluster!.IDEM_TEST_REDIS_CLUSTER!.split(',');
-      return `redis://${first}?cluster=true${rest.length ? `&nodes=${rest.join(',')}` : ''}&prefix=${unique()}:`;
-    },
-    () => ({}),
-  );
+  const url = () => {
+    const [first, ...rest] = redisCluster!.IDEM_TEST_REDIS_CLUSTER!.split(',');
+    return `redis://${first}?cluster=true${rest.length ? `&nodes=${rest.join(',')}` : ''}&prefix=${unique()}:`;
+  };
+  scheme('redis cluster', url, () => ({}));
+  operability('redis cluster', url, () => ({}));
 });
 
 describe.skipIf(!s3)('s3:// (MinIO)', () => {
@@ -178,29 +161,18 @@ describe.skipIf(!s3)('s3:// (MinIO)', () => {
 });
 
 describe.skipIf(!versitygw)('s3:// (versitygw)', () => {
-  scheme(
-    's3 versitygw',
-    () =>
-      `s3://${versitygw!.IDEM_TEST_VERSITYGW_BUCKET}/${unique()}?endpoint=${encodeURIComponent(versitygw!.IDEM_TEST_VERSITYGW_ENDPOINT!)}&region=${versitygw!.IDEM_TEST_VERSITYGW_REGION}`,
-    () => ({ env: { AWS_ACCESS_KEY_ID: versitygw!.IDEM_TEST_VERSITYGW_ACCESS_KEY, AWS_SECRET_ACCESS_KEY: versitygw!.IDEM_TEST_VERSITYGW_SECRET_KEY } }),
-  );
-  operability(
-    's3 versitygw',
-    () =>
-      `s3://${versitygw!.IDEM_TEST_VERSITYGW_BUCKET}/${unique()}?endpoint=${encodeURIComponent(versitygw!.IDEM_TEST_VERSITYGW_ENDPOINT!)}&region=${versitygw!.IDEM_TEST_VERSITYGW_REGION}`,
-    () => ({ env: { AWS_ACCESS_KEY_ID: versitygw!.IDEM_TEST_VERSITYGW_ACCESS_KEY, AWS_SECRET_ACCESS_KEY: versitygw!.IDEM_TEST_VERSITYGW_SECRET_KEY } }),
-  );
+  const url = () =>
+    `s3://${versitygw!.IDEM_TEST_VERSITYGW_BUCKET}/${unique()}?endpoint=${encodeURIComponent(versitygw!.IDEM_TEST_VERSITYGW_ENDPOINT!)}&region=${versitygw!.IDEM_TEST_VERSITYGW_REGION}`;
+  const options = () => ({
+    env: { AWS_ACCESS_KEY_ID: versitygw!.IDEM_TEST_VERSITYGW_ACCESS_KEY, AWS_SECRET_ACCESS_KEY: versitygw!.IDEM_TEST_VERSITYGW_SECRET_KEY },
+  });
+  scheme('s3 versitygw', url, options);
+  operability('s3 versitygw', url, options);
 });
 
 describe.skipIf(!gcs)('gs:// (fake-gcs-server)', () => {
-  scheme(
-    'gcs',
-    () => `gs://${gcs!.IDEM_TEST_GCS_BUCKET}/${unique()}`,
-    () => ({ env: { STORAGE_EMULATOR_HOST: gcs!.STORAGE_EMULATOR_HOST } }),
-  );
-  operability(
-    'gcs',
-    () => `gs://${gcs!.IDEM_TEST_GCS_BUCKET}/${unique()}`,
-    () => ({ env: { STORAGE_EMULATOR_HOST: gcs!.STORAGE_EMULATOR_HOST } }),
-  );
+  const url = () => `gs://${gcs!.IDEM_TEST_GCS_BUCKET}/${unique()}`;
+  const options = () => ({ env: { STORAGE_EMULATOR_HOST: gcs!.STORAGE_EMULATOR_HOST } });
+  scheme('gcs', url, options);
+  operability('gcs', url, options);
 });
