@@ -6,6 +6,7 @@ import type { IdempotencyStore } from '@idem/core';
 import { createSuite, type ConformanceOptions } from './context.js';
 import { claimTests } from './tests/claims.js';
 import { corruptTests } from './tests/corrupt.js';
+import { eventTests } from './tests/events.js';
 import { fencingTests } from './tests/fencing.js';
 import { fingerprintTests } from './tests/fingerprints.js';
 import { inputTests } from './tests/input.js';
@@ -39,6 +40,7 @@ export function runConformance(opts: ConformanceOptions): void {
     corruptTests(suite);
     raceTests(suite);
     runOnceTests(suite);
+    eventTests(suite);
     modelTests(suite);
   });
 }

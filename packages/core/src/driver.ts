@@ -67,6 +67,8 @@ export interface SweepCounts {
 
 export interface Driver {
   readonly capabilities: Capabilities;
+  /** The backend's kind as events name it (lmdb, valkey, s3…); "custom" when absent. */
+  readonly kind?: string;
   claim(input: ClaimInput, ctx: DriverContext): Promise<ClaimOutcome>;
   /** Fenced: throws LeaseLostError unless the stored fence and runId are the lease's. */
   finish(lease: Lease, op: FinishOp, ctx: DriverContext): Promise<FinishValue>;

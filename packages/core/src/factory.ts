@@ -10,6 +10,8 @@ import { IdempotencyStore, resolveStoreOptions, type ResolvedStoreOptions, type 
 
 interface CommonParts extends ScanPrimitives {
   readonly capabilities: Capabilities;
+  /** The backend's kind as events name it (lmdb, s3, gcs…). */
+  readonly kind?: string;
   close(): Promise<void>;
   /** Test hook: raw bytes under a storage name (the conformance suite's corrupt-record tests need it). */
   writeRaw?(name: string, bytes: string | Uint8Array): Promise<void>;
@@ -54,6 +56,7 @@ export function composeDriver(parts: TransactionalParts | CasParts): Driver {
   }
   return {
     capabilities: parts.capabilities,
+    ...(parts.kind !== undefined ? { kind: parts.kind } : {}),
     claim: (input, ctx) => claimWith(update, input, ctx),
     finish: (lease, op, ctx) => finishWith(update, lease, op, ctx),
     read: async (name) => (await parts.read(name))?.record,

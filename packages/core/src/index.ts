@@ -29,6 +29,7 @@ export {
   type ListOptions,
   type StoreOptions,
 } from './store.js';
+export { channels as idemChannels, type IdemEvent, type IdemOperation } from './events.js';
 export { runOnce, type OnInFlight, type RunContext, type RunOptions, type RunResult } from './runner.js';
 export { canonicalJson, deriveKey, fingerprint, sha256Hex, storageName } from './keys.js';
 export {

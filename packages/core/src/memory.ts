@@ -32,6 +32,7 @@ export function createMemoryStore(options: MemoryStoreOptions = {}): Idempotency
  * one rule; keep that shape when changing it.
  */
 export class MemoryDriver implements Driver {
+  readonly kind: string = 'memory';
   // Leases and retention are judged by the store's clock (injectable), not the backend's.
   readonly capabilities: Capabilities = { nativeExpiry: false, clock: 'client', sharedAcrossProcesses: false };
 

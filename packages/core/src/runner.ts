@@ -2,10 +2,12 @@
 // every exit path. The one function most callers need.
 import type { Lease } from './decide.js';
 import { InFlightError, InvalidArgumentError, LeaseLostError } from './errors.js';
+import { channels, traced, type IdemEvent } from './events.js';
 import { heartbeat } from './heartbeat.js';
+import { PROCESS_HOLDER } from './holder.js';
 import type { IdemRecord, JsonValue } from './record.js';
-import type { ClaimOptions, IdempotencyStore } from './store.js';
-import { MAX_TIMER_MS, validateDuration, validateLeaseMs } from './validate.js';
+import { noteClaim, type ClaimOptions, type IdempotencyStore } from './store.js';
+import { MAX_TIMER_MS, validateDuration, validateKey, validateLeaseMs, validateProgram, validateRunId } from './validate.js';
 
 export type OnInFlight = 'skip' | 'wait' | 'throw';
 
@@ -64,12 +66,16 @@ const sleep = (ms: number, signal?: AbortSignal) =>
  * Runs `fn` at most once per key across every process sharing the store.
  * fn's return value (JSON) is stored and handed to later duplicates.
  */
-export async function runOnce<T>(
-  store: IdempotencyStore,
-  key: string,
-  fn: (ctx: RunContext) => Promise<T> | T,
-  options: RunOptions = {},
-): Promise<RunResult<T>> {
+export function runOnce<T>(store: IdempotencyStore, key: string, fn: (ctx: RunContext) => Promise<T> | T, options: RunOptions = {}): Promise<RunResult<T>> {
+  // Not async, as store.claim: the run's own promise is returned as it is; bad input still rejects.
+  try {
+    return start(store, key, fn, options);
+  } catch (error) {
+    return Promise.reject(error);
+  }
+}
+
+function start<T>(store: IdempotencyStore, key: string, fn: (ctx: RunContext) => Promise<T> | T, options: RunOptions): Promise<RunResult<T>> {
   const { onInFlight = 'skip', signal, renewEveryMs, waitTimeoutMs = 3_600_000 } = options;
   if (onInFlight !== 'skip' && onInFlight !== 'wait' && onInFlight !== 'throw') {
     throw new InvalidArgumentError(`onInFlight must be skip, wait or throw, got ${String(onInFlight)}`);
@@ -93,10 +99,36 @@ export async function runOnce<T>(
     labels: options.labels,
     program: options.program,
   };
+  if (!channels.runOnce.hasSubscribers) return attempt(store, key, fn, options, claimOptions, every, undefined);
+  // The key and run checked before the event starts, as every store call checks its input before any I/O.
+  validateKey(key);
+  if (options.runId !== undefined) validateRunId(options.runId);
+  const holder = options.program === undefined ? PROCESS_HOLDER : { ...PROCESS_HOLDER, program: validateProgram(options.program) };
+  const event = store.event('runOnce', key, runId, holder);
+  // attempt() notes the claim's outcome on the event as soon as it has one, so that a run whose
+  // fn throws still says how it got the key; the result itself never goes on the event.
+  return traced(channels.runOnce, event, () => attempt(store, key, fn, options, claimOptions, every, event), noop);
+}
+
+const noop = () => undefined;
+
+/** runOnce after its options are checked: claim (waiting if asked), then execute. */
+async function attempt<T>(
+  store: IdempotencyStore,
+  key: string,
+  fn: (ctx: RunContext) => Promise<T> | T,
+  options: RunOptions,
+  claimOptions: ClaimOptions,
+  every: number,
+  event: IdemEvent | undefined,
+): Promise<RunResult<T>> {
+  const { onInFlight = 'skip', signal, waitTimeoutMs = 3_600_000 } = options;
+  const leaseMs = claimOptions.leaseMs!;
   const started = Date.now();
   let backoff = 50;
   for (;;) {
     const claimed = await store.claim(key, claimOptions);
+    if (event !== undefined) noteClaim(event, claimed);
     if (claimed.outcome === 'completed') return { status: 'completed', record: claimed.record, result: claimed.record.result };
     if (claimed.outcome === 'in_flight') {
       if (onInFlight === 'skip') return { status: 'in_flight', record: claimed.record };

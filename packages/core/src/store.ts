@@ -1,11 +1,12 @@
 // The public contract. Every method validates its arguments before any I/O
 // (docs/semantics.md §8), turns durations into policy, then calls the driver.
-import { issuedAsIs, type ClaimInput, type ClaimOutcome, type DedupOn, type FinishOp, type Lease } from './decide.js';
+import { issuedAsIs, type ClaimInput, type ClaimOutcome, type DedupOn, type FinishOp, type FinishValue, type Lease } from './decide.js';
 import type { Capabilities, Driver, DriverContext, ListPage, SweepCounts } from './driver.js';
 import { InvalidArgumentError } from './errors.js';
+import { channels, traced, type IdemEvent, type IdemOperation } from './events.js';
 import { sha256Hex, storageName } from './keys.js';
 import { PROCESS_HOLDER } from './holder.js';
-import { isExpired, STATUSES, type IdemRecord, type Labels, type Status } from './record.js';
+import { isExpired, STATUSES, type Holder, type IdemRecord, type Labels, type Status } from './record.js';
 import {
   describeValue,
   summarizeError,
@@ -45,6 +46,11 @@ export interface StoreOptions {
   clockSkewMs?: number;
   /** Largest JSON result stored on complete. Default 64 KiB. */
   maxResultBytes?: number;
+  /**
+   * false: the events published on the `idem:*` diagnostics channels never carry the key
+   * (docs/observability.md). Default true; under hashKeys they never do.
+   */
+  keysInEvents?: boolean;
 }
 
 export interface ClaimOptions {
@@ -103,6 +109,7 @@ export function resolveStoreOptions(options: StoreOptions = {}): ResolvedStoreOp
     dedupOn: validateDedupOn(options.dedupOn ?? 'success'),
     hashKeys: validateBoolean('hashKeys', options.hashKeys ?? false),
     maxResultBytes: validateSize('maxResultBytes', options.maxResultBytes ?? DEFAULT_MAX_RESULT_BYTES),
+    keysInEvents: validateBoolean('keysInEvents', options.keysInEvents ?? true),
     clock: options.clock ?? Date.now,
     clockSkewMs: skew,
   };
@@ -118,6 +125,10 @@ export class IdempotencyStore {
   readonly hashKeys: boolean;
   readonly maxResultBytes: number;
   readonly clock: () => number;
+  /** The adapter's kind (lmdb, valkey, s3, gcs, tiered, memory…), as events name it. */
+  readonly kind: string;
+  /** Whether events carry the key: not under hashKeys, nor with keysInEvents: false. */
+  readonly keysInEvents: boolean;
   private readonly ctx: DriverContext;
 
   /** Prefer createStore (factory.ts), which checks options before the backend is touched. */
@@ -130,6 +141,8 @@ export class IdempotencyStore {
     this.hashKeys = resolved.hashKeys;
     this.maxResultBytes = resolved.maxResultBytes;
     this.clock = resolved.clock;
+    this.kind = driver.kind ?? 'custom';
+    this.keysInEvents = resolved.keysInEvents && !resolved.hashKeys;
     this.ctx = { now: this.clock, clockSkewMs: resolved.clockSkewMs };
   }
 
@@ -147,7 +160,39 @@ export class IdempotencyStore {
     } catch (error) {
       return Promise.reject(error);
     }
-    return this.driver.claim(input, this.ctx);
+    // One property read when nobody listens (docs/observability.md: no cost without a subscriber).
+    if (!channels.claim.hasSubscribers) return this.driver.claim(input, this.ctx);
+    const event = this.event('claim', input.key, input.runId, input.holder);
+    if (input.labels !== undefined) event.labels = input.labels;
+    return traced(channels.claim, event, () => this.driver.claim(input, this.ctx), noteClaim);
+  }
+
+  /** A new event of this store, its key only where keys may be published. */
+  event(operation: IdemOperation, key?: string, runId?: string, holder?: Holder): IdemEvent {
+    const event: IdemEvent = { operation, storeKind: this.kind };
+    if (key !== undefined && this.keysInEvents) event.key = key;
+    if (runId !== undefined) event.runId = runId;
+    if (holder !== undefined) event.holder = holder;
+    return event;
+  }
+
+  /** A fenced step of a lease's run, published on its operation's channel. */
+  private finish(lease: Lease, op: FinishOp): Promise<FinishValue> {
+    const ch = channels[op.op];
+    if (!ch.hasSubscribers) return this.driver.finish(lease, op, this.ctx);
+    const record = lease.record;
+    const event = this.event(op.op, lease.key, lease.runId, record.holder);
+    event.fence = lease.fence;
+    event.attempt = record.attempt;
+    if (record.labels !== undefined) event.labels = record.labels;
+    return traced(
+      ch,
+      event,
+      () => this.driver.finish(lease, op, this.ctx),
+      (e) => {
+        e.outcome = FINISHED[op.op];
+      },
+    );
   }
 
   private claimInput(key: string, options: ClaimOptions): ClaimInput {
@@ -174,7 +219,7 @@ export class IdempotencyStore {
     checkLease(lease);
     const op: FinishOp = { op: 'complete', retentionMs: this.retentionMs };
     if (options.result !== undefined) op.result = validateResult(options.result, this.maxResultBytes);
-    const done = await this.driver.finish(lease, op, this.ctx);
+    const done = await this.finish(lease, op);
     return done.record!;
   }
 
@@ -182,7 +227,7 @@ export class IdempotencyStore {
   async fail(lease: Lease, options: { error?: unknown } = {}): Promise<IdemRecord> {
     checkLease(lease);
     const op = { op: 'fail', retentionMs: this.retentionMs, ...(options.error !== undefined ? { error: summarizeError(options.error) } : {}) } as const;
-    const done = await this.driver.finish(lease, op, this.ctx);
+    const done = await this.finish(lease, op);
     return done.record!;
   }
 
@@ -190,14 +235,14 @@ export class IdempotencyStore {
   async renew(lease: Lease, leaseMs?: number): Promise<Lease> {
     checkLease(lease);
     const ms = validateLeaseMs('leaseMs', leaseMs ?? this.leaseMs);
-    const done = await this.driver.finish(lease, { op: 'renew', leaseMs: ms }, this.ctx);
+    const done = await this.finish(lease, { op: 'renew', leaseMs: ms });
     return done.lease!;
   }
 
   /** Gives the claim back without an outcome (cancelled run): the key is free again. Fenced. */
   async release(lease: Lease): Promise<void> {
     checkLease(lease);
-    await this.driver.finish(lease, { op: 'release' }, this.ctx);
+    await this.finish(lease, { op: 'release' });
   }
 
   /** The live record of a key; records past retention count as absent. */
@@ -236,13 +281,28 @@ export class IdempotencyStore {
       (claimedAfter === undefined || r.claimedAt >= claimedAfter) &&
       (holderHost === undefined || r.holder?.host === holderHost) &&
       (labels === undefined || labels.every(([name, value]) => r.labels?.[name] === value));
-    return this.driver.list({ limit, filter, ...(cursor !== undefined ? { cursor } : {}) }, this.ctx);
+    const query = { limit, filter, ...(cursor !== undefined ? { cursor } : {}) };
+    if (!channels.list.hasSubscribers) return this.driver.list(query, this.ctx);
+    const event = this.event('list');
+    if (labels !== undefined) event.labels = Object.fromEntries(labels);
+    return traced(
+      channels.list,
+      event,
+      () => this.driver.list(query, this.ctx),
+      (e, page) => {
+        e.count = page.records.length;
+      },
+    );
   }
 
   /** Removes records past retention and in_flight records with a dead lease. A no-op where the backend expires records itself. */
   async sweep(): Promise<SweepCounts> {
-    if (this.driver.capabilities.nativeExpiry) return { expired: 0, deadLeases: 0 };
-    return this.driver.sweep(this.ctx);
+    const sweep = async () => (this.driver.capabilities.nativeExpiry ? { expired: 0, deadLeases: 0 } : this.driver.sweep(this.ctx));
+    if (!channels.sweep.hasSubscribers) return sweep();
+    return traced(channels.sweep, this.event('sweep'), sweep, (e, counts) => {
+      e.expired = counts.expired;
+      e.deadLeases = counts.deadLeases;
+    });
   }
 
   /** Administrative removal, whatever the record's state. Returns whether something was there. */
@@ -254,6 +314,17 @@ export class IdempotencyStore {
   async close(): Promise<void> {
     await this.driver.close();
   }
+}
+
+const FINISHED = { complete: 'succeeded', fail: 'failed', renew: 'renewed', release: 'released' } as const;
+
+/** What a claim's event says once it is answered: the outcome, and the fence, attempt and labels of the record it took or found. */
+export function noteClaim(event: IdemEvent, out: ClaimOutcome): void {
+  event.outcome = out.outcome;
+  const record = out.outcome === 'acquired' || out.outcome === 'adopted' ? out.lease.record : out.record;
+  event.fence = record.fence;
+  event.attempt = record.attempt;
+  if (event.labels === undefined && record.labels !== undefined) event.labels = record.labels;
 }
 
 function checkLease(lease: unknown): asserts lease is Lease {

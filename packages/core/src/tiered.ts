@@ -45,6 +45,7 @@ const MAX_MARKS = 10_000;
 const markOf = (lease: Lease) => `${lease.name}:${lease.fence}:${lease.runId}`;
 
 class TieredDriver implements Driver {
+  readonly kind = 'tiered';
   readonly capabilities: Capabilities;
   readonly writeRaw?: (name: string, bytes: string | Uint8Array) => Promise<void>;
   private readonly front: Driver;

@@ -129,6 +129,7 @@ const READ_BACKOFF_MS = 100;
 
 /** The primitives core composes into a store: conditional writes for claims and finishes, a name scan for list and sweep. */
 class GcsDriver implements CasParts {
+  readonly kind = 'gcs';
   readonly capabilities = { nativeExpiry: false, clock: 'client', sharedAcrossProcesses: true } as const;
   readonly concurrency = READ_CONCURRENCY;
 

@@ -55,6 +55,7 @@ export async function createLmdbStore(options: LmdbStoreOptions): Promise<Idempo
 
 /** The primitives core composes into a store: a transactional atomic step for claims and finishes, a key range scan for list and sweep. */
 class LmdbDriver implements TransactionalParts {
+  readonly kind = 'lmdb';
   readonly capabilities = { nativeExpiry: false, clock: 'client', sharedAcrossProcesses: true } as const;
   readonly update: AtomicUpdate;
 
@@ -271,6 +272,7 @@ const readOnlyTurn = { run: async () => Promise.reject(readOnlyError()) } as Pic
 
 /** A read-only view of a directory that holds no store: nothing to read, nothing created. */
 const emptyStore: TransactionalParts = {
+  kind: 'lmdb',
   capabilities: { nativeExpiry: false, clock: 'client', sharedAcrossProcesses: true },
   update: async () => Promise.reject(readOnlyError()),
   read: async () => undefined,

@@ -130,6 +130,7 @@ const bare = (etag: string) => etag.replace(/^"(.*)"$/, '$1');
 
 /** The primitives core composes into a store: conditional PUTs for claims and finishes, a key scan for list and sweep. */
 class S3Driver implements CasParts {
+  readonly kind = 's3';
   /** Read after the probe: where DELETE ignores If-Match, or the user opted in to unconditional sweeps, sweep is not conditional. */
   get capabilities() {
     return {

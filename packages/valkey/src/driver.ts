@@ -43,6 +43,7 @@ export interface Settings {
 }
 
 export class ValkeyDriver implements Driver {
+  readonly kind = 'valkey';
   readonly capabilities = { nativeExpiry: true, clock: 'server', sharedAcrossProcesses: true } as const;
   private readonly claimSha = sha1(CLAIM_LUA);
   private readonly finishSha = sha1(FINISH_LUA);
