@@ -57,7 +57,7 @@ fatal() {
   if [ "$failures" -gt 0 ]; then echo "outside-view: FAILED at \"$1\" after $((SECONDS - started))s" >&2; exit 1; fi
 }
 
-pkgs=(core lmdb valkey s3 gcs conformance cli)
+pkgs=(core lmdb valkey s3 gcs conformance cli otel)
 src="$work/src" tarballs="$work/tarballs"
 mkdir -p "$src" "$tarballs"
 
@@ -110,6 +110,7 @@ s3sdk=$(version packages/s3/package.json @aws-sdk/client-s3)
 gcssdk=$(version packages/gcs/package.json @google-cloud/storage)
 ioredis=$(version packages/valkey/package.json ioredis | sed 's/@.*|| \^/@/')
 redisclient=$(version packages/valkey/package.json @redis/client)
+otelapi=$(version packages/otel/package.json @opentelemetry/api)
 typescript=$(version package.json typescript)
 vitest=$(version package.json vitest)
 typesnode=$(version package.json @types/node)
@@ -143,7 +144,7 @@ app="$work/app"
 mkdir -p "$app" && echo '{"name":"outside-app","private":true}' >"$app/package.json"
 install_app() {
   cd "$app" && npm install --prefer-offline $(for p in "${pkgs[@]}"; do tgz "$p"; done) \
-    "$s3sdk" "$gcssdk" "$ioredis" "$redisclient" "$typescript" "$vitest" "$typesnode"
+    "$s3sdk" "$gcssdk" "$ioredis" "$redisclient" "$otelapi" "$typescript" "$vitest" "$typesnode"
 }
 spawn "npm install of the tarballs into a project outside the workspace" install_app
 # Installs wait on the network, lint on the CPU: they run side by side.

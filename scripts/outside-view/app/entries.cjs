@@ -9,6 +9,7 @@ const main = {
   '@idem/gcs': 'createGcsStore',
   '@idem/conformance': 'runConformance',
   '@idem/cli': 'parseStoreUrl',
+  '@idem/otel': 'instrumentIdem',
 };
 const entries = [];
 for (const [name, member] of Object.entries(main)) {

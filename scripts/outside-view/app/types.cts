@@ -9,6 +9,7 @@ import { createLmdbStore } from '@idem/lmdb';
 import { createS3Store } from '@idem/s3';
 import { createValkeyStore } from '@idem/valkey';
 import * as cli from '@idem/cli';
+import { instrumentIdem } from '@idem/otel';
 
 export async function uses(): Promise<void> {
   const stores: IdempotencyStore[] = [
@@ -25,6 +26,7 @@ export async function uses(): Promise<void> {
     await store.close();
   }
   runConformance({ name: 'x', createStore: (options) => createLmdbStore({ path: './.idem', ...options }) });
+  instrumentIdem({ keys: false }).disable();
   console.log(new IdemError('IN_FLIGHT', 'x') instanceof Error, typeof cli);
 }
 console.log('loaded from CommonJS:', typeof uses);
