@@ -1,5 +1,5 @@
 // @idem/otel: OpenTelemetry spans and metrics made from the events @idem/core publishes on its
-// idem:* diagnostics channels (docs/observability.md). It imports nothing of @idem/core: the
+// idem:* diagnostics channels (docs/observability.md). It loads nothing of @idem/core: the
 // channels are found by name, so @opentelemetry/api is its only peer.
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { tracingChannel, type TracingChannelSubscribers } from 'node:diagnostics_channel';
@@ -16,21 +16,8 @@ import {
   type Span,
   type TracerProvider,
 } from '@opentelemetry/api';
-
-/** The fields of @idem/core's IdemEvent this package reads (docs/observability.md lists them all). */
-interface IdemEvent {
-  operation: string;
-  storeKind: string;
-  key?: string;
-  runId?: string;
-  labels?: Record<string, string>;
-  outcome?: string;
-  fence?: number;
-  attempt?: number;
-  durationMs?: number;
-  errorCode?: string;
-  error?: unknown;
-}
+// Types only (erased from the build): the package loads nothing of @idem/core.
+import type { IdemEvent } from '@idem/core';
 
 export interface IdemInstrumentationOptions {
   /** Default: the global tracer provider. */
@@ -144,6 +131,14 @@ export function instrumentIdem(options: IdemInstrumentationOptions = {}): IdemIn
 
   /** An operation that failed before its promise existed gets no asyncEnd: it ends at `end`. */
   const endedEarly = (e: IdemEvent) => 'error' in e;
+  /** Ends a claim's or finish's span, once: false when it was ended already (or began before we listened). */
+  const endOperation = (e: IdemEvent) => {
+    const span = spans.get(e);
+    if (span === undefined) return false;
+    spans.delete(e);
+    endSpan(e, span);
+    return true;
+  };
 
   const handlers: Record<string, Partial<TracingChannelSubscribers<IdemEvent>>> = {
     runOnce: {
@@ -178,10 +173,7 @@ export function instrumentIdem(options: IdemInstrumentationOptions = {}): IdemIn
         if (endedEarly(e)) this.asyncEnd!(e);
       },
       asyncEnd(e) {
-        const span = spans.get(e);
-        if (span === undefined) return;
-        spans.delete(e);
-        endSpan(e, span);
+        if (!endOperation(e)) return;
         const attributes = metricAttributes(e);
         claims.add(1, attributes);
         claimDuration.record(seconds(e), attributes);
@@ -210,10 +202,7 @@ export function instrumentIdem(options: IdemInstrumentationOptions = {}): IdemIn
         if (endedEarly(e)) this.asyncEnd!(e);
       },
       asyncEnd(e) {
-        const span = spans.get(e);
-        if (span === undefined) return;
-        spans.delete(e);
-        endSpan(e, span);
+        if (!endOperation(e)) return;
         finishDuration.record(seconds(e), metricAttributes(e, { 'idem.operation': e.operation }));
         lost(e);
       },
@@ -245,7 +234,7 @@ export function instrumentIdem(options: IdemInstrumentationOptions = {}): IdemIn
   // Bound stores are entered before `start` is published: the run's state is made here.
   runOnceStart.bindStore(runStorage, (e) => {
     const run: RunState = { span: undefined, context: undefined, token: undefined, running: false };
-    runs.set(e as object, run);
+    runs.set(e, run);
     return run;
   });
 
