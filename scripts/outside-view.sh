@@ -137,7 +137,7 @@ spawn "lean install: @idem/lmdb" lean lmdb lmdb "$(tgz core)" "$(tgz lmdb)"
 spawn "lean install: @idem/valkey" lean valkey valkey "$(tgz core)" "$(tgz valkey)"
 spawn "lean install: @idem/s3" lean s3 s3 "$(tgz core)" "$(tgz s3)" "$s3sdk"
 spawn "lean install: @idem/gcs" lean gcs gcs "$(tgz core)" "$(tgz gcs)" "$gcssdk"
-spawn "lean install: @idem/cli (LMDB only)" lean cli lmdb "$(tgz core)" "$(tgz lmdb)" "$(tgz cli)"
+spawn "lean install: @idem/cli (LMDB only)" lean cli lmdb "$(tgz core)" "$(tgz lmdb)" "$(tgz otel)" "$(tgz cli)"
 
 # One application with everything, outside the workspace.
 app="$work/app"

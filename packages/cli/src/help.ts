@@ -59,6 +59,9 @@ ${STORE}
       --skip-exit-code N    exit code when CMD is skipped (0)
       --json                print the report as JSON on stdout
   -q, --quiet               no human output (errors still print)
+      --otel                export the run's spans over OTLP/HTTP (env IDEM_OTEL=1);
+                            OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_SERVICE_NAME... apply;
+                            continues the trace in TRACEPARENT and passes CMD its own
   -h, --help
 
 Durations: 500ms, 30s, 5m, 2h, 30d.

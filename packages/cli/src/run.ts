@@ -25,6 +25,7 @@ import { loadIdemConfig, sourceText } from './config.js';
 import { CliError, EXIT, messageOf, usage } from './errors.js';
 import { clean, holderText, info, paint, printError, printHelp, printJson, quote, waitingLine } from './output.js';
 import type { StoreSpec } from './store-url.js';
+import { startTelemetry, telemetryWanted, type Telemetry } from './telemetry.js';
 
 /** The command ran and did not exit 0. Its message is what the failed record stores. */
 class CommandFailed extends Error {
@@ -67,6 +68,8 @@ interface RunPlan {
   force: boolean;
   json: boolean;
   quiet: boolean;
+  /** Export the run's spans over OTLP (--otel or IDEM_OTEL). */
+  otel: boolean;
 }
 
 /** Parses and validates everything before any I/O; undefined when --help was asked. */
@@ -87,6 +90,7 @@ async function parseRun(argv: string[], env: Env): Promise<RunPlan | undefined> 
     'skip-exit-code': { type: 'string' },
     json: { type: 'boolean' },
     quiet: { type: 'boolean', short: 'q' },
+    otel: { type: 'boolean' },
   });
   if (values.help) return undefined;
   if (positionals.length > 0) throw usage(`run: the command goes after --, as in: idem run --key K -- ${positionals.join(' ')}`);
@@ -127,6 +131,7 @@ async function parseRun(argv: string[], env: Env): Promise<RunPlan | undefined> 
     force: values.force ?? false,
     json: values.json ?? false,
     quiet: values.quiet ?? false,
+    otel: telemetryWanted(values.otel, env),
   };
   if (command.length === 0 || command[0] === '') throw usage('run: no command; write it after --, as in: idem run --key K -- CMD ARGS...');
   return plan;
@@ -239,7 +244,14 @@ interface Ran {
   record?: IdemRecord | undefined;
 }
 
-async function execute(plan: RunPlan, runId: string, signals: Signals, clock: ReturnType<typeof stopwatch>, say: (line: string) => void): Promise<Ran> {
+async function execute(
+  plan: RunPlan,
+  runId: string,
+  signals: Signals,
+  clock: ReturnType<typeof stopwatch>,
+  say: (line: string) => void,
+  telemetry: Telemetry | undefined,
+): Promise<Ran> {
   const { key, leaseMs, dedupOn } = plan;
   let claim: RunClaim | undefined;
   // Aborted when the command cannot start: runOnce then gives the key back instead of recording a failure.
@@ -256,7 +268,8 @@ async function execute(plan: RunPlan, runId: string, signals: Signals, clock: Re
       signals.cancel.signal.throwIfAborted();
       const from = ctx.outcome === 'adopted' && ctx.previous ? `, from run ${clean(ctx.previous.runId)}` : '';
       say(`${ctx.outcome} ${quote(key)} (fence ${lease.fence}${from}); running: ${clean(plan.command.map(shellQuote).join(' '))}`);
-      const env = { ...process.env, IDEM_RUN_ID: runId, IDEM_FENCE: String(lease.fence), IDEM_ATTEMPT: String(lease.record.attempt) };
+      // Under --otel the command's spans join idem's run span: its context goes down as TRACEPARENT.
+      const env = { ...process.env, IDEM_RUN_ID: runId, IDEM_FENCE: String(lease.fence), IDEM_ATTEMPT: String(lease.record.attempt), ...telemetry?.childEnv() };
       let exit: { code: number; signal: NodeJS.Signals | null };
       try {
         exit = await spawnAndWait(plan.command, env, ctx.signal, (child) => signals.attach(child));
@@ -328,15 +341,20 @@ export async function runCommand(argv: string[], env: Env): Promise<number> {
   const clock = stopwatch();
   const signals = new Signals();
   let ran: Ran;
+  let telemetry: Telemetry | undefined;
   try {
     // A command that cannot start must not claim the key (under --dedup-on any a typo would be final).
     checkExecutable(plan.command[0]!, env.PATH ?? '');
-    ran = await execute(plan, runId, signals, clock, say);
+    telemetry = plan.otel ? await startTelemetry(env) : undefined;
+    const t = telemetry;
+    ran = await (t ? t.within(() => execute(plan, runId, signals, clock, say, t)) : execute(plan, runId, signals, clock, say, undefined));
   } catch (error) {
     if (!(error instanceof CliError && error.code === 'SPAWN_FAILED')) throw error;
     ran = { end: { kind: 'error', error } };
   } finally {
     signals.dispose();
+    // Every span is sent before idem exits (an unreachable collector delays the exit by OTEL_EXPORTER_OTLP_TIMEOUT at most).
+    await telemetry?.shutdown();
   }
   clock.total();
   const report = buildRunReport({ key: plan.key, runId, store: plan.store.display, end: ran.end, claim: ran.claim, timings: clock.timings });

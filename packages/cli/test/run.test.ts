@@ -335,7 +335,7 @@ describe('idem run', () => {
     expect(readFileSync(join(cwd, '.idem', 'idem.mdb')).length).toBeGreaterThan(0);
   });
 
-  it('on LMDB loads neither the AWS, GCS nor Redis clients', async () => {
+  it('on LMDB loads neither the AWS, GCS nor Redis clients, nor OpenTelemetry without --otel', async () => {
     const log = join(work, 'loaded.txt');
     // A resolve hook records every module the process asks for.
     const hook = `data:text/javascript,${encodeURIComponent(
@@ -345,6 +345,6 @@ describe('idem run', () => {
     expect(r.code).toBe(0);
     const loaded = lines(log);
     expect(loaded).toContain('@idem/lmdb/url');
-    expect(loaded.filter((s) => /@aws-sdk|@google-cloud|ioredis|@idem\/(s3|gcs|valkey)/.test(s))).toEqual([]);
+    expect(loaded.filter((s) => /@aws-sdk|@google-cloud|ioredis|@opentelemetry|@idem\/(s3|gcs|valkey|otel)/.test(s))).toEqual([]);
   });
 });
