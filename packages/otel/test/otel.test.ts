@@ -1,14 +1,17 @@
-// @idem/otel with the real OpenTelemetry SDK (in-memory span and metric exporters) against a
-// real LMDB store: the span tree, attributes and metric values of a first run, a duplicate, a
-// crash takeover, a lost lease and a failure.
+// @idem/otel with the real OpenTelemetry SDK (in-memory span and metric exporters) against real
+// stores: the span tree, attributes and metric values of a first run and a duplicate on LMDB,
+// Valkey and S3 (MinIO); a crash takeover, lost leases and a failure on LMDB.
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { context, trace } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { AggregationTemporality, InMemoryMetricExporter, MeterProvider, PeriodicExportingMetricReader } from '@opentelemetry/sdk-metrics';
 import { InMemorySpanExporter, SimpleSpanProcessor, TracerProvider, type ReadableSpan } from '@opentelemetry/sdk-trace';
+import { S3Client } from '@aws-sdk/client-s3';
 import { runOnce, type IdempotencyStore } from '@idem/core';
 import { createLmdbStore } from '@idem/lmdb';
-import { tempDir } from '@idem/test-fixtures';
+import { createS3Store } from '@idem/s3';
+import { findServer, tempDir } from '@idem/test-fixtures';
+import { createValkeyStore } from '@idem/valkey';
 import { instrumentIdem, type IdemInstrumentation } from '../src/index.js';
 
 const spans = new InMemorySpanExporter();
@@ -19,6 +22,31 @@ const meterProvider = new MeterProvider({ readers: [reader] });
 let instrumentation: IdemInstrumentation;
 let store: IdempotencyStore;
 let now = Date.now();
+const prefix = `otel-${process.pid}-${Date.now().toString(36)}/`;
+
+const redis = await findServer({ label: '@idem/otel on Valkey', env: ['IDEM_TEST_REDIS_URL'] });
+const s3 = await findServer({
+  label: '@idem/otel on S3',
+  env: ['IDEM_TEST_S3_ENDPOINT', 'IDEM_TEST_S3_ACCESS_KEY', 'IDEM_TEST_S3_SECRET_KEY', 'IDEM_TEST_S3_BUCKET', 'IDEM_TEST_S3_REGION'],
+});
+const backends: { kind: string; open: (() => Promise<IdempotencyStore>) | undefined }[] = [
+  { kind: 'lmdb', open: () => createLmdbStore({ path: tempDir() }) },
+  { kind: 'valkey', open: redis && (() => createValkeyStore({ url: redis.IDEM_TEST_REDIS_URL!, prefix })) },
+  {
+    kind: 's3',
+    open:
+      s3 &&
+      (() => {
+        const client = new S3Client({
+          endpoint: s3.IDEM_TEST_S3_ENDPOINT,
+          region: s3.IDEM_TEST_S3_REGION,
+          forcePathStyle: true,
+          credentials: { accessKeyId: s3.IDEM_TEST_S3_ACCESS_KEY!, secretAccessKey: s3.IDEM_TEST_S3_SECRET_KEY! },
+        });
+        return createS3Store({ client, bucket: s3.IDEM_TEST_S3_BUCKET!, prefix });
+      }),
+  },
+];
 
 beforeAll(async () => {
   context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
@@ -69,14 +97,21 @@ async function metric(name: string, match: Record<string, unknown> = {}): Promis
     .reduce((sum, p) => sum + (typeof p.value === 'number' ? p.value : p.value.count), 0);
 }
 
-describe('@idem/otel on LMDB', () => {
-  it('a first run: idem.run parents idem.claim, the user span and idem.finish; then a duplicate', async () => {
+describe.each(backends)('@idem/otel on $kind', ({ kind, open }) => {
+  it.skipIf(open === undefined)('a first run: idem.run parents idem.claim, the user span and idem.finish; then a duplicate', async () => {
+    const store = await open!();
     const tracer = tracerProvider.getTracer('app');
-    await tracer.startActiveSpan('request', async (request) => {
-      await runOnce(store, 'first', () => tracer.startSpan('send-mail').end(), { labels: { job: 'mail' } });
-      await runOnce(store, 'first', () => 'unused');
-      request.end();
-    });
+    const key = `first/${kind}`;
+    const before = await metric('idem.claims', { 'idem.store.kind': kind });
+    try {
+      await tracer.startActiveSpan('request', async (request) => {
+        await runOnce(store, key, () => tracer.startSpan('send-mail').end(), { labels: { job: 'mail' } });
+        await runOnce(store, key, () => 'unused');
+        request.end();
+      });
+    } finally {
+      await store.close();
+    }
     expect(await tree()).toEqual([
       'request',
       '  idem.run acquired',
@@ -86,24 +121,26 @@ describe('@idem/otel on LMDB', () => {
       '  idem.run completed',
       '    idem.claim completed',
     ]);
-    const run = spans.getFinishedSpans().find((s) => s.name === 'idem.run')!;
-    expect(run.attributes).toMatchObject({
-      'idem.store.kind': 'lmdb',
-      'idem.key': 'first',
-      'idem.fence': 1,
+    const runs = spans.getFinishedSpans().filter((s) => s.name === 'idem.run');
+    expect(runs[0]!.attributes).toMatchObject({
+      'idem.store.kind': kind,
+      'idem.key': key,
       'idem.attempt': 1,
       'idem.outcome': 'acquired',
       'idem.label.job': 'mail',
     });
-    expect(await metric('idem.claims', { 'idem.outcome': 'acquired', 'idem.store.kind': 'lmdb' })).toBe(1);
-    expect(await metric('idem.claims', { 'idem.outcome': 'completed' })).toBe(1);
-    expect(await metric('idem.claim.duration')).toBe(2);
-    expect(await metric('idem.finish.duration', { 'idem.operation': 'complete', 'idem.outcome': 'succeeded' })).toBe(1);
-    expect(await metric('idem.runs.in_flight')).toBe(0);
+    // A duplicate's span carries the fence of the record it found.
+    expect(runs[1]!.attributes['idem.fence']).toBe(runs[0]!.attributes['idem.fence']);
+    expect(await metric('idem.claims', { 'idem.store.kind': kind })).toBe(before + 2);
+    expect(await metric('idem.claim.duration', { 'idem.store.kind': kind, 'idem.outcome': 'completed' })).toBeGreaterThanOrEqual(1);
+    expect(await metric('idem.finish.duration', { 'idem.store.kind': kind, 'idem.operation': 'complete', 'idem.outcome': 'succeeded' })).toBe(1);
+    expect(await metric('idem.runs.in_flight', { 'idem.store.kind': kind })).toBe(0);
     // Outside the run, the caller's context is its own again.
     expect(trace.getActiveSpan()).toBeUndefined();
   });
+});
 
+describe('@idem/otel on LMDB', () => {
   it('runs in flight counts a run while its work runs', async () => {
     let during = -1;
     await runOnce(store, 'in-flight', async () => {
