@@ -2,6 +2,7 @@
 // (docs/observability.md lists the channels and every field). Nothing here runs when nobody
 // subscribes: each caller asks `hasSubscribers` first and takes its plain path otherwise.
 import { type TracingChannel, tracingChannel } from 'node:diagnostics_channel';
+import type { ClaimOutcome } from './decide.js';
 import { isIdemError } from './errors.js';
 import type { Holder, Labels } from './record.js';
 
@@ -55,6 +56,24 @@ export const channels: Readonly<Record<IdemOperation, TracingChannel<unknown, Id
   sweep: channel('sweep'),
   list: channel('list'),
 });
+
+/** A new event of `store`, its key only where the store lets keys be published. */
+export function newEvent(store: { kind: string; keysInEvents: boolean }, operation: IdemOperation, key?: string, runId?: string, holder?: Holder): IdemEvent {
+  const event: IdemEvent = { operation, storeKind: store.kind };
+  if (key !== undefined && store.keysInEvents) event.key = key;
+  if (runId !== undefined) event.runId = runId;
+  if (holder !== undefined) event.holder = holder;
+  return event;
+}
+
+/** What a claim's event says once it is answered: the outcome, and the fence, attempt and labels of the record it took or found. */
+export function noteClaim(event: IdemEvent, out: ClaimOutcome): void {
+  event.outcome = out.outcome;
+  const record = out.outcome === 'acquired' || out.outcome === 'adopted' ? out.lease.record : out.record;
+  event.fence = record.fence;
+  event.attempt = record.attempt;
+  if (event.labels === undefined && record.labels !== undefined) event.labels = record.labels;
+}
 
 /**
  * Runs `run` as one traced operation, in the event sequence of TracingChannel.tracePromise

@@ -2,11 +2,11 @@
 // every exit path. The one function most callers need.
 import type { Lease } from './decide.js';
 import { InFlightError, InvalidArgumentError, LeaseLostError } from './errors.js';
-import { channels, traced, type IdemEvent } from './events.js';
+import { channels, newEvent, noteClaim, traced, type IdemEvent } from './events.js';
 import { heartbeat } from './heartbeat.js';
 import { PROCESS_HOLDER } from './holder.js';
 import type { IdemRecord, JsonValue } from './record.js';
-import { noteClaim, type ClaimOptions, type IdempotencyStore } from './store.js';
+import type { ClaimOptions, IdempotencyStore } from './store.js';
 import { MAX_TIMER_MS, validateDuration, validateKey, validateLeaseMs, validateProgram, validateRunId } from './validate.js';
 
 export type OnInFlight = 'skip' | 'wait' | 'throw';
@@ -104,7 +104,7 @@ function start<T>(store: IdempotencyStore, key: string, fn: (ctx: RunContext) =>
   validateKey(key);
   if (options.runId !== undefined) validateRunId(options.runId);
   const holder = options.program === undefined ? PROCESS_HOLDER : { ...PROCESS_HOLDER, program: validateProgram(options.program) };
-  const event = store.event('runOnce', key, runId, holder);
+  const event = newEvent(store, 'runOnce', key, runId, holder);
   // attempt() notes the claim's outcome on the event as soon as it has one, so that a run whose
   // fn throws still says how it got the key; the result itself never goes on the event.
   return traced(channels.runOnce, event, () => attempt(store, key, fn, options, claimOptions, every, event), noop);

@@ -3,10 +3,10 @@
 import { issuedAsIs, type ClaimInput, type ClaimOutcome, type DedupOn, type FinishOp, type FinishValue, type Lease } from './decide.js';
 import type { Capabilities, Driver, DriverContext, ListPage, SweepCounts } from './driver.js';
 import { InvalidArgumentError } from './errors.js';
-import { channels, traced, type IdemEvent, type IdemOperation } from './events.js';
+import { channels, newEvent, noteClaim, traced } from './events.js';
 import { sha256Hex, storageName } from './keys.js';
 import { PROCESS_HOLDER } from './holder.js';
-import { isExpired, STATUSES, type Holder, type IdemRecord, type Labels, type Status } from './record.js';
+import { isExpired, STATUSES, type IdemRecord, type Labels, type Status } from './record.js';
 import {
   describeValue,
   summarizeError,
@@ -162,18 +162,9 @@ export class IdempotencyStore {
     }
     // One property read when nobody listens (docs/observability.md: no cost without a subscriber).
     if (!channels.claim.hasSubscribers) return this.driver.claim(input, this.ctx);
-    const event = this.event('claim', input.key, input.runId, input.holder);
+    const event = newEvent(this, 'claim', input.key, input.runId, input.holder);
     if (input.labels !== undefined) event.labels = input.labels;
     return traced(channels.claim, event, () => this.driver.claim(input, this.ctx), noteClaim);
-  }
-
-  /** A new event of this store, its key only where keys may be published. */
-  event(operation: IdemOperation, key?: string, runId?: string, holder?: Holder): IdemEvent {
-    const event: IdemEvent = { operation, storeKind: this.kind };
-    if (key !== undefined && this.keysInEvents) event.key = key;
-    if (runId !== undefined) event.runId = runId;
-    if (holder !== undefined) event.holder = holder;
-    return event;
   }
 
   /** A fenced step of a lease's run, published on its operation's channel. */
@@ -181,7 +172,7 @@ export class IdempotencyStore {
     const ch = channels[op.op];
     if (!ch.hasSubscribers) return this.driver.finish(lease, op, this.ctx);
     const record = lease.record;
-    const event = this.event(op.op, lease.key, lease.runId, record.holder);
+    const event = newEvent(this, op.op, lease.key, lease.runId, record.holder);
     event.fence = lease.fence;
     event.attempt = record.attempt;
     if (record.labels !== undefined) event.labels = record.labels;
@@ -283,7 +274,7 @@ export class IdempotencyStore {
       (labels === undefined || labels.every(([name, value]) => r.labels?.[name] === value));
     const query = { limit, filter, ...(cursor !== undefined ? { cursor } : {}) };
     if (!channels.list.hasSubscribers) return this.driver.list(query, this.ctx);
-    const event = this.event('list');
+    const event = newEvent(this, 'list');
     if (labels !== undefined) event.labels = Object.fromEntries(labels);
     return traced(
       channels.list,
@@ -299,7 +290,7 @@ export class IdempotencyStore {
   async sweep(): Promise<SweepCounts> {
     const sweep = async () => (this.driver.capabilities.nativeExpiry ? { expired: 0, deadLeases: 0 } : this.driver.sweep(this.ctx));
     if (!channels.sweep.hasSubscribers) return sweep();
-    return traced(channels.sweep, this.event('sweep'), sweep, (e, counts) => {
+    return traced(channels.sweep, newEvent(this, 'sweep'), sweep, (e, counts) => {
       e.expired = counts.expired;
       e.deadLeases = counts.deadLeases;
     });
@@ -317,15 +308,6 @@ export class IdempotencyStore {
 }
 
 const FINISHED = { complete: 'succeeded', fail: 'failed', renew: 'renewed', release: 'released' } as const;
-
-/** What a claim's event says once it is answered: the outcome, and the fence, attempt and labels of the record it took or found. */
-export function noteClaim(event: IdemEvent, out: ClaimOutcome): void {
-  event.outcome = out.outcome;
-  const record = out.outcome === 'acquired' || out.outcome === 'adopted' ? out.lease.record : out.record;
-  event.fence = record.fence;
-  event.attempt = record.attempt;
-  if (event.labels === undefined && record.labels !== undefined) event.labels = record.labels;
-}
 
 function checkLease(lease: unknown): asserts lease is Lease {
   const l = lease as Partial<Lease> | null;
