@@ -156,6 +156,7 @@ cp -r "$repo/scripts/outside-view/file-adapter" "$app/file-adapter"
 
 check "ESM: import() of every entry point" bash -c "cd '$app' && node esm.mjs"
 check "CommonJS: require() of every entry point" bash -c "cd '$app' && node cjs.cjs"
+check "idem:* events read with node:diagnostics_channel alone (no @idem/otel)" bash -c "cd '$app' && node events.mjs"
 # @idem/valkey on a caller's node-redis client (@redis/client installed by the app, not by @idem/valkey):
 # one claim and complete against the test server, when there is one (scripts/test.sh starts it).
 node_redis_claim() {
