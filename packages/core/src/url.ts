@@ -82,6 +82,8 @@ const BUILT_IN: Record<string, { pkg: string; install: string }> = {
   'valkey+sentinel': { pkg: '@idem/valkey', install: '@idem/valkey' },
   s3: { pkg: '@idem/s3', install: '@idem/s3 @aws-sdk/client-s3' },
   gs: { pkg: '@idem/gcs', install: '@idem/gcs @google-cloud/storage' },
+  postgres: { pkg: '@idem/postgres', install: '@idem/postgres' },
+  postgresql: { pkg: '@idem/postgres', install: '@idem/postgres' },
 };
 
 const registry = new Map<string, StoreSchemeLoader>();
