@@ -80,7 +80,7 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
     url,
     schema: schemaOption,
     table: tableOption,
-    createSchema: create = false,
+    createSchema: createOption,
     timeoutMs = DEFAULT_TIMEOUT_MS,
     poolSize = DEFAULT_POOL_SIZE,
     ...storeOptions
@@ -92,6 +92,7 @@ export async function createPostgresStore(options: PostgresStoreOptions): Promis
   const fromUrl = url !== undefined ? parseUrl(url) : undefined;
   const schema = checkIdentifier('schema', once('schema', schemaOption, fromUrl?.schema) ?? DEFAULT_SCHEMA);
   const table = checkIdentifier('table', once('table', tableOption, fromUrl?.table) ?? DEFAULT_TABLE);
+  const create = once('createSchema', createOption, fromUrl?.createSchema) ?? false;
   if (typeof create !== 'boolean') throw new InvalidArgumentError('createSchema must be a boolean');
   validateDuration('timeoutMs', timeoutMs);
   if (!Number.isSafeInteger(poolSize) || poolSize < 1 || poolSize > 1000) throw new InvalidArgumentError('poolSize must be a whole number in 1..1000');

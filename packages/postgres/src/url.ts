@@ -1,16 +1,17 @@
 // postgres: and postgresql: store URLs (`@idem/postgres/url`), the handler @idem/core/url
 // dispatches to. Light: parsing loads no pg; `open` imports the adapter.
-//   postgres://[user[:password]@]host[:port][/database][?schema=S][&table=T][&sslmode=M]
-// schema and table name the store's table (identifiers, checked by the adapter); sslmode goes to
-// the connection. This is the one grammar: createPostgresStore({ url }) parses with it too.
+//   postgres://[user[:password]@]host[:port][/database][?schema=S][&table=T][&create_schema=true][&sslmode=M]
+// schema and table name the store's table (identifiers, checked by the adapter); create_schema
+// creates them at open if missing (the CLI's way to set up a table); sslmode goes to the connection. This is the one grammar: createPostgresStore({ url }) parses with it too.
 import type { IdempotencyStore, StoreOptions } from '@idem/core';
-import { quoteUrlPart, redactStoreUrl, storeUrlError, storeUrlQuery } from '@idem/core/url';
+import { quoteUrlPart, redactStoreUrl, storeUrlError, storeUrlFlag, storeUrlQuery } from '@idem/core/url';
 
 export interface PostgresUrlConfig {
   /** The connection URL for pg (it may hold a password), without the store's own parameters. */
   url: string;
   schema?: string;
   table?: string;
+  createSchema?: boolean;
 }
 
 export const schemes = ['postgres', 'postgresql'] as const;
@@ -40,13 +41,14 @@ export function parse(url: string): PostgresUrlConfig {
   if (u.hash !== '') throw storeUrlError(url, 'a #fragment has no meaning here (percent-encode "#" in a password as %23)');
   const database = u.pathname.replace(/^\//, '');
   if (database.includes('/')) throw storeUrlError(url, `the path must be one database name, got ${quoteUrlPart(database, 40)}`);
-  const params = storeUrlQuery(url, u.search.slice(1), ['schema', 'table', 'sslmode']);
+  const params = storeUrlQuery(url, u.search.slice(1), ['schema', 'table', 'create_schema', 'sslmode']);
   const sslmode = params.get('sslmode');
   if (sslmode !== null && !SSL_MODES.includes(sslmode)) throw storeUrlError(url, `sslmode must be one of ${SSL_MODES.join(', ')}`);
   const schema = params.get('schema');
   const table = params.get('table');
+  const createSchema = storeUrlFlag(url, params, 'create_schema');
   u.search = sslmode !== null ? `?sslmode=${sslmode}` : '';
-  return { url: u.href, ...(schema !== null ? { schema } : {}), ...(table !== null ? { table } : {}) };
+  return { url: u.href, ...(schema !== null ? { schema } : {}), ...(table !== null ? { table } : {}), ...(createSchema ? { createSchema } : {}) };
 }
 
 /** No userinfo, no secret parameter: core's conservative rule. */
