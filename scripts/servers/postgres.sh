@@ -6,7 +6,8 @@
 #                                 database; prints ONLY `export IDEM_TEST_POSTGRES_URL=...`
 #   postgres.sh stop <rundir>  -> stops that server and removes its data (no error if none)
 #   postgres.sh kill <rundir>  -> SIGKILLs the server (the fault tests: no shutdown checkpoint)
-#   postgres.sh restart <rundir> -> starts a stopped or killed server again on its port and data (crash recovery)
+#   postgres.sh shutdown <rundir> -> a clean shutdown (pg_ctl stop -m fast), data kept
+#   postgres.sh restart <rundir> -> starts a shut down or killed server again on its port and data (crash recovery)
 # Idempotent: a second `start` on a live <rundir> reprints the same line; `stop` twice is fine.
 #
 # PostgreSQL refuses to run as root: as root, the server runs as the `postgres` user the Debian
@@ -24,7 +25,7 @@ die() { log "$*"; exit 1; }
 
 verb="${1:-}"
 rundir="${2:-}"
-[ -n "$verb" ] && [ -n "$rundir" ] || { echo "usage: $0 start|stop|kill|restart <rundir>" >&2; exit 2; }
+[ -n "$verb" ] && [ -n "$rundir" ] || { echo "usage: $0 start|stop|kill|shutdown|restart <rundir>" >&2; exit 2; }
 
 bindir=/usr/lib/postgresql/$PG_MAJOR/bin
 
@@ -135,10 +136,14 @@ case "$verb" in
     kill -9 "${pids[@]}" 2>/dev/null || true
     for p in "${pids[@]}"; do for i in $(seq 1 100); do [ -d "/proc/$p" ] || break; sleep 0.1; done; done
     ;;
+  shutdown)
+    alive || die "shutdown: no live server in $rundir"
+    as_pg "$bindir/pg_ctl" -D "$(datadir)" -m fast -w -t 60 stop >&2
+    ;;
   restart)
     [ -f "$rundir/port" ] || die "restart: no server recorded in $rundir"
     alive && die "restart: the server is still running"
     start_server "$(cat "$rundir/port")"
     ;;
-  *) echo "usage: $0 start|stop|kill|restart <rundir>" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|kill|shutdown|restart <rundir>" >&2; exit 2 ;;
 esac

@@ -42,6 +42,9 @@ export interface PgClient {
   query(config: { text: string; values?: unknown[] }): Promise<{ rows: Record<string, unknown>[]; rowCount: number | null }>;
   /** Back to the pool; with an error, the connection is destroyed instead. */
   release(error?: Error | boolean): void;
+  /** pg emits "error" on a checked-out client whose connection dies between statements. */
+  on?(event: 'error', listener: (error: Error) => void): unknown;
+  off?(event: 'error', listener: (error: Error) => void): unknown;
 }
 
 /** What the store needs of a `pg` pool: `new pg.Pool(…)` is one. */
@@ -239,6 +242,12 @@ class PostgresDriver implements Driver {
         throw backendError(error, `${what}: connecting to PostgreSQL`, refused(error));
       });
       let broken: Error | undefined;
+      // A connection that dies while held (between statements) fails the next statement anyway;
+      // unheard, pg's "error" event would be an uncaught exception.
+      const lost = (error: Error) => {
+        broken = error;
+      };
+      c.on?.('error', lost);
       try {
         if (deadline.passed) throw new BackendUnavailableError(`${what}: no connection within ${this.timeoutMs} ms`);
         return await body(c, deadline);
@@ -246,6 +255,7 @@ class PostgresDriver implements Driver {
         if (!definite(error) && !(error instanceof IdemError)) broken = error instanceof Error ? error : new Error(String(error));
         throw error;
       } finally {
+        c.off?.('error', lost);
         c.release(deadline.passed ? new Error('idem: abandoned at the deadline') : broken);
       }
     })();
