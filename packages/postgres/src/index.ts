@@ -9,11 +9,13 @@ import {
   CorruptRecordError,
   createStore,
   decideClaim,
+  decideFinish,
   finishWith,
   IdemError,
   InvalidArgumentError,
   isSweepable,
   parseRecord,
+  RECORD_LAYOUT,
   ServerClock,
   serializeRecord,
   STORAGE_NAME,
@@ -21,6 +23,9 @@ import {
   type AtomicUpdate,
   type ClaimInput,
   type ClaimOutcome,
+  type FinishOp,
+  type FinishValue,
+  type Lease,
   type CorruptEntry,
   type Driver,
   type DriverContext,
@@ -348,38 +353,60 @@ class PostgresDriver implements Driver {
 
   /**
    * A claim. A fresh key is one round trip, its own transaction:
-   *   INSERT the claim's bytes with the server's time, ON CONFLICT DO NOTHING RETURNING
-   *     -> a row: ours, claimed at that time
-   *     -> no row: something is stored; the transaction above decides on it
-   *     -> no answer: read back; our bytes (our runId) mean it landed, else the transaction decides
-   * The bytes are core's, decided for an absent record: only the two times come from the server.
+   *   INSERT core's record for an absent key at the server's time, ON CONFLICT DO NOTHING
+   *     -> the time: ours, claimed then
+   *     -> nothing: something is stored; the transaction above decides on it
+   *     -> no answer: the transaction above decides too; if the INSERT landed, it finds this
+   *        claim's own live record (same runId) and hands its lease back
    */
   async claim(input: ClaimInput, ctx: DriverContext): Promise<ClaimOutcome> {
-    const fresh = freshBytes(input, ctx.clockSkewMs);
-    if (fresh !== undefined) {
-      const [head, tail] = fresh;
-      const labels = labelsJson(input.labels);
-      try {
-        const rows = await this.run(`claim of ${input.name}`, async (c) => {
-          try {
-            return (await this.query(c, this.sql.insertFresh, [input.name, head, tail, input.leaseMs, labels])).rows;
-          } catch (error) {
-            if (definite(error)) throw error;
-            throw new Ambiguous(error);
-          }
-        });
-        if (rows.length === 1) return decideClaim(undefined, input, Number(rows[0]!.now), ctx.clockSkewMs).value;
-      } catch (error) {
-        if (!(error instanceof Ambiguous)) this.failure(error, `claim of ${input.name}`);
-        const back = await this.readRow(input.name);
-        const at = back?.body !== undefined ? landedAt(back.body.toString('utf8'), head, tail, input.leaseMs) : undefined;
-        if (at !== undefined) return decideClaim(undefined, input, at, ctx.clockSkewMs).value;
-      }
+    const decide = (now: number) => decideClaim(undefined, input, now, ctx.clockSkewMs);
+    const columns = atServerTime((now) => decide(now).write);
+    if (columns !== undefined) {
+      const now = await this.oneShot(`claim of ${input.name}`, this.sql.insertFresh, [input.name, ...columns]);
+      if (now !== undefined) return decide(now).value;
     }
     return claimWith(this.atomicUpdate, input, ctx);
   }
 
-  finish: Driver['finish'] = (lease, op, ctx) => finishWith(this.atomicUpdate, lease, op, ctx);
+  /**
+   * A finish. On the record the lease wrote, one round trip, its own transaction:
+   *   UPDATE to core's decision at the server's time, only if the stored bytes are still the lease's
+   *     -> the time: done, decided then
+   *     -> nothing: the record changed (a takeover, a sweep, corrupt bytes); the transaction decides
+   *     -> no answer: the transaction decides too; a repeated complete or fail is answered, not redone
+   * A record already past a retention end (released) is left to the transaction: its decision depends on the time.
+   */
+  async finish(lease: Lease, op: FinishOp, ctx: DriverContext): Promise<FinishValue> {
+    const guess = lease.record;
+    if (guess?.status === 'in_flight' && guess.expiresAt === undefined && guess.fence === lease.fence && guess.runId === lease.runId) {
+      const decide = (now: number) => decideFinish(guess, lease, op, now);
+      const columns = atServerTime((now) => decide(now).write);
+      if (columns !== undefined) {
+        const now = await this.oneShot(`finish of ${lease.name}`, this.sql.updateIf, [lease.name, ...columns, Buffer.from(serializeRecord(guess))]);
+        if (now !== undefined) return decide(now).value;
+      }
+    }
+    return finishWith(this.atomicUpdate, lease, op, ctx);
+  }
+
+  /** One conditional statement; the server's time if it wrote, undefined if not or if its answer was lost. */
+  private async oneShot(what: string, text: string, values: unknown[]): Promise<number | undefined> {
+    try {
+      const rows = await this.run(what, async (c) => {
+        try {
+          return (await this.query(c, text, values)).rows;
+        } catch (error) {
+          if (definite(error)) throw error;
+          throw new Ambiguous(error);
+        }
+      });
+      return rows.length === 1 ? Number(rows[0]!.now) : undefined;
+    } catch (error) {
+      if (error instanceof Ambiguous) return undefined;
+      this.failure(error, what);
+    }
+  }
 
   private async readRow(name: string): Promise<{ now: number; body?: Buffer }> {
     try {
@@ -472,22 +499,56 @@ class PostgresDriver implements Driver {
   }
 }
 
-/**
- * The bytes of a fresh claim around its two times: core's record for an absent key, decided at
- * time 0, cut where `"claimedAt":0,"leaseExpiresAt":<leaseMs>` stands (a key or label holding that
- * text is escaped inside a JSON string, so it occurs once). Undefined if it does not.
- */
-function freshBytes(input: ClaimInput, skewMs: number): [string, string] | undefined {
-  const bytes = serializeRecord(decideClaim(undefined, input, 0, skewMs).write!);
-  const times = `,"claimedAt":0,"leaseExpiresAt":${input.leaseMs}`;
-  const at = bytes.indexOf(times);
-  if (at < 0 || bytes.indexOf(times, at + 1) >= 0) return undefined;
-  return [bytes.slice(0, at), bytes.slice(at + times.length)];
-}
+/** Far from 0: a time field differs by exactly this between the two probes. */
+const PROBE = 2 ** 40;
+const MARK = 'idem:time';
 
-/** The time a fresh claim with these bytes was taken, if `stored` is it. */
-function landedAt(stored: string, head: string, tail: string, leaseMs: number): number | undefined {
-  if (!stored.startsWith(head) || !stored.endsWith(tail)) return undefined;
-  const m = /^,"claimedAt":(\d+),"leaseExpiresAt":(\d+)$/.exec(stored.slice(head.length, stored.length - tail.length));
-  return m && Number(m[2]) - Number(m[1]) === leaseMs ? Number(m[1]) : undefined;
+/**
+ * The columns TIMED (sql.ts) writes for the record core decides at the server's time `now`:
+ * decided at two times, the fields that differ by exactly those times are `now` plus an offset;
+ * the record's bytes (the one layout) are cut where each stands, as `"field":"mark"` (a quote
+ * cannot stand unescaped inside a JSON string, so only there). Undefined when the decision's
+ * shape itself depends on the time, or it writes nothing: the transaction decides then.
+ */
+function atServerTime(decide: (now: number) => IdemRecord | undefined): unknown[] | undefined {
+  let a: IdemRecord | undefined;
+  let b: IdemRecord | undefined;
+  try {
+    a = decide(0);
+    b = decide(PROBE);
+  } catch (error) {
+    if (error instanceof IdemError) return undefined; // refused on the guess: the transaction decides on the truth
+    throw error;
+  }
+  if (a === undefined || b === undefined) return undefined;
+  const marked: Record<string, unknown> = { ...a };
+  const timed: string[] = [];
+  const offsets: number[] = [];
+  for (const [field] of RECORD_LAYOUT) {
+    const x = a[field];
+    const y = b[field];
+    if (x === y) continue;
+    if (typeof x !== 'number' || typeof y !== 'number' || y - x !== PROBE) return undefined;
+    timed.push(field);
+    offsets.push(x);
+    marked[field] = MARK;
+  }
+  let rest = serializeRecord(marked as unknown as IdemRecord);
+  const pieces: string[] = [];
+  for (const field of timed) {
+    const cut = `"${field}":${JSON.stringify(MARK)}`;
+    const at = rest.indexOf(cut);
+    if (at < 0) return undefined;
+    pieces.push(rest.slice(0, at + field.length + 3));
+    rest = rest.slice(at + cut.length);
+  }
+  pieces.push(rest);
+  const [expiresA, sweepA, labels] = columns(a);
+  const [expiresB, sweepB] = columns(b);
+  const column = (x: number | null, y: number | null): [number | null, boolean] | undefined =>
+    x === y ? [x, false] : x !== null && y !== null && y - x === PROBE ? [x, true] : undefined;
+  const expires = column(expiresA, expiresB);
+  const sweep = column(sweepA, sweepB);
+  if (expires === undefined || sweep === undefined) return undefined;
+  return [pieces, offsets, ...expires, ...sweep, labels];
 }

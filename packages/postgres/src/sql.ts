@@ -20,6 +20,14 @@ export function checkIdentifier(what: 'schema' | 'table', value: unknown): strin
 /** The server's clock in epoch milliseconds: the one clock every lease and retention is judged by. */
 const NOW = `floor(extract(epoch from clock_timestamp()) * 1000)::bigint`;
 
+/**
+ * A record's columns written at the server's time n.now: the body is text pieces $2 with, between
+ * each two, n.now plus the offset in $3 (the record's times); expires_at and sweep_at are $4 and
+ * $6, plus n.now when $5 / $7 say they are relative; labels $8.
+ */
+const TIMED = `convert_to((SELECT string_agg(x.p || coalesce((n.now + x.d)::text, ''), '' ORDER BY x.i) FROM unnest($2::text[], $3::bigint[]) WITH ORDINALITY AS x(p, d, i)), 'UTF8'),
+    CASE WHEN $5::boolean THEN n.now + $4::bigint ELSE $4::bigint END, CASE WHEN $7::boolean THEN n.now + $6::bigint ELSE $6::bigint END, $8::jsonb`;
+
 /** Every statement of one table. */
 export function statements(schema: string, table: string) {
   const t = `"${schema}"."${table}"`;
@@ -44,14 +52,18 @@ export function statements(schema: string, table: string) {
       `CREATE INDEX IF NOT EXISTS "${table}_labels" ON ${t} USING gin (labels jsonb_path_ops) WHERE labels IS NOT NULL`,
     ],
     /**
-     * A fresh key in one round trip (its own transaction): the record's bytes with the server's
-     * time put in between, only if nothing is stored; a row comes back only if it was inserted.
-     * $2 head, $3 tail (the bytes around the two times), $4 the lease length, $5 labels.
+     * A fresh key in one round trip (its own transaction): the record written at the server's
+     * time (see TIMED), only if nothing is stored; a row (the time) comes back only if it was.
      */
-    insertFresh: `INSERT INTO ${t} (name, body, sweep_at, labels)
-  SELECT $1, convert_to($2::text || ',"claimedAt":' || n.now || ',"leaseExpiresAt":' || (n.now + $4::bigint) || $3::text, 'UTF8'), n.now + $4::bigint, $5::jsonb
-  FROM (SELECT ${NOW} AS now) n
-  ON CONFLICT (name) DO NOTHING RETURNING sweep_at - $4::bigint AS now`,
+    insertFresh: `WITH n AS (SELECT ${NOW} AS now), ins AS (
+  INSERT INTO ${t} (name, body, expires_at, sweep_at, labels) SELECT $1, ${TIMED} FROM n ON CONFLICT (name) DO NOTHING RETURNING 1)
+  SELECT n.now FROM n, ins`,
+    /**
+     * A finish in one round trip (its own transaction): the record written at the server's time,
+     * only if the stored bytes are still $9 (the record the lease wrote); the time comes back only if it was.
+     */
+    updateIf: `WITH n AS (SELECT ${NOW} AS now)
+  UPDATE ${t} t SET (body, expires_at, sweep_at, labels) = (SELECT ${TIMED}) FROM n WHERE t.name = $1 AND t.body = $9 RETURNING n.now`,
     /** Inside a transaction: the row locked until COMMIT (if there is one), and the server's time. */
     lock: `SELECT n.now, r.body FROM (SELECT ${NOW} AS now) n LEFT JOIN LATERAL (SELECT body FROM ${t} WHERE name = $1 FOR UPDATE) r ON true`,
     insert: `INSERT INTO ${t} (name, body, expires_at, sweep_at, labels) VALUES ($1, $2, $3, $4, $5::jsonb) ON CONFLICT (name) DO NOTHING`,

@@ -208,6 +208,20 @@ function faultyPool(inner: pg.Pool, fault: (text: string) => 'after' | 'before' 
   };
 }
 
+describe.skipIf(!url)('postgres: round trips', () => {
+  it('an uncontended claim, renew and complete are one statement each', async () => {
+    const table = freshTable();
+    await createSchema({ url: url!, table });
+    const sent: string[] = [];
+    const store = await createPostgresStore({ pool: faultyPool(admin(), (text) => void sent.push(text)), table });
+    const lease = expectLease(await store.claim('rt'));
+    const renewed = await store.renew(lease, 60_000);
+    await store.complete(renewed, { result: 1 });
+    expect(sent).toHaveLength(3);
+    expect((await store.claim('rt')).outcome).toBe('completed');
+  });
+});
+
 describe.skipIf(!url)('postgres: faults', () => {
   it('an unreachable server, or one that never answers, is BACKEND_UNAVAILABLE', async () => {
     const refused = await createPostgresStore({ url: 'postgres://u:p@127.0.0.1:1/db', timeoutMs: 2000 });
@@ -239,27 +253,34 @@ describe.skipIf(!url)('postgres: faults', () => {
     await store.close();
   });
 
-  it('an ambiguous COMMIT or INSERT is resolved: landed writes are recognised, lost ones retried', async () => {
+  it('an ambiguous INSERT, UPDATE or COMMIT is resolved: landed writes are recognised, lost ones retried', async () => {
     const table = freshTable();
     await createSchema({ url: url!, table });
     for (const when of ['after', 'before'] as const) {
+      // Mocked: the connection dropping exactly after (or before) one statement is sent.
       let armed = 0;
-      // Mocked: the connection dropping exactly after COMMIT (or the fresh INSERT) is sent.
-      const hit = (text: string, what: RegExp) => armed > 0 && what.test(text) && armed-- > 0;
-      let target = /^INSERT .* RETURNING/s;
-      const pool = faultyPool(admin(), (text) => (hit(text, target) ? when : undefined));
+      let target = /^$/;
+      const pool = faultyPool(admin(), (text) => (armed > 0 && target.test(text) && armed-- > 0 ? when : undefined));
       const store = await createPostgresStore({ pool, table });
-      armed = 1;
-      const claimed = await store.claim(`amb-${when}`);
-      expect(claimed.outcome).toBe('acquired');
-      expect(armed).toBe(0);
-      const lease = expectLease(claimed);
-      target = /^COMMIT$/;
-      armed = 1;
-      const done = await store.complete(lease, { result: when });
-      expect(armed).toBe(0);
-      expect(done).toMatchObject({ status: 'succeeded', result: when, fence: lease.fence });
-      expect(await store.get(`amb-${when}`)).toEqual(done);
+      const strike = async <T>(statement: RegExp, op: () => Promise<T>): Promise<T> => {
+        target = statement;
+        armed = 1;
+        const value = await op();
+        expect(armed).toBe(0);
+        return value;
+      };
+      const k = `amb-${when}`;
+      // The fresh claim's INSERT, then the finish's conditional UPDATE (one round trip each).
+      const lease = expectLease(await strike(/INSERT INTO/, () => store.claim(k)));
+      const renewed = await strike(/UPDATE .* RETURNING n\.now/s, () => store.renew(lease, 60_000));
+      expect(renewed).toMatchObject({ fence: lease.fence, runId: lease.runId });
+      // A takeover goes through the transaction: its COMMIT.
+      const adopted = await strike(/^COMMIT$/, () => store.claim(k, { force: true }));
+      expect(adopted.outcome).toBe('adopted');
+      const done = await strike(/UPDATE .* RETURNING n\.now/s, () => store.complete(expectLease(adopted), { result: when }));
+      expect(done).toMatchObject({ status: 'succeeded', result: when, fence: lease.fence + 1 });
+      expect(await store.get(k)).toEqual(done);
+      await expectCode(store.complete(renewed), 'LEASE_LOST');
     }
   });
 });
