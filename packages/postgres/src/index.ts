@@ -2,6 +2,7 @@
 // per claim and finish, the row locked with SELECT … FOR UPDATE while core decides; a fresh key is
 // one INSERT … ON CONFLICT DO NOTHING. Leases and retention are judged by the database server's
 // clock: every statement reads it, and core's decisions run on that time. sql.ts holds the SQL.
+import { createHash } from 'node:crypto';
 import {
   BackendUnavailableError,
   backendError,
@@ -44,7 +45,7 @@ export { DEFAULT_SCHEMA, DEFAULT_TABLE } from './sql.js';
 
 /** What the store needs of a `pg` client: `pg.PoolClient` is one. */
 export interface PgClient {
-  query(config: { text: string; values?: unknown[] }): Promise<{ rows: Record<string, unknown>[]; rowCount: number | null }>;
+  query(config: { text: string; values?: unknown[]; name?: string }): Promise<{ rows: Record<string, unknown>[]; rowCount: number | null }>;
   /** Back to the pool; with an error, the connection is destroyed instead. */
   release(error?: Error | boolean): void;
   /** pg emits "error" on a checked-out client whose connection dies between statements. */
@@ -271,7 +272,8 @@ class PostgresDriver implements Driver {
   /** A statement on a connection; its reply's `now` (when it has one) sharpens the clock estimate. */
   private async query(c: PgClient, text: string, values: unknown[] = []): Promise<{ rows: Record<string, unknown>[]; rowCount: number | null }> {
     const sent = Date.now();
-    const result = await c.query({ text, values });
+    // Named: each connection parses and plans a statement once, then only binds.
+    const result = await c.query(values.length > 0 ? { name: statementName(text), text, values } : { text });
     const now = result.rows[0]?.now;
     if (now !== undefined && now !== null) this.clock.estimate.observe(Number(now), sent, Date.now(), 1);
     return result;
@@ -497,6 +499,17 @@ class PostgresDriver implements Driver {
   async close(): Promise<void> {
     if (this.owned) await this.pool.end();
   }
+}
+
+const names = new Map<string, string>();
+/** A prepared statement's name: the same text, the same name, on every connection. */
+function statementName(text: string): string {
+  let name = names.get(text);
+  if (name === undefined) {
+    name = `idem_${createHash('sha256').update(text).digest('hex').slice(0, 24)}`;
+    names.set(text, name);
+  }
+  return name;
 }
 
 /** Far from 0: a time field differs by exactly this between the two probes. */

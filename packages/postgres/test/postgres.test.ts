@@ -1,5 +1,6 @@
 // What is particular to PostgreSQL, against the real server: the server's clock, the schema and its
 // identifiers, bind parameters only (SQL-shaped input), list and sweep in SQL, and the faults.
+import { readFileSync } from 'node:fs';
 import { BAD_KEYS, GOOD_KEYS } from '@idem/conformance';
 import { expectCode, expectLease, sleep } from '@idem/conformance/testing';
 import { storageName } from '@idem/core';
@@ -46,6 +47,13 @@ describe.skipIf(!url)('postgres: the server clock', () => {
     }
     await honest.complete(lease);
     await honest.close();
+  });
+});
+
+describe('postgres: the README', () => {
+  it('prints the SQL createSchema runs', () => {
+    const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+    expect(readme).toContain(`\`\`\`sql\n${schemaSql()}\`\`\``);
   });
 });
 
