@@ -8,7 +8,7 @@ import { createValkeyStore } from '@idem/valkey';
 import { afterAll, describe, expect, it } from 'vitest';
 import { haveRedisServer, PrivateServer } from '../../valkey/test/private-server.js';
 import { idem } from './helpers.js';
-import { freshSpec, gcs, minio, openArchive, redis, s3Client, tieredServers, unique, type TieredSpec } from './tiered-stores.js';
+import { freshSpec, minio, openArchive, redis, s3Client, tieredServers, unique, type TieredSpec } from './tiered-stores.js';
 
 const opened: IdempotencyStore[] = [];
 afterAll(async () => {
