@@ -1,9 +1,7 @@
 // The table and every statement the store sends, in one place: what a DBA reviews. Identifiers
 // (schema, table) are checked and quoted once here; every value travels as a bind parameter.
 import { InvalidArgumentError } from '@idem/core/adapter';
-
-/** Lower-case unquoted PostgreSQL identifiers only: nothing to escape, nothing to fold, at most 63 bytes. */
-const IDENTIFIER = /^[a-z_][a-z0-9_]{0,62}$/;
+import { IDENTIFIER } from './url.js';
 
 export const DEFAULT_SCHEMA = 'public';
 export const DEFAULT_TABLE = 'idem_records';

@@ -4,7 +4,7 @@
 // schema and table name the store's table (identifiers, checked by the adapter); create_schema
 // creates them at open if missing (the CLI's way to set up a table); sslmode goes to the connection. This is the one grammar: createPostgresStore({ url }) parses with it too.
 import type { IdempotencyStore, StoreOptions } from '@idem/core';
-import { quoteUrlPart, redactStoreUrl, storeUrlError, storeUrlFlag, storeUrlQuery } from '@idem/core/url';
+import { parseServerUrl, quoteUrlPart, redactStoreUrl, storeUrlError, storeUrlFlag, storeUrlQuery } from '@idem/core/url';
 
 export interface PostgresUrlConfig {
   /** The connection URL for pg (it may hold a password), without the store's own parameters. */
@@ -16,29 +16,15 @@ export interface PostgresUrlConfig {
 
 export const schemes = ['postgres', 'postgresql'] as const;
 
+/** Lower-case unquoted PostgreSQL identifiers only (schema, table): nothing to escape, nothing to fold, at most 63 bytes. */
+export const IDENTIFIER = /^[a-z_][a-z0-9_]{0,62}$/;
+
 const SSL_MODES = ['disable', 'prefer', 'require', 'verify-ca', 'verify-full', 'no-verify'];
 
 export function parse(url: string): PostgresUrlConfig {
   const scheme = /^([a-z][a-z0-9+.-]*):/i.exec(url)?.[1]?.toLowerCase();
   if (scheme === undefined || !(schemes as readonly string[]).includes(scheme)) throw storeUrlError(url, 'the scheme must be postgres:// or postgresql://');
-  let u: URL;
-  try {
-    u = new URL(url);
-  } catch (error) {
-    if (!(error instanceof TypeError)) throw error;
-    // The TypeError quotes the URL whole (its `input`): not kept as the cause.
-    throw storeUrlError(url, 'not a valid URL; write postgres://[user:password@]host[:port]/database (percent-encode "@", "/", ":" in a password)');
-  }
-  if (!url.slice(u.protocol.length).startsWith('//')) throw storeUrlError(url, 'write postgres://host:port/database (with "//")');
-  if (u.hostname === '') throw storeUrlError(url, 'a host is required, e.g. postgres://127.0.0.1:5432/mydb');
-  try {
-    decodeURIComponent(u.username);
-    decodeURIComponent(u.password);
-  } catch (error) {
-    if (!(error instanceof URIError)) throw error;
-    throw storeUrlError(url, 'bad percent-encoding in the user name or password (write "%" as %25)');
-  }
-  if (u.hash !== '') throw storeUrlError(url, 'a #fragment has no meaning here (percent-encode "#" in a password as %23)');
+  const u = parseServerUrl(url, 'postgres://[user:password@]host[:port]/database');
   const database = u.pathname.replace(/^\//, '');
   if (database.includes('/')) throw storeUrlError(url, `the path must be one database name, got ${quoteUrlPart(database, 40)}`);
   const params = storeUrlQuery(url, u.search.slice(1), ['schema', 'table', 'create_schema', 'sslmode']);
@@ -46,6 +32,13 @@ export function parse(url: string): PostgresUrlConfig {
   if (sslmode !== null && !SSL_MODES.includes(sslmode)) throw storeUrlError(url, `sslmode must be one of ${SSL_MODES.join(', ')}`);
   const schema = params.get('schema');
   const table = params.get('table');
+  for (const [name, value] of [
+    ['schema', schema],
+    ['table', table],
+  ] as const) {
+    if (value !== null && !IDENTIFIER.test(value))
+      throw storeUrlError(url, `${name} must be a lower-case identifier (a-z, 0-9, _; not starting with a digit; at most 63)`);
+  }
   const createSchema = storeUrlFlag(url, params, 'create_schema');
   u.search = sslmode !== null ? `?sslmode=${sslmode}` : '';
   return { url: u.href, ...(schema !== null ? { schema } : {}), ...(table !== null ? { table } : {}), ...(createSchema ? { createSchema } : {}) };
