@@ -7,6 +7,9 @@
 #   postgres.sh stop <rundir>  -> stops that server and removes its data (no error if none)
 #   postgres.sh kill <rundir>  -> SIGKILLs the server (the fault tests: no shutdown checkpoint)
 #   postgres.sh shutdown <rundir> -> a clean shutdown (pg_ctl stop -m fast), data kept
+#   postgres.sh replica <rundir> <primary-rundir> -> a streaming replica of the server started in
+#                                 <primary-rundir> (pg_basebackup -R), on a port of its own; prints its URL
+#   postgres.sh promote <rundir> -> the replica becomes a primary (pg_ctl promote)
 #   postgres.sh restart <rundir> -> starts a shut down or killed server again on its port and data (crash recovery)
 # Idempotent: a second `start` on a live <rundir> reprints the same line; `stop` twice is fine.
 #
@@ -25,7 +28,7 @@ die() { log "$*"; exit 1; }
 
 verb="${1:-}"
 rundir="${2:-}"
-[ -n "$verb" ] && [ -n "$rundir" ] || { echo "usage: $0 start|stop|kill|shutdown|restart <rundir>" >&2; exit 2; }
+[ -n "$verb" ] && [ -n "$rundir" ] || { echo "usage: $0 start|stop|kill|shutdown|restart|replica|promote <rundir>" >&2; exit 2; }
 
 bindir=/usr/lib/postgresql/$PG_MAJOR/bin
 
@@ -140,10 +143,32 @@ case "$verb" in
     alive || die "shutdown: no live server in $rundir"
     as_pg "$bindir/pg_ctl" -D "$(datadir)" -m fast -w -t 60 stop >&2
     ;;
+  replica)
+    primary="${3:-}"
+    [ -n "$primary" ] && [ -f "$primary/port" ] || die "replica: no primary recorded in ${primary:-?}"
+    mkdir -p "$rundir"
+    rundir=$(cd "$rundir" && pwd)
+    stop_server
+    d=$(mktemp -d "${TMPDIR:-/tmp}/idem-postgres.XXXXXX")
+    [ "$(id -u)" = 0 ] && chown postgres: "$d"
+    # -R: standby.signal and primary_conninfo (with this password) written into the copy.
+    as_pg env PGPASSWORD="$PG_PASSWORD" "$bindir/pg_basebackup" -h 127.0.0.1 -p "$(cat "$primary/port")" -U "$PG_USER" \
+      -D "$d/data" -R -X stream -c fast >&2 || die "pg_basebackup failed"
+    echo "$d/data" > "$rundir/datadir"
+    port=$(pick_port)
+    echo "$port" > "$rundir/port"
+    start_server "$port"
+    echo "export IDEM_TEST_POSTGRES_URL=postgres://$PG_USER:$PG_PASSWORD@127.0.0.1:$port/$DB" > "$rundir/env"
+    cat "$rundir/env"
+    ;;
+  promote)
+    alive || die "promote: no live server in $rundir"
+    as_pg "$bindir/pg_ctl" -D "$(datadir)" -w -t 60 promote >&2
+    ;;
   restart)
     [ -f "$rundir/port" ] || die "restart: no server recorded in $rundir"
     alive && die "restart: the server is still running"
     start_server "$(cat "$rundir/port")"
     ;;
-  *) echo "usage: $0 start|stop|kill|shutdown|restart <rundir>" >&2; exit 2 ;;
+  *) echo "usage: $0 start|stop|kill|shutdown|restart|replica|promote <rundir>" >&2; exit 2 ;;
 esac
