@@ -114,7 +114,7 @@ case "$verb" in
     [ "$(id -u)" = 0 ] && chown postgres: "$d.pw"
     # Password (SCRAM) over TCP, so the URL carries a secret the redaction tests can look for.
     as_pg "$bindir/initdb" -D "$d/data" -U "$PG_USER" --pwfile="$d.pw" --auth-host=scram-sha-256 --auth-local=scram-sha-256 \
-      -E UTF8 --locale=C.UTF-8 >/dev/null 2>"$rundir/initdb.log" || { rm -f "$d.pw"; cat "$rundir/initdb.log" >&2; die "initdb failed"; }
+      -E UTF8 --locale=C.UTF-8 >/dev/null 2>"$rundir/initdb.log" || { rm -rf "$d.pw" "$d"; cat "$rundir/initdb.log" >&2; die "initdb failed"; }
     rm -f "$d.pw"
     echo "$d/data" > "$rundir/datadir"
     port=$(pick_port)
@@ -153,7 +153,7 @@ case "$verb" in
     [ "$(id -u)" = 0 ] && chown postgres: "$d"
     # -R: standby.signal and primary_conninfo (with this password) written into the copy.
     as_pg env PGPASSWORD="$PG_PASSWORD" "$bindir/pg_basebackup" -h 127.0.0.1 -p "$(cat "$primary/port")" -U "$PG_USER" \
-      -D "$d/data" -R -X stream -c fast >&2 || die "pg_basebackup failed"
+      -D "$d/data" -R -X stream -c fast >&2 || { rm -rf "$d"; die "pg_basebackup failed"; }
     echo "$d/data" > "$rundir/datadir"
     port=$(pick_port)
     echo "$port" > "$rundir/port"
