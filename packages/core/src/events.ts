@@ -14,7 +14,7 @@ export type IdemOperation = 'claim' | 'complete' | 'fail' | 'renew' | 'release' 
  */
 export interface IdemEvent {
   operation: IdemOperation;
-  /** The adapter's kind: lmdb, valkey, s3, gcs, tiered, memory, or an adapter's own name. */
+  /** The adapter's kind: lmdb, valkey, postgres, s3, gcs, tiered, memory, or an adapter's own name. */
   storeKind: string;
   /** Absent when the store hashes keys (hashKeys) or was opened with keysInEvents: false. */
   key?: string;

@@ -250,7 +250,8 @@ export class IdempotencyStore {
     const { status, limit = 100, cursor, claimedBefore, claimedAfter, holderHost } = options;
     if (status !== undefined && !STATUSES.has(status))
       throw new InvalidArgumentError(`status must be in_flight, succeeded or failed, got ${describeValue(status)}`);
-    const labels = options.labels === undefined ? undefined : Object.entries(validateLabels(options.labels));
+    const wanted = options.labels === undefined ? undefined : validateLabels(options.labels);
+    const labels = wanted === undefined ? undefined : Object.entries(wanted);
     for (const [name, value] of [
       ['claimedBefore', claimedBefore],
       ['claimedAfter', claimedAfter],
@@ -272,10 +273,10 @@ export class IdempotencyStore {
       (claimedAfter === undefined || r.claimedAt >= claimedAfter) &&
       (holderHost === undefined || r.holder?.host === holderHost) &&
       (labels === undefined || labels.every(([name, value]) => r.labels?.[name] === value));
-    const query = { limit, filter, ...(cursor !== undefined ? { cursor } : {}) };
+    const query = { limit, filter, ...(cursor !== undefined ? { cursor } : {}), ...(wanted !== undefined ? { labels: wanted } : {}) };
     if (!channels.list.hasSubscribers) return this.driver.list(query, this.ctx);
     const event = newEvent(this, 'list');
-    if (labels !== undefined) event.labels = Object.fromEntries(labels);
+    if (wanted !== undefined) event.labels = wanted;
     return traced(
       channels.list,
       event,
