@@ -118,6 +118,7 @@ export class IdempotencyStore {
   readonly hashKeys: boolean;
   readonly maxResultBytes: number;
   readonly clock: () => number;
+  readonly clockSkewMs: number;
   private readonly ctx: DriverContext;
 
   /** Prefer createStore (factory.ts), which checks options before the backend is touched. */
@@ -130,6 +131,7 @@ export class IdempotencyStore {
     this.hashKeys = resolved.hashKeys;
     this.maxResultBytes = resolved.maxResultBytes;
     this.clock = resolved.clock;
+    this.clockSkewMs = resolved.clockSkewMs;
     this.ctx = { now: this.clock, clockSkewMs: resolved.clockSkewMs };
   }
 
