@@ -23,6 +23,8 @@ describe('parseStoreUrl dispatches to each adapter', () => {
     expect(p).toMatchObject({ scheme: 'lmdb', package: '@idem/lmdb', display: `lmdb://${join(cwd, '.idem')}` });
     expect(p.mayExist()).toBe(false);
     expect((await parseStoreUrl('lmdb:///tmp/x?durability=commit', from)).display).toBe('lmdb:///tmp/x?durability=commit');
+    expect((await parseStoreUrl('lmdb:///tmp/x?durability=commit&verify=true', from)).display).toBe('lmdb:///tmp/x?durability=commit&verify=true');
+    expect(await code(parseStoreUrl('lmdb:///tmp/x?verify=maybe', from))).toBe('INVALID_STORE_URL');
     expect(await code(parseStoreUrl('lmdb://host/x', from))).toBe('INVALID_STORE_URL');
   });
 
