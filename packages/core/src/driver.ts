@@ -3,7 +3,7 @@
 import type { AtomicUpdate } from './atomic.js';
 import type { ClaimInput, ClaimOutcome, FinishOp, FinishValue, Lease } from './decide.js';
 import type { CasParts, TransactionalParts } from './factory.js';
-import type { IdemRecord } from './record.js';
+import type { IdemRecord, Labels } from './record.js';
 
 /** Declared by each driver; the conformance suite branches on these, never on names. */
 export interface Capabilities {
@@ -34,6 +34,8 @@ export interface ListQuery {
   cursor?: string;
   /** Core's predicate (status, expiry); the driver keeps scanning until `limit` records pass it. */
   filter: (record: IdemRecord) => boolean;
+  /** The labels `filter` requires (validated): a driver may narrow its scan with them (SQL); `filter` still applies. */
+  labels?: Labels;
 }
 
 /** A record list() could not read: named, never hidden, never removed. */
