@@ -156,6 +156,11 @@ join
 [ -x "$app/node_modules/.bin/tsc" ] || { echo "outside-view: FAILED (no app install) after $((SECONDS - started))s" >&2; exit 1; }
 cp -r "$repo/scripts/outside-view/app/." "$app/"
 cp -r "$repo/scripts/outside-view/file-adapter" "$app/file-adapter"
+# The adapter guide's template, as a reader would copy it: its sources, tests and vitest config
+# (not its workspace package.json or node_modules: here it resolves the installed tarballs).
+mkdir -p "$app/sqlite-adapter"
+cp -r "$repo/examples/sqlite-adapter/src" "$repo/examples/sqlite-adapter/test" "$repo/examples/sqlite-adapter/vitest.config.ts" "$app/sqlite-adapter/"
+echo '{"name":"idem-sqlite-example","private":true,"type":"module"}' >"$app/sqlite-adapter/package.json"
 
 check "ESM: import() of every entry point" bash -c "cd '$app' && node esm.mjs"
 check "CommonJS: require() of every entry point" bash -c "cd '$app' && node cjs.cjs"
@@ -197,6 +202,10 @@ outside_conformance() {
   '
 }
 check "outside TypeScript adapter passes @idem/conformance (multi-process race included)" outside_conformance
+# The SQLite example: the whole suite (race, forced windows), and its sweep delete broken on
+# purpose must fail the forced sweep windows (test/unconditional-delete.test.ts).
+check "examples/sqlite-adapter passes @idem/conformance from the tarballs, and fails it with an unconditional sweep delete" \
+  bash -c "cd '$app/sqlite-adapter' && npx vitest run --reporter=dot"
 join
 
 echo "outside-view: $([ "$failures" -eq 0 ] && echo passed || echo "$failures FAILED") in $((SECONDS - started))s"

@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { storageName } from '@idem/core';
 import { createLmdbStore } from '@idem/lmdb';
@@ -39,6 +39,25 @@ describe('operator commands', () => {
     const checked = await idem(['check', '--store', store, '--json']);
     expect(checked.code).toBe(74);
     expect(checked.json.corrupt).toHaveLength(1);
+  });
+
+  it('a store URL with verify=true reads the whole LMDB tree first: a damaged page is CORRUPT_RECORD, exit 74, no signal', async () => {
+    const store = freshStore();
+    await idem(['run', '--key', 'fine', '--store', store, '--', 'true']);
+    expect((await idem(['check', '--store', `${store}?verify=true`])).code).toBe(0);
+    // Every leaf value's size pushed 2 GB past its page (layout in packages/lmdb/src/files.ts): a reader would die by SIGSEGV.
+    const file = join(store.slice('lmdb:'.length), 'idem.mdb');
+    const bytes = readFileSync(file);
+    for (let o = 2 * 4096; o + 4096 <= bytes.length; o += 4096) {
+      if ((bytes.readUInt16LE(o + 18) & 2) === 0) continue;
+      for (let i = 0; i < bytes.readUInt16LE(o + 20) / 2; i++) bytes.writeUInt16LE(0x7fff, o + 24 + bytes.readUInt16LE(o + 24 + 2 * i) + 2);
+    }
+    writeFileSync(file, bytes);
+    const checked = await idem(['check', '--store', `${store}?verify=true`]);
+    expect(checked.signal).toBeNull();
+    expect(checked.code).toBe(74);
+    expect(checked.stderr).toMatch(/^idem: CORRUPT_RECORD: .*idem\.mdb.*page \d+ is damaged/m);
+    expect(readFileSync(file)).toEqual(bytes);
   });
 
   it('status and list show what runs did', async () => {

@@ -23,6 +23,8 @@ describe('parseStoreUrl dispatches to each adapter', () => {
     expect(p).toMatchObject({ scheme: 'lmdb', package: '@idem/lmdb', display: `lmdb://${join(cwd, '.idem')}` });
     expect(p.mayExist()).toBe(false);
     expect((await parseStoreUrl('lmdb:///tmp/x?durability=commit', from)).display).toBe('lmdb:///tmp/x?durability=commit');
+    expect((await parseStoreUrl('lmdb:///tmp/x?durability=commit&verify=true', from)).display).toBe('lmdb:///tmp/x?durability=commit&verify=true');
+    expect(await code(parseStoreUrl('lmdb:///tmp/x?verify=maybe', from))).toBe('INVALID_STORE_URL');
     expect(await code(parseStoreUrl('lmdb://host/x', from))).toBe('INVALID_STORE_URL');
   });
 
@@ -49,15 +51,22 @@ describe('parseStoreUrl dispatches to each adapter', () => {
     });
   });
 
-  it("s3: the adapter's limits (bucket name, prefix of at most 512 characters not starting with /)", async () => {
+  it("s3: the adapter's limits, checked by the one rule the adapter also applies (bucket name, prefix of at most 512 UTF-8 bytes)", async () => {
     expect(parseS3('s3://bucket/jobs')).toEqual({ bucket: 'bucket', prefix: 'jobs/' });
-    // 300 three-byte characters: 900 bytes, within the adapter's 512-character limit.
-    const wide = 'é'.repeat(150) + '€'.repeat(150);
+    // Three-byte characters count three: 170 of them and the "/" make 511 bytes; 171 make 514.
+    const wide = '€'.repeat(170);
     expect(parseS3(`s3://bucket/${encodeURIComponent(wide)}`).prefix).toBe(`${wide}/`);
-    expect(() => parseS3(`s3://bucket/${'a'.repeat(512)}`)).toThrow(/at most 512 characters/);
+    expect(() => parseS3(`s3://bucket/${encodeURIComponent('€'.repeat(171))}`)).toThrow(/at most 512 bytes/);
+    expect(() => parseS3(`s3://bucket/${encodeURIComponent('é'.repeat(150) + '€'.repeat(150))}`)).toThrow(/at most 512 bytes/);
+    expect(() => parseS3(`s3://bucket/${'a'.repeat(512)}`)).toThrow(/at most 512 bytes/);
     expect(parseS3(`s3://bucket/${'a'.repeat(511)}`).prefix).toHaveLength(512);
     expect(() => parseS3('s3://bucket//x')).toThrow(/not starting with/);
-    expect(() => parseS3('s3://Bad_Bucket/x')).toThrow(/not an S3 bucket name/);
+    for (const control of ['a%0Ab', 'a%09b', 'a%00b', 'a%7Fb']) expect(() => parseS3(`s3://bucket/${control}`), control).toThrow(/control characters/);
+    for (const bucket of ['Bad_Bucket', 'bucket..x', 'bucket.-x', 'bucket-.x', '192.168.1.1', 'ab', `${'a'.repeat(64)}`]) {
+      expect(() => parseS3(`s3://${bucket}/x`), bucket).toThrow(/not an S3 bucket name/);
+    }
+    expect(parseS3('s3://my.bucket-1/x').bucket).toBe('my.bucket-1');
+    expect(await code(parseStoreUrl('s3://bucket..x/p', from))).toBe('INVALID_STORE_URL');
     expect(await code(parseStoreUrl('s3://bucket/x?endpoint=ftp://h', from))).toBe('INVALID_STORE_URL');
   });
 

@@ -34,6 +34,9 @@ const BAD: [string[], string, number][] = [
   [RUN(...K, '--store', 'http://example.invalid/x'), 'INVALID_STORE_URL', 64],
   [RUN(...K, '--store', 'lmdb://host/x'), 'INVALID_STORE_URL', 64],
   [RUN(...K, '--store', 'lmdb:'), 'INVALID_STORE_URL', 64],
+  // Refused by the URL layer, before the SDK looks for a region or makes a request.
+  [RUN(...K, '--store', 's3://bucket..x/p'), 'INVALID_STORE_URL', 64],
+  [RUN(...K, '--store', 's3://bucket/a%0Ab'), 'INVALID_STORE_URL', 64],
   [RUN(...K, '--store', 'lmdb:db?durability=never'), 'INVALID_STORE_URL', 64],
   [RUN(...K, '--store', 'lmdb:db?mode=x'), 'INVALID_STORE_URL', 64],
   [RUN(...K, '--store', 'redis://'), 'INVALID_STORE_URL', 64],

@@ -77,4 +77,33 @@ export const BAD_RESULTS: ReadonlyArray<readonly [string, unknown]> = [
   ['class instance', new Point()],
   ['sparse array', Object.assign(new Array(3), { 0: 1, 2: 3 })],
   ['circular', circular],
+  [
+    'a getter that throws',
+    {
+      get broken(): never {
+        throw new Error('getter');
+      },
+    },
+  ],
+  [
+    'a nested getter that throws',
+    [
+      {
+        get broken(): never {
+          throw new Error('getter');
+        },
+      },
+    ],
+  ],
+  [
+    'a proxy whose traps throw',
+    new Proxy(
+      {},
+      {
+        ownKeys: () => {
+          throw new Error('trap');
+        },
+      },
+    ),
+  ],
 ];

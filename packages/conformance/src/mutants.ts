@@ -4,6 +4,7 @@
 // place by failing a mutant that passed before.
 import {
   casUpdate,
+  composeDriver,
   CONFLICT,
   CorruptRecordError,
   decideClaim,
@@ -29,6 +30,7 @@ import {
   type Lease,
   type ListPage,
   type ListQuery,
+  type ScanPrimitives,
   type Step,
   type SweepCounts,
 } from '@idem/core/adapter';
@@ -118,8 +120,9 @@ function mutant(id: string, category: MutantCategory, fault: string, build: (bac
   };
 }
 
-/** Compare-and-swap primitives over the backend, each a round trip; `checks` false makes a write unconditional. */
-function memoryCas(backend: MemoryBackend, checks: { create: boolean; replace: boolean }): CasPrimitives {
+/** Compare-and-swap primitives over the backend, each a round trip unless `sync`; `checks` false makes a write unconditional. */
+function memoryCas(backend: MemoryBackend, checks: { create: boolean; replace: boolean }, sync = false): CasPrimitives {
+  const trip = sync ? async () => {} : roundTrip;
   const versions = new Map<string, number>();
   let next = 0;
   const put = (name: string, body: string) => {
@@ -129,17 +132,17 @@ function memoryCas(backend: MemoryBackend, checks: { create: boolean; replace: b
   };
   return {
     async read(name) {
-      await roundTrip();
+      await trip();
       const raw = backend.get(name);
       return raw === undefined ? undefined : { record: parseRecord(name, raw), version: String(versions.get(name) ?? 0) };
     },
     async create(name, body): Promise<string | Conflict> {
-      await roundTrip();
+      await trip();
       if (checks.create && backend.has(name)) return CONFLICT;
       return put(name, body);
     },
     async replace(name, body, version): Promise<string | Conflict> {
-      await roundTrip();
+      await trip();
       if (checks.replace && String(versions.get(name) ?? 0) !== version) return CONFLICT;
       return put(name, body);
     },
@@ -618,6 +621,30 @@ export const MUTANTS: readonly Mutant[] = [
           return super.sweep({ ...ctx, now: () => Date.now() });
         }
       })(b),
+  ),
+  // Synchronous backends: every competing call ends before the sweep scans, so only the
+  // suite's forced interleavings (tests/interleavings.ts) put a rival in the window.
+  mutant(
+    'sweep-delete-unconditional',
+    'sweep',
+    "sweep's delete ignores the record it read: a takeover, renewal or completion since the read is deleted",
+    (b) =>
+      new (class extends Base {
+        protected override readonly scanning: ScanPrimitives = { ...new MemoryDriver(b).parts, delete: async (name) => b.delete(name) };
+      })(b),
+  ),
+  mutant('composed-sweep-delete-unconditional', 'sweep', 'an adapter of transactional parts (createStore) whose delete ignores `expected`', (b) =>
+    composeDriver({ ...new MemoryDriver(b).parts, delete: async (name) => b.delete(name) }),
+  ),
+  mutant(
+    'composed-cas-replace-unconditional',
+    'atomicity',
+    'an adapter of synchronous CAS parts (createStore) whose replace ignores the version: a finish overwrites a takeover',
+    (b) => {
+      const cas = memoryCas(b, { create: true, replace: false }, true);
+      const { capabilities, scan, delete: remove, close } = new MemoryDriver(b).parts;
+      return composeDriver({ capabilities, scan, read: (name) => cas.read(name), delete: remove, close, create: cas.create, replace: cas.replace });
+    },
   ),
   // --- dedup
   mutant(

@@ -10,6 +10,7 @@ import { eventTests } from './tests/events.js';
 import { fencingTests } from './tests/fencing.js';
 import { fingerprintTests } from './tests/fingerprints.js';
 import { inputTests } from './tests/input.js';
+import { interleavingTests } from './tests/interleavings.js';
 import { keyTests } from './tests/keys.js';
 import { listingTests } from './tests/listing.js';
 import { modelTests } from './tests/model.js';
@@ -39,6 +40,7 @@ export function runConformance(opts: ConformanceOptions): void {
     inputTests(suite);
     corruptTests(suite);
     raceTests(suite);
+    interleavingTests(suite);
     runOnceTests(suite);
     eventTests(suite);
     modelTests(suite);

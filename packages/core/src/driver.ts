@@ -2,6 +2,7 @@
 // argument and applies policy first, so a driver only sees well-formed input.
 import type { AtomicUpdate } from './atomic.js';
 import type { ClaimInput, ClaimOutcome, FinishOp, FinishValue, Lease } from './decide.js';
+import type { CasParts, TransactionalParts } from './factory.js';
 import type { IdemRecord, Labels } from './record.js';
 
 /** Declared by each driver; the conformance suite branches on these, never on names. */
@@ -88,4 +89,10 @@ export interface Driver {
    * full drivers such as Valkey's have none). A tiered store writes its archive through it.
    */
   atomicUpdate?: AtomicUpdate;
+  /**
+   * The parts this driver was composed from (composeDriver sets it; full drivers have none).
+   * @idem/conformance recomposes them with pauses between a read and the write that depends
+   * on it, to force a competing claim into that window; nothing else should call them.
+   */
+  readonly parts?: TransactionalParts | CasParts;
 }

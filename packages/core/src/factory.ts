@@ -68,6 +68,7 @@ export function composeDriver(parts: TransactionalParts | CasParts): Driver {
     remove: (name) => parts.delete(name),
     close: () => parts.close(),
     atomicUpdate: update,
+    parts,
     ...(parts.writeRaw ? { writeRaw: parts.writeRaw.bind(parts) } : {}),
   };
 }

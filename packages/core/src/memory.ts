@@ -8,6 +8,7 @@ import type { Capabilities, Driver, DriverContext, ListPage, ListQuery, SweepCou
 import { InvalidArgumentError } from './errors.js';
 import { parseRecord, serializeRecord, type IdemRecord } from './record.js';
 import { scanList, scanSweep, type ScanPage, type ScanPrimitives } from './scan.js';
+import type { TransactionalParts } from './factory.js';
 import { IdempotencyStore, type StoreOptions } from './store.js';
 
 /** What a backend holds: storage name → stored bytes. Bytes, not objects, so that corrupt records can exist as they do on disk. */
@@ -101,6 +102,17 @@ export class MemoryDriver implements Driver {
   /** Lets the conformance suite plant corrupt bytes; without it the corrupt-record tests are skipped. */
   async writeRaw(name: string, bytes: string | Uint8Array): Promise<void> {
     this.backend.set(name, typeof bytes === 'string' ? bytes : Uint8Array.from(bytes));
+  }
+
+  /** The same primitives as parts (Driver.parts), for the conformance suite to recompose with pauses. */
+  get parts(): TransactionalParts {
+    return {
+      capabilities: this.capabilities,
+      update: this.update,
+      ...this.scanning,
+      writeRaw: (name, bytes) => this.writeRaw(name, bytes),
+      close: () => this.close(),
+    };
   }
 
   async close(): Promise<void> {

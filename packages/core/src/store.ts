@@ -129,6 +129,7 @@ export class IdempotencyStore {
   readonly kind: string;
   /** Whether events carry the key: not under hashKeys, nor with keysInEvents: false. */
   readonly keysInEvents: boolean;
+  readonly clockSkewMs: number;
   private readonly ctx: DriverContext;
 
   /** Prefer createStore (factory.ts), which checks options before the backend is touched. */
@@ -143,6 +144,7 @@ export class IdempotencyStore {
     this.clock = resolved.clock;
     this.kind = driver.kind ?? 'custom';
     this.keysInEvents = resolved.keysInEvents && !resolved.hashKeys;
+    this.clockSkewMs = resolved.clockSkewMs;
     this.ctx = { now: this.clock, clockSkewMs: resolved.clockSkewMs };
   }
 

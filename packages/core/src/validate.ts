@@ -131,13 +131,16 @@ export function validateBoolean(name: string, value: unknown): boolean {
  * arrays), cycles. Checked before any I/O.
  */
 export function validateResult(value: unknown, maxBytes: number): JsonValue {
+  let text: string;
   try {
     checkJson(value, undefined);
+    text = JSON.stringify(value);
   } catch (error) {
-    if (!(error instanceof NotExactJson)) throw error;
-    throw new InvalidArgumentError(`result $${error.path.reverse().join('')} ${error.why}: JSON would not give it back as it is`);
+    if (error instanceof NotExactJson)
+      throw new InvalidArgumentError(`result $${error.path.reverse().join('')} ${error.why}: JSON would not give it back as it is`, error.cause);
+    // A proxy's trap (or a getter read again by JSON.stringify) threw: the value cannot be read, so it cannot be stored.
+    throw new InvalidArgumentError(`result cannot be read: reading it threw ${nameOf(error)}`, error);
   }
-  const text = JSON.stringify(value);
   const bytes = utf8Bytes(text);
   if (bytes > maxBytes) throw new InvalidArgumentError(`result is ${bytes} bytes of JSON; the store's limit is ${maxBytes}`);
   // A copy, so that the record returned and stored is what JSON gives back, whatever the caller
@@ -148,8 +151,11 @@ export function validateResult(value: unknown, maxBytes: number): JsonValue {
 /** Why a value is not exact JSON; its path is filled in, innermost step first, on the way out. */
 class NotExactJson extends Error {
   readonly path: string[] = [];
-  constructor(readonly why: string) {
-    super(why);
+  constructor(
+    readonly why: string,
+    cause?: unknown,
+  ) {
+    super(why, cause === undefined ? undefined : { cause });
   }
 }
 
@@ -196,11 +202,30 @@ function checkJson(value: unknown, ancestors: object[] | undefined): void {
   for (let i = 0; i < keys.length; i++) {
     const k = keys[i]!;
     try {
-      checkItem((value as Record<string, unknown>)[k], value, ancestors);
+      checkItem(readProperty(value as Record<string, unknown>, k), value, ancestors);
     } catch (error) {
       if (error instanceof NotExactJson) error.path.push(`.${k}`);
       throw error;
     }
+  }
+}
+
+/** `holder[key]`; a getter that throws makes the value unstorable (NotExactJson, the getter's error as cause). */
+function readProperty(holder: Record<string, unknown>, key: string): unknown {
+  try {
+    return holder[key];
+  } catch (cause) {
+    throw new NotExactJson(`has a getter that throws ${nameOf(cause)}`, cause);
+  }
+}
+
+/** The name of what was thrown, never its message (a message getter may throw too, or hold a secret). */
+function nameOf(thrown: unknown): string {
+  try {
+    return thrown instanceof Error ? String(thrown.name) : typeof thrown;
+  } catch (cause) {
+    // Even the name getter throws: say what kind of value it was.
+    return `an unreadable ${typeof thrown} (${typeof cause})`;
   }
 }
 

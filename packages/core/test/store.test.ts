@@ -153,6 +153,23 @@ describe('leases', () => {
     expect(renewals).toBe(0);
   });
 
+  it("a result whose getter throws is INVALID_ARGUMENT, not the getter's error; complete keeps the claim, runOnce records a failure", async () => {
+    const { store } = await open();
+    const result = {
+      get total(): never {
+        throw new Error('getter');
+      },
+    };
+    const l = await lease(store, 'getter');
+    const refused = await store.complete(l, { result }).catch((error: unknown) => error);
+    expect(refused).toMatchObject({ code: 'INVALID_ARGUMENT', message: expect.stringMatching(/\$\.total has a getter that throws Error/) });
+    expect((refused as Error).cause).toMatchObject({ message: 'getter' });
+    expect(await store.get('getter')).toMatchObject({ status: 'in_flight' });
+    await expect(runOnce(store, 'getter-run', async () => result)).rejects.toMatchObject({ code: 'INVALID_ARGUMENT' });
+    // runOnce records the refusal as the run's failure: retryable under dedupOn "success", never left in flight.
+    expect(await store.get('getter-run')).toMatchObject({ status: 'failed', error: expect.stringMatching(/^InvalidArgumentError: result \$\.total/) });
+  });
+
   it('an Error whose message getter throws is recorded as a failure, not left in flight', async () => {
     const { store } = await open();
     const hostile = new Error('x');

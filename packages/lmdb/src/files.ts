@@ -158,6 +158,130 @@ async function readMetaDamage(dir: string, file: string): Promise<string | undef
   }
 }
 
+// Tree pages (mdb.c, LMDB 1.0 layout as built by lmdb-js): after the 24-byte header, mp_lower
+// bytes of u16 node offsets; offsets, lower and upper count from the end of the header. A node
+// is lo u16, hi u16, flags u16, ksize u16, key, data: a branch node's child page is
+// lo | hi << 16 | flags << 32; a leaf node's data size is lo | hi << 16. An overflow page
+// holds its page count (u32) where a tree page holds lower and upper.
+const P_BRANCH = 0x01;
+const P_LEAF = 0x02;
+const P_OVERFLOW = 0x04;
+const P_LEAF2 = 0x20;
+const F_BIGDATA = 0x01;
+const F_SUBDATA = 0x02;
+const NODE = 8;
+const MDB_DB_ROOT = 40;
+
+/**
+ * Reads every page of the trees the newer meta page names (the free list, the
+ * main tree and the tables in it), by reads, never by mapping, and checks each
+ * pointer a reader would follow: every page lies inside the file and says it
+ * is that page, every node and every value lies inside its page or its
+ * overflow pages. A file that passes cannot send LMDB's reads outside the
+ * file (SIGBUS) or outside the map (SIGSEGV) through its tree. Throws
+ * CorruptRecordError naming the file and the first bad page. Costs a read of
+ * the whole tree: run on demand (verifyLmdbStore), not at every open.
+ */
+export async function verifyDataFile(dir: string): Promise<{ pages: number }> {
+  // A commit in another process rewrites pages while they are read: damage counts only when
+  // three walks in a row find some.
+  let last: CorruptRecordError | undefined;
+  for (let attempt = 0; attempt < 3; attempt++) {
+    try {
+      return await walkDataFile(dir);
+    } catch (error) {
+      if (!(error instanceof CorruptRecordError)) throw error;
+      last = error;
+    }
+  }
+  throw last!;
+}
+
+async function walkDataFile(dir: string): Promise<{ pages: number }> {
+  const file = join(dir, DATA_FILE);
+  if ((await checkDataFile(dir)) === 'missing') return { pages: 0 };
+  const handle = await openFile(file, constants.O_RDONLY | constants.O_NOFOLLOW).catch((error: unknown) => {
+    throw unusable(dir, `cannot read ${file} (${errno(error)})`, error);
+  });
+  const damaged = (pgno: bigint | string, why: string) =>
+    new CorruptRecordError(file, `page ${pgno} is damaged: ${why}; left untouched (restore it from a backup or move it away)`);
+  try {
+    // checkDataFile passed: both meta pages are sound.
+    const meta0 = readMeta(await pageAt(handle, 0, META_BYTES), 0) as Meta;
+    const meta1 = readMeta(await pageAt(handle, meta0.psize, META_BYTES), 1) as Meta;
+    const metas = [meta0, meta1];
+    const meta = metas[1]!.txnid > metas[0]!.txnid ? metas[1]! : metas[0]!;
+    const { psize } = meta;
+    const pages = BigInt((await handle.stat()).size) / BigInt(psize);
+    const page = Buffer.alloc(psize);
+    const seen = new Set<bigint>();
+    const todo: bigint[] = meta.roots.filter((root) => root !== P_INVALID);
+    /** Reads page `pgno` after checking that it is in the file, in use, and not met before. */
+    const load = async (pgno: bigint, from: string): Promise<void> => {
+      if (pgno < 2n || pgno > meta.lastPage || pgno >= pages) throw damaged(from, `it points to page ${pgno}, outside the ${pages} pages of the file`);
+      if (seen.has(pgno)) throw damaged(from, `page ${pgno} is reached twice (a cycle or a shared page)`);
+      seen.add(pgno);
+      await handle.read(page, 0, psize, Number(pgno) * psize);
+      if (page.readBigUInt64LE(0) !== pgno) throw damaged(pgno, `its header names page ${page.readBigUInt64LE(0)}`);
+    };
+    while (todo.length > 0) {
+      const pgno = todo.pop()!;
+      await load(pgno, `${pgno}`);
+      const flags = page.readUInt16LE(18);
+      const lower = page.readUInt16LE(20);
+      const upper = page.readUInt16LE(22);
+      if ((flags & (P_BRANCH | P_LEAF)) === 0 || (flags & P_BRANCH && flags & P_LEAF))
+        throw damaged(pgno, `flags 0x${flags.toString(16)} are not a tree page's`);
+      if (lower % 2 !== 0 || lower > upper || PAGE_HEADER + upper > psize) throw damaged(pgno, `its free space bounds (${lower}, ${upper}) are impossible`);
+      if (flags & P_LEAF2) continue; // fixed-size keys, no nodes: bounded by lower and upper
+      const overflows: [bigint, number][] = [];
+      for (let i = 0; i < lower / 2; i++) {
+        const at = PAGE_HEADER + page.readUInt16LE(PAGE_HEADER + 2 * i);
+        if (at < PAGE_HEADER + upper || at + NODE > psize) throw damaged(pgno, `node ${i} lies outside the page's node area`);
+        const lo = page.readUInt16LE(at);
+        const hi = page.readUInt16LE(at + 2);
+        const nodeFlags = page.readUInt16LE(at + 4);
+        const data = at + NODE + page.readUInt16LE(at + 6);
+        if (data > psize) throw damaged(pgno, `the key of node ${i} runs past the page`);
+        if (flags & P_BRANCH) {
+          todo.push(BigInt(lo) | (BigInt(hi) << 16n) | (BigInt(nodeFlags) << 32n));
+          continue;
+        }
+        const size = lo + hi * 0x1_0000;
+        if (nodeFlags & F_BIGDATA) {
+          if (data + 8 > psize) throw damaged(pgno, `the overflow pointer of node ${i} runs past the page`);
+          overflows.push([page.readBigUInt64LE(data), size]);
+          continue;
+        }
+        if (data + size > psize) throw damaged(pgno, `the value of node ${i} (${size} bytes) runs past the page`);
+        if (nodeFlags & F_SUBDATA) {
+          if (size < MDB_DB_ROOT + 8) throw damaged(pgno, `node ${i} names a table but is too short to hold it`);
+          const root = page.readBigUInt64LE(data + MDB_DB_ROOT);
+          if (root !== P_INVALID) todo.push(root);
+        }
+      }
+      // After the loop: reading an overflow page reuses the page buffer.
+      for (const [first, size] of overflows) {
+        await load(first, `${pgno}`);
+        const count = page.readUInt32LE(20);
+        if ((page.readUInt16LE(18) & P_OVERFLOW) === 0) throw damaged(first, 'a value points to it, but it is not an overflow page');
+        if (first + BigInt(count) > pages || size > count * psize - PAGE_HEADER)
+          throw damaged(first, `its ${count} overflow pages cannot hold a ${size}-byte value inside the file`);
+      }
+    }
+    return { pages: seen.size };
+  } finally {
+    await handle.close();
+  }
+}
+
+/** `length` bytes of the file at `offset`. */
+async function pageAt(handle: FileHandle, offset: number, length: number): Promise<Buffer> {
+  const bytes = Buffer.alloc(length);
+  await handle.read(bytes, 0, length, offset);
+  return bytes;
+}
+
 /**
  * Creates a new store whole: the data file is made under a private name
  * (`init` creates its tables and stamps the schema) and then linked in as

@@ -16,7 +16,7 @@ import {
   type TransactionalParts,
   type Versioned,
 } from '@idem/core/adapter';
-import { checkDataFile, createDataFile, DATA_FILE, ensureWritableDirectory } from './files.js';
+import { checkDataFile, createDataFile, DATA_FILE, ensureWritableDirectory, verifyDataFile } from './files.js';
 import { WriteTurn } from './turn.js';
 
 // lmdb-js through its CommonJS build: one file instead of its ESM graph (~25 modules with
@@ -41,6 +41,18 @@ export interface LmdbStoreOptions extends StoreOptions {
    * without a store reads as an empty store. Writes raise INVALID_ARGUMENT.
    */
   readOnly?: boolean;
+}
+
+/**
+ * Reads the whole B-tree of the store in `path` without mapping it, and throws
+ * CORRUPT_RECORD naming the file and the first damaged page: damage that would
+ * otherwise end a reading process with SIGBUS or SIGSEGV. Changes nothing.
+ * Reads every page, so it is for on-demand checks (after a crash, a disk
+ * error, a restore), not for every open. Resolves with the pages checked.
+ */
+export async function verifyLmdbStore(path: string): Promise<{ pages: number }> {
+  if (typeof path !== 'string' || path.length === 0) throw new InvalidArgumentError('path must be a non-empty directory path');
+  return verifyDataFile(path);
 }
 
 /** Opens (creating if needed, unless readOnly) an embedded store. */

@@ -8,7 +8,8 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { inCI, tempDir } from '@idem/test-fixtures';
-import { createLmdbStore } from '../src/index.js';
+import { expectLease } from '@idem/conformance/testing';
+import { createLmdbStore, verifyLmdbStore } from '../src/index.js';
 
 const lmdb = new URL('../dist/index.js', import.meta.url).href;
 
@@ -122,6 +123,57 @@ describe('@idem/lmdb: a damaged data file is CORRUPT_RECORD, never a crash, neve
       expect(answer.code).toBe('CORRUPT_RECORD');
       expect(answer.message).toContain(file);
       expect(readdirSync(path).map((f) => [f, safeRead(join(path, f))])).toEqual(before);
+    });
+  }
+});
+
+describe('@idem/lmdb: damage inside the B-tree is found by verifyLmdbStore, by reads, never a crash', () => {
+  // Page layout as in src/files.ts: 24-byte header (flags at 18, lower at 20), u16 node offsets
+  // from 24, offsets counted from 24; a node is lo, hi, flags, ksize, key, data.
+  const PSIZE = 4096;
+  /** Applies `change` to every node of every page whose flags have `kind` (1 branch, 2 leaf). */
+  const nodes = (kind: number, change: (b: Buffer, node: number) => void) => (file: string) => {
+    const b = readFileSync(file);
+    for (let o = 2 * PSIZE; o + PSIZE <= b.length; o += PSIZE) {
+      if ((b.readUInt16LE(o + 18) & kind) === 0) continue;
+      for (let i = 0; i < b.readUInt16LE(o + 20) / 2; i++) change(b, o + 24 + b.readUInt16LE(o + 24 + 2 * i));
+    }
+    writeFileSync(file, b);
+  };
+  const damages: Record<string, (file: string) => void> = {
+    // A reader copying this value runs 2 GB past the page: SIGSEGV, or SIGBUS past the file's end.
+    "a value's size beyond its page": nodes(2, (b, node) => b.writeUInt16LE(0x7fff, node + 2)),
+    'a child page past the end of the file': nodes(1, (b, node) => b.writeUInt16LE(0x7fff, node + 2)),
+    'node offsets out of their page': (file) => {
+      const b = readFileSync(file);
+      for (let o = 2 * PSIZE; o + PSIZE <= b.length; o += PSIZE) if (b.readUInt16LE(o + 20) > 0) b.writeUInt16LE(0xfff0, o + 24);
+      writeFileSync(file, b);
+    },
+  };
+  it('a sound store passes, large values and deleted records included', async () => {
+    const path = await storeWith(300);
+    const store = await createLmdbStore({ path });
+    for (let i = 0; i < 40; i++) await store.complete(expectLease(await store.claim(`big${i}`)), { result: 'x'.repeat(20_000) });
+    for (let i = 0; i < 300; i += 3) await store.delete(`k${i}`);
+    await store.close();
+    expect((await verifyLmdbStore(path)).pages).toBeGreaterThan(40);
+  });
+  for (const [name, damage] of Object.entries(damages)) {
+    it(name, async () => {
+      const path = await storeWith(300);
+      const file = join(path, 'idem.mdb');
+      damage(file);
+      const before = readFileSync(file).toString('base64');
+      const got = await node(
+        `try { await idem.verifyLmdbStore(process.argv[1]); console.log('{"code":"none"}'); }
+         catch (e) { console.log(JSON.stringify({ code: e.code, message: e.message })); }`,
+        [path],
+      );
+      expect(got.signal).toBeNull();
+      const answer = JSON.parse(got.stdout) as { code: string; message: string };
+      expect(answer).toMatchObject({ code: 'CORRUPT_RECORD', message: expect.stringMatching(/page \d+ is damaged/) });
+      expect(answer.message).toContain(file);
+      expect(readFileSync(file).toString('base64')).toBe(before);
     });
   }
 });

@@ -24,6 +24,7 @@ import {
   type CasPrimitives,
 } from '@idem/core/adapter';
 import { probeS3, unsafeSweep, type S3Compat } from './probe.js';
+import { s3BucketProblem, s3PrefixProblem } from './url.js';
 
 export interface S3StoreOptions extends StoreOptions {
   /** Your configured client (credentials, region, endpoint; `forcePathStyle` for MinIO). Not closed by the store. */
@@ -76,12 +77,10 @@ export async function createS3Store(options: S3StoreOptions): Promise<Idempotenc
     ...storeOptions
   } = options;
   if (typeof client?.send !== 'function') throw new InvalidArgumentError('client must be an S3Client');
-  if (typeof bucket !== 'string' || !/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(bucket)) {
-    throw new InvalidArgumentError(`bucket must be an S3 bucket name, got ${JSON.stringify(bucket)}`);
-  }
-  if (typeof prefix !== 'string' || prefix.length > 512 || prefix.startsWith('/')) {
-    throw new InvalidArgumentError('prefix must be a string of at most 512 characters, not starting with "/"');
-  }
+  const badBucket = s3BucketProblem(bucket);
+  if (badBucket !== undefined) throw new InvalidArgumentError(`bucket ${JSON.stringify(bucket)} ${badBucket}`);
+  const badPrefix = s3PrefixProblem(prefix);
+  if (badPrefix !== undefined) throw new InvalidArgumentError(`prefix ${badPrefix}`);
   // Above 2^31-1 ms Node's timers fire at once: every request would be aborted.
   if (!Number.isSafeInteger(requestTimeoutMs) || requestTimeoutMs <= 0 || requestTimeoutMs > MAX_TIMER_MS) {
     throw new InvalidArgumentError(`requestTimeoutMs must be a whole number of milliseconds in 1..${MAX_TIMER_MS}`);

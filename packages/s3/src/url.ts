@@ -8,8 +8,30 @@ import { loadOptional, quoteUrlPart, redactStoreUrl, storeUrlBucket, storeUrlErr
 
 /** S3 bucket names: 3..63 of lower-case letters, digits, dots and hyphens (the adapter's rule). */
 export const S3_BUCKET_NAME = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
-/** The adapter's limit on `prefix`, in characters; it may not start with "/". */
+/** The limit on `prefix`, in UTF-8 bytes (S3 keys have at most 1024; the record name adds 64). It may not start with "/". */
 export const S3_MAX_PREFIX_LENGTH = 512;
+
+/**
+ * Why `bucket` is not an S3 bucket name, or undefined. One rule for the URL and
+ * the adapter: 3 to 63 lower-case letters, digits, dots and hyphens, starting and
+ * ending with a letter or digit, no two dots (or a dot and a hyphen) side by side,
+ * not an IPv4 address.
+ */
+export function s3BucketProblem(bucket: unknown): string | undefined {
+  const ok = typeof bucket === 'string' && S3_BUCKET_NAME.test(bucket) && !/\.\.|\.-|-\./.test(bucket) && !/^\d+\.\d+\.\d+\.\d+$/.test(bucket);
+  return ok ? undefined : 'is not an S3 bucket name (3 to 63 lower-case letters, digits, dots, hyphens; no ".." or an IP address)';
+}
+
+/** Why `prefix` cannot be a key prefix, or undefined: the one check of the URL and the adapter, before any request. */
+export function s3PrefixProblem(prefix: unknown): string | undefined {
+  if (typeof prefix !== 'string') return 'must be a string';
+  if (Buffer.byteLength(prefix) > S3_MAX_PREFIX_LENGTH || prefix.startsWith('/'))
+    return `must be at most ${S3_MAX_PREFIX_LENGTH} bytes (UTF-8), not starting with "/"`;
+  // A control character in a key is legal to S3 but breaks listings, XML responses and logs.
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what is refused
+  if (/[\u0000-\u001f\u007f]/.test(prefix)) return 'must not contain control characters (newline, tab, NUL...)';
+  return undefined;
+}
 
 export interface S3UrlConfig {
   bucket: string;
@@ -27,12 +49,10 @@ export const schemes = ['s3'] as const;
 
 export function parse(url: string): S3UrlConfig {
   const { bucket, prefix, query } = storeUrlBucket(url);
-  if (!S3_BUCKET_NAME.test(bucket)) {
-    throw storeUrlError(url, `${quoteUrlPart(bucket, 63)} is not an S3 bucket name (3 to 63 lower-case letters, digits, dots, hyphens)`);
-  }
-  if (prefix !== undefined && (prefix.length > S3_MAX_PREFIX_LENGTH || prefix.startsWith('/'))) {
-    throw storeUrlError(url, `the prefix must be at most ${S3_MAX_PREFIX_LENGTH} characters, not starting with "/"`);
-  }
+  const badBucket = s3BucketProblem(bucket);
+  if (badBucket !== undefined) throw storeUrlError(url, `${quoteUrlPart(bucket, 63)} ${badBucket}`);
+  const badPrefix = prefix === undefined ? undefined : s3PrefixProblem(prefix);
+  if (badPrefix !== undefined) throw storeUrlError(url, `the prefix ${badPrefix}`);
   const params = storeUrlQuery(url, query, ['endpoint', 'region', 'path_style', 'probe', 'unconditional_sweep']);
   const endpoint = params.get('endpoint') ?? undefined;
   if (endpoint !== undefined) {

@@ -207,6 +207,9 @@ describe.each(await findS3Servers())('s3 faults ($name)', (server) => {
         { client: undefined as never, bucket },
         { client, bucket: 'Not_A_Bucket' },
         { client, bucket, prefix: '/abs' },
+        { client, bucket: 'bucket..x' },
+        { client, bucket, prefix: 'a\nb/' },
+        { client, bucket, prefix: '€'.repeat(171) }, // 513 bytes: the URL's limit, the same function
         { client, bucket, requestTimeoutMs: 0 },
         { client, bucket, leaseMs: -1 },
       ]) {

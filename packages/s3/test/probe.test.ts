@@ -10,6 +10,12 @@ import { defaultHandler, FaultHandler, type Quirk } from './fault-handler.js';
 import { findS3Servers, freshPrefix, testClient } from './server.js';
 
 const PROBE = ['HEAD', 'PUT If-None-Match', 'PUT If-None-Match', 'PUT If-Match', 'PUT If-Match', 'DELETE If-Match', 'GET', 'DELETE'];
+/**
+ * The probe on a server that compares If-Match with its unquoted ETag: the first If-Match is
+ * refused, the object is checked (HEAD) and the PUT resent in the other form: 10 requests.
+ * Which form a real server takes is its own business; the test accepts either sequence.
+ */
+const PROBE_TOGGLED = [...PROBE.slice(0, 4), 'HEAD', ...PROBE.slice(3)];
 
 for (const server of await findS3Servers()) {
   const env = server.env;
@@ -26,14 +32,15 @@ for (const server of await findS3Servers()) {
       return { faults, client, open };
     }
 
-    it(`the probe measures this server once per endpoint, bucket and prefix: 8 requests; deletes are ${server.deleteIfMatch ? '' : 'not '}conditional`, async () => {
+    it(`the probe measures this server once per endpoint, bucket and prefix (8 requests, 10 where If-Match wants the other ETag form); deletes are ${server.deleteIfMatch ? '' : 'not '}conditional`, async () => {
       const { faults, open } = via();
       const prefix = freshPrefix();
       const store = await open({ prefix });
-      expect(faults.seen).toEqual(PROBE);
+      const probe = [...faults.seen];
+      expect([PROBE, PROBE_TOGGLED], `the probe's requests: ${probe.join(', ')}`).toContainEqual(probe);
       await open({ prefix });
       await open({ prefix: freshPrefix(), probe: false });
-      expect(faults.seen).toHaveLength(PROBE.length);
+      expect(faults.seen, 'no request for an endpoint, bucket and prefix probed already').toHaveLength(probe.length);
       if (server.deleteIfMatch) {
         expect(await store.sweep()).toEqual({ expired: 0, deadLeases: 0 });
       } else {
@@ -116,18 +123,8 @@ for (const server of await findS3Servers()) {
       it('with the probe: it opens (the probe finds the form), and sweep refuses since it ignores If-Match on DELETE', async () => {
         const { faults, open } = via('unquoted-etags');
         const store = await open();
-        expect(faults.seen).toEqual([
-          'HEAD',
-          'PUT If-None-Match',
-          'PUT If-None-Match',
-          'PUT If-Match',
-          'HEAD',
-          'PUT If-Match',
-          'PUT If-Match',
-          'DELETE',
-          'GET',
-          'DELETE',
-        ]);
+        // As PROBE_TOGGLED, but this server's DELETE arrives without its If-Match (the quirk drops it).
+        expect(faults.seen).toEqual(PROBE_TOGGLED.map((r) => (r === 'DELETE If-Match' ? 'DELETE' : r)));
         const lease = leaseOf(await store.claim('k'));
         faults.seen.length = 0;
         await store.complete(lease);

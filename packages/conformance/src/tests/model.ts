@@ -3,6 +3,7 @@
 // answer and every stored record must agree. Client-clock stores move the
 // injected clock; server-clock stores keep leases long, drop absolute times
 // from the comparison and run fewer, shorter sequences.
+import { relative } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import {
@@ -370,11 +371,13 @@ export function modelTests(s: Suite): void {
         const text = error instanceof Error ? error.message : String(error);
         const found = /seed: (-?\d+), path: "([^"]*)"/.exec(text);
         const replay = /replayPath="([^"]*)"/.exec(text);
+        // The whole command, so that the counterexample is one paste away (the seed alone replays every run before it too).
+        const file = expect.getState().testPath;
+        const env =
+          `IDEM_MODEL_SEED=${found?.[1] ?? seed}` + (found ? ` IDEM_MODEL_PATH=${found[2]}` : '') + (replay ? ` IDEM_MODEL_REPLAY='${replay[1]}'` : '');
         throw new Error(
-          `model-based test failed on ${s.opts.name}; replay with IDEM_MODEL_SEED=${found?.[1] ?? seed}` +
-            (found ? ` IDEM_MODEL_PATH=${found[2]}` : '') +
-            (replay ? ` IDEM_MODEL_REPLAY='${replay[1]}'` : '') +
-            `\n${text}`,
+          `model-based test failed on ${s.opts.name} (seed ${found?.[1] ?? seed}); replay it with\n` +
+            `  ${env} vitest run ${file ? relative(process.cwd(), file) : '<this test file>'} -t 'agree with the model'\n${text}`,
           { cause: error },
         );
       }
