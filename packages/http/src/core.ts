@@ -102,6 +102,12 @@ export interface Run {
   /** Aborted if the lease is lost to another request while the handler runs. */
   readonly signal: AbortSignal;
   /**
+   * The claim's fence: it increases with every claim of the key. Hand it to a downstream that
+   * refuses writes with a lower fence than it has seen, and a stalled request that was taken over
+   * cannot act there either.
+   */
+  readonly fence: number;
+  /**
    * The handler's response, or `uncacheable` for one that cannot be stored (a stream past the bound):
    * stores it if its status is cached. Resolves to undefined when the handler's response is to be
    * sent, or to a problem to send instead (a 500 when the lease was lost meanwhile: nothing was
@@ -300,6 +306,9 @@ export class HttpIdempotency {
       // ctx.signal is made on first use by runOnce: read it only if the handler asks.
       get signal() {
         return context!.signal;
+      },
+      get fence() {
+        return context!.lease.fence;
       },
       async finish(response) {
         const stored = response === 'uncacheable' || !self.#o.cache(response.status) ? undefined : self.#encode(response);

@@ -22,8 +22,15 @@ export interface FetchIdempotencyOptions extends IdempotencyOptions {
   route?: (request: Request) => string;
 }
 
-/** A fetch handler; `signal` aborts if the request's lease is lost to another request. */
-export type FetchHandler = (request: Request, context: { signal?: AbortSignal }) => Response | Promise<Response>;
+/** What a handler is told of its claim; absent when the request is not covered (no key, another method). */
+export interface HandlerContext {
+  /** Aborts if the request's lease is lost to another request. */
+  signal?: AbortSignal;
+  /** The claim's fence, for downstream writes that refuse lower fences. */
+  fence?: number;
+}
+
+export type FetchHandler = (request: Request, context: HandlerContext) => Response | Promise<Response>;
 
 /**
  * Wraps a fetch handler: covered requests with an Idempotency-Key run it at most once per
@@ -63,7 +70,7 @@ export function idempotent(handler: FetchHandler, options: FetchIdempotencyOptio
     const { run } = begin;
     let response: Response;
     try {
-      response = await handler(again, { signal: run.signal });
+      response = await handler(again, { signal: run.signal, fence: run.fence });
     } catch (error) {
       await run.crash(error);
       throw error;
