@@ -9,6 +9,7 @@ const main = {
   '@idem/gcs': 'createGcsStore',
   '@idem/conformance': 'runConformance',
   '@idem/cli': 'parseStoreUrl',
+  '@idem/http': 'idempotent',
 };
 const entries = [];
 for (const [name, member] of Object.entries(main)) {
