@@ -10,6 +10,7 @@ import {
   isIdemError,
   KeyReuseError,
   LeaseLostError,
+  MIN_LEASE_MS,
   runOnce,
   sha256Hex,
   type IdempotencyStore,
@@ -192,6 +193,9 @@ export class HttpIdempotency {
       uncached,
       replayedHeader: token('replayedHeader', options.replayedHeader ?? 'Idempotent-Replayed'),
     };
+    if (options.leaseMs !== undefined && (!Number.isSafeInteger(options.leaseMs) || options.leaseMs < MIN_LEASE_MS)) {
+      throw new InvalidArgumentError(`leaseMs must be a whole number of milliseconds, at least ${MIN_LEASE_MS}`);
+    }
     this.#leaseMs = options.leaseMs;
     this.#onError = options.onError ?? (() => {});
   }
