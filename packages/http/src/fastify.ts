@@ -1,5 +1,7 @@
 // Fastify plugin over the one core: preHandler claims (or answers a replay or a problem), onSend
-// stores the payload under the claim's fence before it is sent, or swaps in a problem if the lease was lost.
+// stores the payload (a stream buffered up to the bound) under the claim's fence before it is sent,
+// or swaps in a problem if the lease was lost.
+import { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { HttpIdempotency, type CapturedResponse, type IdempotencyOptions, type Run } from './core.js';
 
@@ -53,10 +55,15 @@ export function idempotency(options: FastifyIdempotencyOptions): FastifyIdempote
       const run = runs.get(request);
       if (run === undefined) return payload;
       runs.delete(request);
-      const body = typeof payload === 'string' ? Buffer.from(payload) : payload === null || payload === undefined ? Buffer.alloc(0) : payload;
-      // A stream is sent as it comes, never stored: the claim is failed or released.
+      let body: Buffer | undefined;
+      if (payload instanceof Readable) {
+        // A stream is buffered up to the bound; past it, it goes on as a stream, uncached.
+        const read = await readPrefix(payload, core.maxResponseBytes);
+        if (read.rest) payload = read.rest;
+        else payload = body = read.prefix;
+      } else body = typeof payload === 'string' ? Buffer.from(payload) : payload == null ? Buffer.alloc(0) : (payload as Buffer);
       const captured =
-        Buffer.isBuffer(body) && body.byteLength <= core.maxResponseBytes ? { status: reply.statusCode, headers: headersOf(reply), body } : 'uncacheable';
+        body !== undefined && body.byteLength <= core.maxResponseBytes ? { status: reply.statusCode, headers: headersOf(reply), body } : 'uncacheable';
       const answer = await run.finish(captured as CapturedResponse | 'uncacheable');
       if (answer === undefined) return payload;
       for (const name of Object.keys(reply.getHeaders())) reply.removeHeader(name);
@@ -77,6 +84,28 @@ export function idempotency(options: FastifyIdempotencyOptions): FastifyIdempote
   // Not encapsulated (what fastify-plugin sets): the hooks cover the scope the plugin is registered in.
   Object.defineProperty(plugin, Symbol.for('skip-override'), { value: true });
   return plugin;
+}
+
+/** Reads up to `max` bytes of a stream: the whole of it, or what was read and a stream of it all. */
+async function readPrefix(stream: Readable, max: number): Promise<{ prefix: Buffer; rest?: Readable }> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  const it: AsyncIterator<Buffer | string> = stream[Symbol.asyncIterator]();
+  for (;;) {
+    const { done, value } = await it.next();
+    if (done) return { prefix: Buffer.concat(chunks, size) };
+    const chunk = typeof value === 'string' ? Buffer.from(value) : value;
+    chunks.push(chunk);
+    size += chunk.byteLength;
+    if (size > max) {
+      const prefix = Buffer.concat(chunks, size);
+      const rest = async function* () {
+        yield prefix;
+        for (let next = await it.next(); !next.done; next = await it.next()) yield next.value;
+      };
+      return { prefix, rest: Readable.from(rest()) };
+    }
+  }
 }
 
 function headersOf(reply: FastifyReply): [string, string][] {

@@ -2,7 +2,7 @@
 import type { AddressInfo } from 'node:net';
 import { idempotency } from '@idem/http/express';
 import express from 'express';
-import { created, story } from './story.js';
+import { chunks, created, story } from './story.js';
 
 story('express', async (options, state) => {
   const app = express();
@@ -17,6 +17,12 @@ story('express', async (options, state) => {
     state.ran.push(JSON.stringify(req.body ?? null));
     if (state.hold) await state.hold;
     if (req.path === '/throw') throw new Error('handler failed');
+    if (req.path === '/stream') {
+      res.type('text/plain');
+      for (const part of chunks(Number(req.query.size))) res.write(part);
+      res.end();
+      return;
+    }
     if (req.query.status) {
       res.status(Number(req.query.status)).json({ failed: true });
       return;

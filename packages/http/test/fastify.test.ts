@@ -1,7 +1,8 @@
 // The Fastify plugin on a real Fastify server: the shared story.
 import { idempotency } from '@idem/http/fastify';
 import Fastify from 'fastify';
-import { created, story } from './story.js';
+import { Readable } from 'node:stream';
+import { chunks, created, story } from './story.js';
 
 story('fastify', async (options, state) => {
   const app = Fastify();
@@ -17,6 +18,7 @@ story('fastify', async (options, state) => {
       state.ran.push(JSON.stringify(request.body ?? null));
       if (state.hold) await state.hold;
       if (path === '/throw') throw new Error('handler failed');
+      if (path === '/stream') return reply.type('text/plain').send(Readable.from(chunks(Number((request.query as { size: string }).size))));
       const status = (request.query as { status?: string }).status;
       if (status) return reply.code(Number(status)).send({ failed: true });
       const r = created(state, request.body);

@@ -2,7 +2,7 @@
 import { idempotent } from '@idem/http';
 import { Hono } from 'hono';
 import { serveFetch } from './servers.js';
-import { created, story } from './story.js';
+import { chunks, created, story } from './story.js';
 
 story('hono', async (options, state) => {
   const handler = async (request: Request) => {
@@ -16,6 +16,17 @@ story('hono', async (options, state) => {
     state.ran.push(JSON.stringify(body));
     if (state.hold) await state.hold;
     if (url.pathname === '/throw') throw new Error('handler failed');
+    if (url.pathname === '/stream') {
+      const parts = chunks(Number(url.searchParams.get('size')));
+      const stream = new ReadableStream<Uint8Array>({
+        pull(controller) {
+          const next = parts.shift();
+          if (next) controller.enqueue(next);
+          else controller.close();
+        },
+      });
+      return new Response(stream, { status: 200, headers: { 'content-type': 'text/plain' } });
+    }
     if (url.searchParams.get('status')) return new Response(JSON.stringify({ failed: true }), { status: Number(url.searchParams.get('status')) });
     const r = created(state, body);
     return new Response(r.json, { status: r.status, headers: r.headers });

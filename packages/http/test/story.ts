@@ -17,7 +17,8 @@ export interface AppState {
 /**
  * The app every framework serves, behind the middleware: POST, PATCH and PUT on any path answer
  * 201 JSON `{ order, body }` with Location, ETag, X-Internal and a Set-Cookie; `?status=N` answers N;
- * `/binary` answers the raw body reversed; `/throw` throws. The tenant is the `x-tenant` header.
+ * `/binary` answers the raw body reversed; `/throw` throws; `/stream?size=N` streams N bytes
+ * (`chunks(N)`, 100 bytes at a time). The tenant is the `x-tenant` header.
  */
 export type Mount = (options: IdempotencyOptions, state: AppState) => Promise<Running>;
 
@@ -35,6 +36,13 @@ export function created(state: AppState, body: unknown): { status: number; heade
     ],
     json: JSON.stringify({ order: n, body }),
   };
+}
+
+/** The chunks `/stream?size=N` sends: N bytes in all, each chunk numbered by its first byte. */
+export function chunks(size: number): Buffer[] {
+  const out: Buffer[] = [];
+  for (let at = 0; at < size; at += 100) out.push(Buffer.alloc(Math.min(100, size - at), 97 + ((at / 100) % 26)));
+  return out;
 }
 
 export function story(framework: string, mount: Mount): void {
@@ -179,6 +187,23 @@ export function story(framework: string, mount: Mount): void {
       expect(state.runs).toBe(before + 1);
       expect(new Set(all.map((r) => `${r.status} ${r.text}`)).size).toBe(1);
       expect(all.filter((r) => r.headers.get('idempotent-replayed') === null)).toHaveLength(1);
+    });
+
+    it('a streamed response past maxResponseBytes goes out whole and uncached (the retry runs); one under it is stored', async () => {
+      await reconfigure({ maxResponseBytes: 1000 });
+      const before = state.runs;
+      const expected = Buffer.concat(chunks(5000)).toString();
+      const k = key();
+      for (let i = 0; i < 2; i++) {
+        const big = await post(`${url()}/stream?size=5000`, { s: 1 }, k);
+        expect([big.status, big.text.length, big.text === expected, big.headers.get('idempotent-replayed')]).toEqual([200, 5000, true, null]);
+      }
+      expect(state.runs).toBe(before + 2);
+      const ks = key();
+      const small = await post(`${url()}/stream?size=900`, { s: 1 }, ks);
+      const again = await post(`${url()}/stream?size=900`, { s: 1 }, ks);
+      expect([again.text, again.headers.get('idempotent-replayed'), state.runs]).toEqual([small.text, 'true', before + 3]);
+      expect(small.text).toBe(Buffer.concat(chunks(900)).toString());
     });
 
     it('a handler that throws answers 500 and stores nothing: the retry runs it again', async () => {
