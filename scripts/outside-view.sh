@@ -57,7 +57,7 @@ fatal() {
   if [ "$failures" -gt 0 ]; then echo "outside-view: FAILED at \"$1\" after $((SECONDS - started))s" >&2; exit 1; fi
 }
 
-pkgs=(core lmdb valkey s3 gcs conformance cli http)
+pkgs=(core lmdb valkey s3 gcs postgres conformance cli http)
 src="$work/src" tarballs="$work/tarballs"
 mkdir -p "$src" "$tarballs"
 
@@ -110,6 +110,8 @@ s3sdk=$(version packages/s3/package.json @aws-sdk/client-s3)
 gcssdk=$(version packages/gcs/package.json @google-cloud/storage)
 ioredis=$(version packages/valkey/package.json ioredis | sed 's/@.*|| \^/@/')
 redisclient=$(version packages/valkey/package.json @redis/client)
+pgsdk=$(version packages/postgres/package.json pg)
+typespg=$(version packages/postgres/package.json @types/pg)
 typescript=$(version package.json typescript)
 vitest=$(version package.json vitest)
 typesnode=$(version package.json @types/node)
@@ -125,7 +127,7 @@ lean() {
   node -e '
     const lock = require("./package-lock.json");
     const allowed = process.argv[1];
-    const sdks = { lmdb: /^node_modules\/lmdb$/, valkey: /^node_modules\/(ioredis|iovalkey)$/, s3: /^node_modules\/@aws-sdk\//, gcs: /^node_modules\/@google-cloud\// };
+    const sdks = { lmdb: /^node_modules\/lmdb$/, valkey: /^node_modules\/(ioredis|iovalkey)$/, s3: /^node_modules\/@aws-sdk\//, gcs: /^node_modules\/@google-cloud\//, postgres: /^node_modules\/pg$/ };
     const names = Object.keys(lock.packages).map((k) => k.replace(/^.*(?=node_modules\/)/, ""));
     const bad = Object.entries(sdks).filter(([b, re]) => b !== allowed && names.some((n) => re.test(n))).map(([b]) => b);
     const cores = names.filter((n) => n === "node_modules/@idem/core").length;
@@ -137,6 +139,7 @@ spawn "lean install: @idem/lmdb" lean lmdb lmdb "$(tgz core)" "$(tgz lmdb)"
 spawn "lean install: @idem/valkey" lean valkey valkey "$(tgz core)" "$(tgz valkey)"
 spawn "lean install: @idem/s3" lean s3 s3 "$(tgz core)" "$(tgz s3)" "$s3sdk"
 spawn "lean install: @idem/gcs" lean gcs gcs "$(tgz core)" "$(tgz gcs)" "$gcssdk"
+spawn "lean install: @idem/postgres" lean postgres postgres "$(tgz core)" "$(tgz postgres)"
 spawn "lean install: @idem/cli (LMDB only)" lean cli lmdb "$(tgz core)" "$(tgz lmdb)" "$(tgz cli)"
 
 spawn "lean install: @idem/http (no framework, no backend SDK)" lean http none "$(tgz core)" "$(tgz http)"
@@ -146,7 +149,7 @@ app="$work/app"
 mkdir -p "$app" && echo '{"name":"outside-app","private":true}' >"$app/package.json"
 install_app() {
   cd "$app" && npm install --prefer-offline $(for p in "${pkgs[@]}"; do tgz "$p"; done) \
-    "$s3sdk" "$gcssdk" "$ioredis" "$redisclient" "$typescript" "$vitest" "$typesnode" $http_frameworks "$(version packages/http/package.json @types/express)"
+    "$s3sdk" "$gcssdk" "$ioredis" "$redisclient" "$pgsdk" "$typespg" "$typescript" "$vitest" "$typesnode" $http_frameworks "$(version packages/http/package.json @types/express)"
 }
 spawn "npm install of the tarballs into a project outside the workspace" install_app
 # Installs wait on the network, lint on the CPU: they run side by side.
