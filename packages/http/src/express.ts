@@ -119,8 +119,9 @@ function hold(res: Response, run: Run, max: number): void {
     restore();
     const done = typeof callback === 'function' ? (callback as () => void) : undefined;
     if (through) {
-      void run.finish('uncacheable');
-      end.call(this, done);
+      // The body has gone out; its end waits for the claim to be settled, so that a retry the
+      // client sends once it has the whole response finds the key free, not in flight.
+      void run.finish('uncacheable').then(() => end.call(this, done));
       return this;
     }
     const captured: CapturedResponse = { status: this.statusCode, headers: headersOf(this), body: Buffer.concat(chunks, size) };
