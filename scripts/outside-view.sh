@@ -57,7 +57,7 @@ fatal() {
   if [ "$failures" -gt 0 ]; then echo "outside-view: FAILED at \"$1\" after $((SECONDS - started))s" >&2; exit 1; fi
 }
 
-pkgs=(core lmdb valkey s3 gcs postgres conformance cli otel)
+pkgs=(core lmdb valkey s3 gcs postgres conformance cli otel http)
 src="$work/src" tarballs="$work/tarballs"
 mkdir -p "$src" "$tarballs"
 
@@ -117,6 +117,7 @@ otelapi=$(version packages/cli/package.json @opentelemetry/api)
 typescript=$(version package.json typescript)
 vitest=$(version package.json vitest)
 typesnode=$(version package.json @types/node)
+http_frameworks="$(version packages/http/package.json express) $(version packages/http/package.json fastify) $(version packages/http/package.json hono) $(version packages/http/package.json @hono/node-server)"
 
 # Single-adapter installs (resolved as npm would install them): no other backend's SDK, one @idem/core.
 lean() {
@@ -143,12 +144,14 @@ spawn "lean install: @idem/gcs" lean gcs gcs "$(tgz core)" "$(tgz gcs)" "$gcssdk
 spawn "lean install: @idem/postgres" lean postgres postgres "$(tgz core)" "$(tgz postgres)"
 spawn "lean install: @idem/cli (LMDB only)" lean cli lmdb "$(tgz core)" "$(tgz lmdb)" "$(tgz otel)" "$(tgz cli)"
 
+spawn "lean install: @idem/http (no framework, no backend SDK)" lean http none "$(tgz core)" "$(tgz http)"
+
 # One application with everything, outside the workspace.
 app="$work/app"
 mkdir -p "$app" && echo '{"name":"outside-app","private":true}' >"$app/package.json"
 install_app() {
   cd "$app" && npm install --prefer-offline $(for p in "${pkgs[@]}"; do tgz "$p"; done) \
-    "$s3sdk" "$gcssdk" "$ioredis" "$redisclient" "$pgsdk" "$typespg" "$otelapi" "$typescript" "$vitest" "$typesnode"
+    "$s3sdk" "$gcssdk" "$ioredis" "$redisclient" "$pgsdk" "$typespg" "$otelapi" "$typescript" "$vitest" "$typesnode" $http_frameworks "$(version packages/http/package.json @types/express)"
 }
 spawn "npm install of the tarballs into a project outside the workspace" install_app
 # Installs wait on the network, lint on the CPU: they run side by side.
@@ -206,6 +209,29 @@ check "outside TypeScript adapter passes @idem/conformance (multi-process race i
 # purpose must fail the forced sweep windows (test/unconditional-delete.test.ts).
 check "examples/sqlite-adapter passes @idem/conformance from the tarballs, and fails it with an unconditional sweep delete" \
   bash -c "cd '$app/sqlite-adapter' && npx vitest run --reporter=dot"
+# @idem/http's README examples (Hono, Express, Fastify on Valkey) as written, in a project that
+# installs only @idem/core, @idem/http and @idem/valkey from the tarballs, and the frameworks.
+http_examples() {
+  if [ -z "${IDEM_TEST_REDIS_URL:-}" ]; then
+    [ "${CI:-}" = true ] && { echo "CI=true and IDEM_TEST_REDIS_URL is not set"; return 1; }
+    echo "no IDEM_TEST_REDIS_URL: not run (scripts/test.sh sets it)"; return 0
+  fi
+  local dir="$work/http-app"
+  mkdir -p "$dir" && cd "$dir" && echo '{"name":"outside-http","private":true,"type":"module"}' >package.json || return 1
+  npm install --prefer-offline "$(tgz core)" "$(tgz http)" "$(tgz valkey)" $http_frameworks || return 1
+  # Each ts block of the README becomes example-N.mts, run by Node's type stripping.
+  node -e '
+    const text = require("node:fs").readFileSync(process.argv[1], "utf8");
+    const blocks = [...text.matchAll(/^```ts\n([\s\S]*?)^```/gm)].map((m) => m[1]);
+    blocks.forEach((code, i) => require("node:fs").writeFileSync(`example-${i}.mts`, code));
+    console.log(`${blocks.length} examples`);
+    if (blocks.length < 3) process.exit(1);
+  ' "$src/packages/http/README.md" || return 1
+  for f in example-*.mts; do
+    echo "== $f" && REDIS_URL=$IDEM_TEST_REDIS_URL node "$f" || return 1
+  done
+}
+check "@idem/http README examples (Hono, Express, Fastify) from the tarballs of core, http and valkey" http_examples
 join
 
 echo "outside-view: $([ "$failures" -eq 0 ] && echo passed || echo "$failures FAILED") in $((SECONDS - started))s"

@@ -11,6 +11,7 @@ const main = {
   '@idem/conformance': 'runConformance',
   '@idem/cli': 'parseStoreUrl',
   '@idem/otel': 'instrumentIdem',
+  '@idem/http': 'idempotent',
 };
 const entries = [];
 for (const [name, member] of Object.entries(main)) {

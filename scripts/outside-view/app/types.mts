@@ -13,6 +13,23 @@ import { createS3Store } from '@idem/s3';
 import { createValkeyStore } from '@idem/valkey';
 import * as cli from '@idem/cli';
 import { instrumentIdem } from '@idem/otel';
+import { idempotent } from '@idem/http';
+import { idempotency as expressIdempotency } from '@idem/http/express';
+import { idempotency as fastifyIdempotency } from '@idem/http/fastify';
+import express from 'express';
+import Fastify from 'fastify';
+
+export async function http(store: IdempotencyStore): Promise<(request: Request) => Promise<Response>> {
+  const app = express();
+  app.use(express.json(), expressIdempotency({ store, identity: (req) => req.get('x-tenant') ?? 'anonymous', waitMs: 5_000 }));
+  const fastify = Fastify();
+  await fastify.register(fastifyIdempotency({ store, identity: (request) => String(request.headers['x-tenant'] ?? 'anonymous') }));
+  return idempotent(async (request, { fence, signal }) => Response.json({ fence, aborted: signal?.aborted, body: await request.json() }), {
+    store,
+    identity: (request) => request.headers.get('x-tenant') ?? 'anonymous',
+    replayHeaders: ['content-type', 'location'],
+  });
+}
 
 export async function uses(): Promise<void> {
   const stores: IdempotencyStore[] = [

@@ -1,0 +1,148 @@
+// The fetch-standard entry: Request in, Response out. Serves Hono, Next.js route handlers, Bun,
+// Deno and any runtime that speaks fetch; the Express and Fastify entries are thin shells over the
+// same core (./core.js).
+import { HttpIdempotency, type CapturedResponse, type IdempotencyOptions } from './core.js';
+
+export {
+  HttpIdempotency,
+  bodyDigest,
+  type Begin,
+  type CapturedResponse,
+  type Exchange,
+  type FingerprintField,
+  type IdempotencyOptions,
+  type Run,
+} from './core.js';
+export { problem, type ProblemCode } from './problem.js';
+
+export interface FetchIdempotencyOptions extends IdempotencyOptions {
+  /** Who the caller is (tenant, user, API key id), from your auth: keys are scoped by it. */
+  identity: (request: Request) => string | Promise<string>;
+  /** The route a key is scoped to. Default the URL's path. */
+  route?: (request: Request) => string;
+}
+
+/** What a handler is told of its claim; absent when the request is not covered (no key, another method). */
+export interface HandlerContext {
+  /** Aborts if the request's lease is lost to another request. */
+  signal?: AbortSignal;
+  /** The claim's fence, for downstream writes that refuse lower fences. */
+  fence?: number;
+}
+
+export type FetchHandler = (request: Request, context: HandlerContext) => Response | Promise<Response>;
+
+/**
+ * Wraps a fetch handler: covered requests with an Idempotency-Key run it at most once per
+ * (identity, method, route, key); retries get the stored response back.
+ */
+export function idempotent(handler: FetchHandler, options: FetchIdempotencyOptions): (request: Request) => Promise<Response> {
+  const core = new HttpIdempotency(options);
+  if (typeof options.identity !== 'function') throw new TypeError('identity must be a function of the request');
+  const route = options.route ?? ((request: Request) => new URL(request.url).pathname);
+  return async (request) => {
+    const key = request.headers.get(core.header);
+    if (!core.covers(request.method) || (key === null && options.required === false)) return handler(request, {});
+    const declared = core.tooLarge(request.headers.get('content-length'));
+    if (declared) return toResponse(declared);
+    const body = await readBounded(request.body, core.maxRequestBytes);
+    if (body === undefined) return toResponse(core.bodyTooLarge());
+    const url = new URL(request.url);
+    const begin = await core.begin({
+      method: request.method,
+      path: url.pathname,
+      query: url.search.slice(1),
+      key,
+      identity: await options.identity(request),
+      route: route(request),
+      body,
+      contentType: request.headers.get('content-type'),
+    });
+    // The body was read for the fingerprint: the handler gets a request carrying the same bytes.
+    const again = new Request(request.url, {
+      method: request.method,
+      headers: request.headers,
+      body: body.byteLength > 0 ? body : null,
+      signal: request.signal,
+    });
+    if (begin.kind === 'pass') return handler(again, {});
+    if (begin.kind === 'respond') return toResponse(begin.response);
+    const { run } = begin;
+    let response: Response;
+    try {
+      response = await handler(again, { signal: run.signal, fence: run.fence });
+    } catch (error) {
+      await run.crash(error);
+      throw error;
+    }
+    if (!core.caches(response.status)) {
+      const answer = await run.finish('uncacheable');
+      return answer ? toResponse(answer) : response;
+    }
+    const read = await readPrefix(response.body, core.maxResponseBytes);
+    if (read.rest !== undefined) {
+      // Past the bound: passed through as it streams, not stored, the claim failed or released.
+      const answer = await run.finish('uncacheable');
+      if (answer) {
+        await read.rest.cancel();
+        return toResponse(answer);
+      }
+      return new Response(concatStream(read.prefix, read.rest), { status: response.status, statusText: response.statusText, headers: response.headers });
+    }
+    const answer = await run.finish({ status: response.status, headers: [...response.headers], body: read.prefix });
+    if (answer) return toResponse(answer);
+    return new Response(bodyOf(response.status, read.prefix), { status: response.status, statusText: response.statusText, headers: response.headers });
+  };
+}
+
+/** A captured response as a fetch Response. */
+export function toResponse(captured: CapturedResponse): Response {
+  return new Response(bodyOf(captured.status, captured.body), { status: captured.status, headers: captured.headers as [string, string][] });
+}
+
+function bodyOf(status: number, body: Uint8Array): Uint8Array<ArrayBuffer> | null {
+  // A Response with status 101, 204, 205 or 304 may carry no body at all.
+  return status === 204 || status === 205 || status === 304 || status === 101 ? null : (body as Uint8Array<ArrayBuffer>);
+}
+
+/** Reads a whole body, or undefined past `max` bytes (the rest is cancelled). */
+async function readBounded(stream: ReadableStream<Uint8Array> | null, max: number): Promise<Uint8Array | undefined> {
+  const read = await readPrefix(stream, max);
+  if (read.rest === undefined) return read.prefix;
+  await read.rest.cancel();
+  return undefined;
+}
+
+/** Reads up to `max` bytes; past that, what was read and the stream to go on with. */
+async function readPrefix(
+  stream: ReadableStream<Uint8Array> | null,
+  max: number,
+): Promise<{ prefix: Uint8Array; rest?: ReadableStreamDefaultReader<Uint8Array> }> {
+  if (stream === null) return { prefix: new Uint8Array(0) };
+  const reader = stream.getReader();
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) return { prefix: Buffer.concat(chunks, size) };
+    chunks.push(value);
+    size += value.byteLength;
+    if (size > max) return { prefix: Buffer.concat(chunks, size), rest: reader };
+  }
+}
+
+function concatStream(prefix: Uint8Array, rest: ReadableStreamDefaultReader<Uint8Array>): ReadableStream<Uint8Array> {
+  return new ReadableStream<Uint8Array>({
+    start(controller) {
+      controller.enqueue(prefix);
+    },
+    async pull(controller) {
+      const { done, value } = await rest.read();
+      if (done) controller.close();
+      else controller.enqueue(value);
+    },
+    cancel(reason) {
+      return rest.cancel(reason);
+    },
+  });
+}
