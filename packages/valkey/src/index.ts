@@ -33,7 +33,7 @@ export interface ValkeyStoreOptions extends StoreOptions {
   /**
    * Or a URL (redis://, rediss://, valkey://, valkeys://, or redis+sentinel:// / valkey+sentinel://
    * `[user:password@]host:port,host:port/masterName[/db]`): the store opens and closes its own client.
-   * `?minReplicas=N&replicaTimeoutMs=T` in the query set the options below.
+   * `?minReplicas=N&replicaTimeoutMs=T&fsync=true` in the query set the options below.
    */
   url?: string;
   /** Or cluster seed nodes ("host:port" or URLs): the store opens its own ioredis Cluster. */
@@ -61,8 +61,9 @@ export interface ValkeyStoreOptions extends StoreOptions {
    * Acknowledged means on disk: a claim and every finish return only once the write is in the
    * append-only file, fsynced, on the key's primary and on `minReplicas` of its replicas
    * (WAITAOF 1 minReplicas, pipelined with the script instead of WAIT: still one round trip).
-   * Needs Valkey 7.2+ / Redis 7.2+ with `appendonly yes` on every node: checked at open, refused
-   * otherwise (UNSAFE_BACKEND). Default false.
+   * Needs WAITAOF (Valkey, Redis 7.2+), `appendonly yes` on every node, and on Valkey (or Redis
+   * before 8.0) `appendfsync always`, whose WAITAOF acknowledges early under everysec: checked at
+   * open, refused otherwise (UNSAFE_BACKEND). Default false.
    */
   fsync?: boolean;
 }
@@ -85,7 +86,7 @@ export async function createValkeyStore(options: ValkeyStoreOptions): Promise<Id
     timeoutMs = DEFAULT_TIMEOUT_MS,
     minReplicas: minReplicasOption,
     replicaTimeoutMs: replicaTimeoutOption,
-    fsync = false,
+    fsync: fsyncOption,
     ...storeOptions
   } = options ?? ({} as ValkeyStoreOptions);
   const sources = [client, url, cluster].filter((x) => x !== undefined).length;
@@ -105,7 +106,8 @@ export async function createValkeyStore(options: ValkeyStoreOptions): Promise<Id
   validateDuration('replicaTimeoutMs', replicaTimeoutMs);
   // WAIT 0 would block forever; a WAIT as long as the whole budget leaves no time for its reply.
   if (replicaTimeoutMs < 1 || replicaTimeoutMs >= timeoutMs) throw new InvalidArgumentError('replicaTimeoutMs must be at least 1 and below timeoutMs');
-  validateBoolean('fsync', fsync);
+  if (fsyncOption !== undefined) validateBoolean('fsync', fsyncOption);
+  const fsync = once('fsync', fsyncOption, fromUrl?.fsync) ?? false;
   const resolved = resolveStoreOptions(storeOptions); // bad options fail before any connection is made
   let given: ValkeyClient | undefined;
   if (client !== undefined) {
@@ -143,23 +145,46 @@ export async function createValkeyStore(options: ValkeyStoreOptions): Promise<Id
 const CLIENT_KINDS = 'client must be an ioredis-compatible Redis or Cluster, a node-redis client, or a Valkey GLIDE client';
 
 /**
- * fsync needs WAITAOF (Valkey and Redis 7.2 and later) and the append-only file on: asked once at
+ * fsync needs WAITAOF (Valkey, and Redis 7.2 and later) and the append-only file on: asked once at
  * open with a WAITAOF that waits for nothing (this connection has written nothing yet), so that a
  * server that cannot keep the promise is refused before any write instead of failing every one.
- * On a cluster this asks one node: configure every node alike.
+ * And `appendfsync always` wherever WAITAOF acknowledges early under `everysec`: Valkey (8.0 to
+ * 9.1 at least) and Redis before 8.0 report the local AOF as fsynced once the write reached the
+ * file, before the fsync (`flushAppendOnlyFile`'s empty-buffer branch; Redis fixed it in 8.0), so a
+ * power cut can lose an acknowledged write: the power-loss test saw it happen on Valkey 8.0.1.
+ * A server that hides CONFIG (managed services) is taken at its word. On a cluster this asks
+ * one node: configure every node alike.
  */
 async function checkFsync(client: ValkeyClient, timeoutMs: number): Promise<void> {
-  let reply: unknown;
-  try {
-    reply = await within(client.call('WAITAOF', 1, 0, 1), timeoutMs);
-  } catch (error) {
-    const message = error instanceof Error ? error.message : String(error);
-    if (/unknown command/i.test(message))
-      throw new UnsafeBackendError('fsync-ack', 'fsync needs WAITAOF, which this server does not have: use Valkey 8 (or 7.2+) or Redis 7.2 or later', error);
-    if (/appendonly/i.test(message)) throw new UnsafeBackendError('fsync-ack', 'fsync needs appendonly yes on every node: this server has it off', error);
-    throw new BackendUnavailableError(`Valkey/Redis unavailable while checking fsync (WAITAOF): ${message}`, error);
-  }
+  const ask = async (what: string, ...args: Array<string | number>) => {
+    try {
+      return await within(client.call(what, ...args), timeoutMs);
+    } catch (error) {
+      const message = error instanceof Error ? error.message : String(error);
+      if (what === 'WAITAOF' && /unknown command/i.test(message))
+        throw new UnsafeBackendError('fsync-ack', 'fsync needs WAITAOF, which this server does not have: use Valkey 8 (or 7.2+) or Redis 7.2 or later', error);
+      if (what === 'WAITAOF' && /appendonly/i.test(message))
+        throw new UnsafeBackendError('fsync-ack', 'fsync needs appendonly yes on every node: this server has it off', error);
+      if (what === 'CONFIG' && !/timeout|no reply|connect|closed/i.test(message)) return undefined; // CONFIG hidden: taken at its word
+      throw new BackendUnavailableError(`Valkey/Redis unavailable while checking fsync (${what}): ${message}`, error);
+    }
+  };
+  const reply = await ask('WAITAOF', 1, 0, 1);
   if (!Array.isArray(reply)) throw new UnsafeBackendError('fsync-ack', `fsync: unexpected WAITAOF reply ${JSON.stringify(reply)?.slice(0, 60)}`);
+  const config = await ask('CONFIG', 'GET', 'appendfsync');
+  const policy = Array.isArray(config) ? String(config[1]) : undefined;
+  if (policy === undefined || policy === 'always') return;
+  const info = String(await ask('INFO', 'server'));
+  const field = (name: string) => new RegExp(`^${name}:(.*?)\r?$`, 'm').exec(info)?.[1];
+  const valkey = field('server_name') === 'valkey' || field('valkey_version') !== undefined;
+  const major = Number(field('redis_version')?.split('.')[0]);
+  if (valkey || !(major >= 8)) {
+    const server = valkey ? `Valkey ${field('valkey_version') ?? ''}`.trim() : `Redis ${field('redis_version') ?? ''}`.trim();
+    throw new UnsafeBackendError(
+      'fsync-ack',
+      `fsync needs appendfsync always on ${server} (this server has ${policy}): under everysec its WAITAOF acknowledges a write before the fsync (fixed in Redis 8.0)`,
+    );
+  }
 }
 
 /** A setting given both in the URL and as an option must agree: two sources would be two meanings. */
