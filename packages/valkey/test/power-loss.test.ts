@@ -21,8 +21,10 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { findServer } from '@idem/test-fixtures';
 import { infoField, synced, underLoad, waitUntil, type Figures } from './load.js';
 import { IdemError } from '@idem/core';
-import { createValkeyStore, type ValkeyStoreOptions } from '../src/index.js';
-import { haveRedisServer, PrivateServer } from './private-server.js';
+import { createClient } from '@redis/client';
+import { Redis } from 'ioredis';
+import { createValkeyStore, type NodeRedisClient, type ValkeyClient, type ValkeyStoreOptions } from '../src/index.js';
+import { calls, haveRedisServer, PrivateServer } from './private-server.js';
 import { findRedis7Standalone, findStandalone, freshPrefix } from './server.js';
 
 const shim = (await findServer({ label: 'valkey power-loss shim (scripts/servers/powerloss.sh)', env: ['IDEM_TEST_REDIS_POWERLOSS_LIB'] }))
@@ -133,5 +135,52 @@ describe('fsync is refused at open where it cannot be kept', () => {
     const error = await refusal({ url, fsync: true });
     expect(error.code).toBe('UNSAFE_BACKEND');
     expect(error.message).toMatch(/appendonly yes/);
+  });
+});
+
+describe.skipIf(!haveRedisServer())("fsync on the store's own client and on a caller's ioredis and node-redis clients", () => {
+  it('a tick of claims, then of completes: each settles after one shared WAITAOF per batch, and the replica holds them', async () => {
+    const dirs = [mkdtempSync(join(tmpdir(), 'idem-fsync-')), mkdtempSync(join(tmpdir(), 'idem-fsync-'))];
+    const aof = (dir: string) => ['--appendonly', 'yes', '--appendfsync', 'always', '--dir', dir];
+    const primary = await PrivateServer.start({ args: aof(dirs[0]!) });
+    const replica = await PrivateServer.start({ args: [...aof(dirs[1]!), '--replicaof', '127.0.0.1', String(primary.port)] });
+    const admin = primary.admin();
+    const replicaAdmin = replica.admin();
+    const ioredis = new Redis(primary.url);
+    const nodeRedis = await createClient({ url: primary.url }).connect();
+    try {
+      await waitUntil('the replica is in sync', () => synced(replica.port));
+      const options = { minReplicas: 1, fsync: true, replicaTimeoutMs: 2500, timeoutMs: 5000 };
+      for (const [label, target] of [
+        ['own client', { url: primary.url }],
+        ['your ioredis', { client: ioredis as unknown as ValkeyClient }],
+        ['your node-redis', { client: nodeRedis as unknown as NodeRedisClient }],
+      ] as const) {
+        const store = await createValkeyStore({ ...target, ...options, prefix: freshPrefix() });
+        await store.claim('warm-up'); // the script loaded
+        const before = await calls(admin, 'waitaof');
+        const keys = Array.from({ length: 16 }, (_, i) => `${label}-${i}`);
+        const claims = await Promise.all(keys.map((k) => store.claim(k)));
+        expect(
+          claims.map((c) => c.outcome),
+          label,
+        ).toEqual(keys.map(() => 'acquired'));
+        await Promise.all(claims.map((c) => c.outcome === 'acquired' && store.complete(c.lease, { result: 1 })));
+        const waits = (await calls(admin, 'waitaof')) - before;
+        expect(waits, label).toBeGreaterThanOrEqual(2); // one per batch at least
+        expect(waits, label).toBeLessThan(keys.length); // shared, not one per call
+        expect(await Promise.all(keys.map((k) => store.get(k).then((r) => r?.status)))).toEqual(keys.map(() => 'succeeded'));
+        expect(Number(await replicaAdmin.dbsize())).toBeGreaterThanOrEqual(keys.length);
+        await store.close();
+      }
+    } finally {
+      ioredis.disconnect();
+      await nodeRedis.close();
+      admin.disconnect();
+      replicaAdmin.disconnect();
+      await replica.stop();
+      await primary.stop();
+      for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
