@@ -23,7 +23,7 @@ export function isGlide(client: object): boolean {
 /**
  * The ValkeyClient the store drives over a GLIDE client. No `pipeline`: GLIDE's batches route a
  * keyless WAIT on their own (on a cluster, to any node), and nothing ties it to the connection
- * that ran the scripts, so minReplicas and fsyncReplicas are refused at open (index.ts).
+ * that ran the scripts, so minReplicas and fsync are refused at open (index.ts).
  * No `stream` to cork: GLIDE's core batches its socket writes itself.
  */
 export function fromGlide(client: object): ValkeyClient {

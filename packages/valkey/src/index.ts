@@ -123,7 +123,7 @@ export async function createValkeyStore(options: ValkeyStoreOptions): Promise<Id
     const which = minReplicas > 0 ? 'minReplicas' : 'fsync';
     throw new InvalidArgumentError(
       client !== undefined && isGlide(client)
-        ? `${which} is not supported on a Valkey GLIDE client: GLIDE cannot send WAIT on the connection that ran the scripts, in their round trip; give an ioredis, iovalkey or node-redis client, or a url`
+        ? `${which} is not supported on a Valkey GLIDE client: GLIDE cannot send WAIT (WAITAOF) on the connection that ran the scripts, in their round trip; give an ioredis, iovalkey or node-redis client, or a url`
         : `${which} needs a client with pipeline() (ioredis Redis or Cluster, iovalkey, or node-redis)`,
     );
   }
@@ -134,7 +134,8 @@ export async function createValkeyStore(options: ValkeyStoreOptions): Promise<Id
     try {
       await checkFsync(used, timeoutMs);
     } catch (error) {
-      if (owned !== undefined) owned.quit().catch(() => (owned as { disconnect?(): void }).disconnect?.());
+      // The store's own ioredis client, dropped at once (quit would wait for a server that may be down).
+      (owned as { disconnect?(): void } | undefined)?.disconnect?.();
       throw error;
     }
   }
