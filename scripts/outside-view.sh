@@ -58,7 +58,7 @@ fatal() {
   if [ "$failures" -gt 0 ]; then echo "outside-view: FAILED at \"$1\" after $((SECONDS - started))s" >&2; exit 1; fi
 }
 
-pkgs=(core lmdb valkey s3 gcs conformance cli)
+pkgs=(core lmdb valkey s3 gcs postgres conformance cli)
 src="$work/src" tarballs="$work/tarballs"
 mkdir -p "$src" "$tarballs"
 
@@ -112,6 +112,8 @@ gcssdk=$(version packages/gcs/package.json @google-cloud/storage)
 ioredis=$(version packages/valkey/package.json ioredis | sed 's/@.*|| \^/@/')
 redisclient=$(version packages/valkey/package.json @redis/client)
 glide=$(version packages/valkey/package.json @valkey/valkey-glide)
+pgsdk=$(version packages/postgres/package.json pg)
+typespg=$(version packages/postgres/package.json @types/pg)
 typescript=$(version package.json typescript)
 vitest=$(version package.json vitest)
 typesnode=$(version package.json @types/node)
@@ -127,7 +129,7 @@ lean() {
     const lock = require("./package-lock.json");
     const allowed = process.argv[1];
     // glide and redis: the clients an app may give @idem/valkey instead of the ioredis it opens itself.
-    const sdks = { lmdb: /^node_modules\/lmdb$/, valkey: /^node_modules\/(ioredis|iovalkey)$/, glide: /^node_modules\/@valkey\/valkey-glide/, redis: /^node_modules\/@redis\/client$/, s3: /^node_modules\/@aws-sdk\//, gcs: /^node_modules\/@google-cloud\// };
+    const sdks = { lmdb: /^node_modules\/lmdb$/, valkey: /^node_modules\/(ioredis|iovalkey)$/, glide: /^node_modules\/@valkey\/valkey-glide/, redis: /^node_modules\/@redis\/client$/, s3: /^node_modules\/@aws-sdk\//, gcs: /^node_modules\/@google-cloud\//, postgres: /^node_modules\/pg$/ };
     const names = Object.keys(lock.packages).map((k) => k.replace(/^.*(?=node_modules\/)/, ""));
     const bad = Object.entries(sdks).filter(([b, re]) => b !== allowed && names.some((n) => re.test(n))).map(([b]) => b);
     const cores = names.filter((n) => n === "node_modules/@idem/core").length;
@@ -141,6 +143,7 @@ spawn "lean install: @idem/valkey with Valkey GLIDE (no ioredis)" lean valkey-gl
 spawn "lean install: @idem/valkey with node-redis (no ioredis)" lean valkey-node-redis redis "$(tgz core)" "$(tgz valkey)" "$redisclient"
 spawn "lean install: @idem/s3" lean s3 s3 "$(tgz core)" "$(tgz s3)" "$s3sdk"
 spawn "lean install: @idem/gcs" lean gcs gcs "$(tgz core)" "$(tgz gcs)" "$gcssdk"
+spawn "lean install: @idem/postgres" lean postgres postgres "$(tgz core)" "$(tgz postgres)"
 spawn "lean install: @idem/cli (LMDB only)" lean cli lmdb "$(tgz core)" "$(tgz lmdb)" "$(tgz cli)"
 
 # One application with everything, outside the workspace.
@@ -148,7 +151,7 @@ app="$work/app"
 mkdir -p "$app" && echo '{"name":"outside-app","private":true}' >"$app/package.json"
 install_app() {
   cd "$app" && npm install --prefer-offline $(for p in "${pkgs[@]}"; do tgz "$p"; done) \
-    "$s3sdk" "$gcssdk" "$ioredis" "$redisclient" "$glide" "$typescript" "$vitest" "$typesnode"
+    "$s3sdk" "$gcssdk" "$ioredis" "$redisclient" "$glide" "$pgsdk" "$typespg" "$typescript" "$vitest" "$typesnode"
 }
 spawn "npm install of the tarballs into a project outside the workspace" install_app
 # Installs wait on the network, lint on the CPU: they run side by side.

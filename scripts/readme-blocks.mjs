@@ -62,7 +62,14 @@ if (process.argv.includes('--list')) {
 }
 
 // --- Environment: the test servers under the names the SDKs and blocks read. ---
-const need = ['IDEM_TEST_REDIS_URL', 'IDEM_TEST_S3_ENDPOINT', 'IDEM_TEST_S3_ACCESS_KEY', 'IDEM_TEST_S3_SECRET_KEY', 'STORAGE_EMULATOR_HOST'];
+const need = [
+  'IDEM_TEST_REDIS_URL',
+  'IDEM_TEST_S3_ENDPOINT',
+  'IDEM_TEST_S3_ACCESS_KEY',
+  'IDEM_TEST_S3_SECRET_KEY',
+  'STORAGE_EMULATOR_HOST',
+  'IDEM_TEST_POSTGRES_URL',
+];
 const missing = need.filter((v) => !process.env[v]);
 if (missing.length) {
   say(`FAIL the test servers are not configured (${missing.join(', ')}): run through scripts/test.sh, or eval "$(bash scripts/servers.sh start)" first`);
@@ -73,6 +80,7 @@ const gcsProxy = await startGcsPathProxy(process.env.STORAGE_EMULATOR_HOST);
 const env = {
   ...process.env,
   REDIS_URL: process.env.IDEM_TEST_REDIS_URL,
+  DATABASE_URL: process.env.IDEM_TEST_POSTGRES_URL,
   AWS_ACCESS_KEY_ID: process.env.IDEM_TEST_S3_ACCESS_KEY,
   AWS_SECRET_ACCESS_KEY: process.env.IDEM_TEST_S3_SECRET_KEY,
   AWS_REGION: process.env.IDEM_TEST_S3_REGION ?? 'us-east-1',

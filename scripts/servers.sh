@@ -9,7 +9,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/env.sh"
 export IDEM_RUN_DIR="${IDEM_RUN_DIR:-$IDEM_CACHE/run}"
 mkdir -p "$IDEM_RUN_DIR"
-servers=(redis redis7 minio versitygw gcs)
+servers=(redis redis7 minio versitygw gcs postgres)
 
 case "${1:-}" in
   start)

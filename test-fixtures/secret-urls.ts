@@ -55,6 +55,14 @@ export const SECRET_URLS: readonly string[] = [
   `s3://AKIA${U}:${S}@bucket/%E0%`,
   `gs://${U}:${S}@bucket/p`,
   `gs://bucket/p?token=${S}`,
+  // PostgreSQL: libpq's URL form; the password in userinfo or a parameter, malformed shapes.
+  `postgres://${U}:${S}@127.0.0.1:1/db`,
+  `postgresql://${U}:p@${S}@127.0.0.1:1/db?table=t`,
+  `postgres://${U}:${S}@127.0.0.1:1/db?password=${S}`,
+  `postgres://${U}:${S}@127.0.0.1:1/db?table=Bad-Name`,
+  `postgres://${U}:${S}@127.0.0.1:1/a/b`,
+  `postgres://${U}:%${S}@127.0.0.1:1/db`,
+  `POSTGRES://${U}:${S}@/db`,
   // Other schemes and shapes.
   `lmdb://${U}:${S}@host/x`,
   `lmdb:relative/x?password=${S}`,

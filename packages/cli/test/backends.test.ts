@@ -22,6 +22,7 @@ const versitygw = await findServer({
   ],
 });
 const gcs = await findServer({ label: 'idem CLI on gs://', env: ['STORAGE_EMULATOR_HOST', 'IDEM_TEST_GCS_BUCKET'] });
+const postgres = await findServer({ label: 'idem CLI on postgres://', env: ['IDEM_TEST_POSTGRES_URL'] });
 
 const work = tempDir('idem-cli-backends-');
 const unique = () => `cli-${process.pid}-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
@@ -175,4 +176,23 @@ describe.skipIf(!gcs)('gs:// (fake-gcs-server)', () => {
   const options = () => ({ env: { STORAGE_EMULATOR_HOST: gcs!.STORAGE_EMULATOR_HOST } });
   scheme('gcs', url, options);
   operability('gcs', url, options);
+});
+
+describe.skipIf(!postgres)('postgres:// (PostgreSQL)', () => {
+  // A table of its own per story, created at open (create_schema=true).
+  const url = () => `${postgres!.IDEM_TEST_POSTGRES_URL}?table=${unique().replaceAll('-', '_')}&create_schema=true`;
+  scheme('postgres', url, () => ({}));
+  operability('postgres', url, () => ({}));
+  it('postgresql:// is the same store', async () => {
+    const pgUrl = url();
+    const first = await idem(['run', '--key', 'k', '--store', pgUrl, '--json', '--', 'true']);
+    const second = await idem(['run', '--key', 'k', '--store', pgUrl.replace(/^postgres:/, 'postgresql:'), '--json', '--', 'true']);
+    expect(second.json).toMatchObject({ status: 'skipped_idempotent', skipped_by_run_id: first.json.run_id });
+  });
+  it('an unreachable server is BACKEND_UNAVAILABLE (exit 69), retryable; the password is never shown', async () => {
+    const r = await idem(['run', '--key', 'k', '--store', 'postgres://idem:hunter2-secret@127.0.0.1:1/db', '--json', '--', 'true']);
+    expect(r.code).toBe(69);
+    expect(r.json).toMatchObject({ status: 'error', error: { code: 'BACKEND_UNAVAILABLE' } });
+    expect(r.stdout + r.stderr).not.toContain('hunter2-secret');
+  });
 });

@@ -8,7 +8,7 @@ import { createValkeyStore } from '@idem/valkey';
 import { afterAll, describe, expect, it } from 'vitest';
 import { haveRedisServer, PrivateServer } from '../../valkey/test/private-server.js';
 import { idem } from './helpers.js';
-import { freshSpec, gcs, minio, openArchive, redis, s3Client, unique, type TieredSpec } from './tiered-stores.js';
+import { freshSpec, minio, openArchive, redis, s3Client, tieredServers, unique, type TieredSpec } from './tiered-stores.js';
 
 const opened: IdempotencyStore[] = [];
 afterAll(async () => {
@@ -45,8 +45,8 @@ function deadArchive(spec: TieredSpec): Promise<IdempotencyStore> {
   });
 }
 
-for (const kind of ['s3', 'gcs'] as const) {
-  describe.skipIf(!redis || !(kind === 's3' ? minio : gcs))(`tiered memory outlives the front (valkey + ${kind})`, () => {
+for (const kind of ['s3', 'gcs', 'postgres'] as const) {
+  describe.skipIf(!tieredServers(kind))(`tiered memory outlives the front (valkey + ${kind})`, () => {
     it('a completed key survives the front forgetting it (DEL, front retention over): answered completed, never run again', async () => {
       const spec = freshSpec(kind);
       const { store, front, archiveView } = await tiered(spec, undefined, 300);

@@ -2,7 +2,7 @@
 // argument and applies policy first, so a driver only sees well-formed input.
 import type { AtomicUpdate } from './atomic.js';
 import type { ClaimInput, ClaimOutcome, FinishOp, FinishValue, Lease } from './decide.js';
-import type { IdemRecord } from './record.js';
+import type { IdemRecord, Labels } from './record.js';
 
 /** Declared by each driver; the conformance suite branches on these, never on names. */
 export interface Capabilities {
@@ -33,6 +33,8 @@ export interface ListQuery {
   cursor?: string;
   /** Core's predicate (status, expiry); the driver keeps scanning until `limit` records pass it. */
   filter: (record: IdemRecord) => boolean;
+  /** The labels `filter` requires (validated): a driver may narrow its scan with them (SQL); `filter` still applies. */
+  labels?: Labels;
 }
 
 /** A record list() could not read: named, never hidden, never removed. */

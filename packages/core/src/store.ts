@@ -214,7 +214,8 @@ export class IdempotencyStore {
     const { status, limit = 100, cursor, claimedBefore, claimedAfter, holderHost } = options;
     if (status !== undefined && !STATUSES.has(status))
       throw new InvalidArgumentError(`status must be in_flight, succeeded or failed, got ${describeValue(status)}`);
-    const labels = options.labels === undefined ? undefined : Object.entries(validateLabels(options.labels));
+    const wanted = options.labels === undefined ? undefined : validateLabels(options.labels);
+    const labels = wanted === undefined ? undefined : Object.entries(wanted);
     for (const [name, value] of [
       ['claimedBefore', claimedBefore],
       ['claimedAfter', claimedAfter],
@@ -236,7 +237,7 @@ export class IdempotencyStore {
       (claimedAfter === undefined || r.claimedAt >= claimedAfter) &&
       (holderHost === undefined || r.holder?.host === holderHost) &&
       (labels === undefined || labels.every(([name, value]) => r.labels?.[name] === value));
-    return this.driver.list({ limit, filter, ...(cursor !== undefined ? { cursor } : {}) }, this.ctx);
+    return this.driver.list({ limit, filter, ...(cursor !== undefined ? { cursor } : {}), ...(wanted !== undefined ? { labels: wanted } : {}) }, this.ctx);
   }
 
   /** Removes records past retention and in_flight records with a dead lease. A no-op where the backend expires records itself. */

@@ -82,6 +82,8 @@ const BUILT_IN: Record<string, { pkg: string; install: string }> = {
   'valkey+sentinel': { pkg: '@idem/valkey', install: '@idem/valkey ioredis' },
   s3: { pkg: '@idem/s3', install: '@idem/s3 @aws-sdk/client-s3' },
   gs: { pkg: '@idem/gcs', install: '@idem/gcs @google-cloud/storage' },
+  postgres: { pkg: '@idem/postgres', install: '@idem/postgres' },
+  postgresql: { pkg: '@idem/postgres', install: '@idem/postgres' },
 };
 
 const registry = new Map<string, StoreSchemeLoader>();
@@ -252,6 +254,34 @@ export function storeUrlQuery(url: string, query: string, allowed: readonly stri
     if (params.getAll(name).length > 1) throw storeUrlError(url, `parameter ${name} given twice`);
   }
   return params;
+}
+
+/**
+ * A server URL (`scheme://[user:password@]host[:port]/path?query`) read with WHATWG URL, with
+ * the checks every server adapter makes: a valid URL with "//" and a host, well-formed
+ * percent-encoding in the user name and password, no #fragment. `example` is the shape the
+ * messages show, e.g. "redis://[user:password@]host[:port][/db]".
+ */
+export function parseServerUrl(url: string, example: string): URL {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch (error) {
+    if (!(error instanceof TypeError)) throw error;
+    // The TypeError quotes the URL whole (its `input`): not kept as the cause.
+    throw storeUrlError(url, `not a valid URL; write ${example} (percent-encode "@", "/", ":" in a password)`);
+  }
+  if (!url.slice(u.protocol.length).startsWith('//')) throw storeUrlError(url, `write ${example} (with "//")`);
+  if (u.hostname === '') throw storeUrlError(url, `a host is required: ${example}`);
+  try {
+    decodeURIComponent(u.username);
+    decodeURIComponent(u.password);
+  } catch (error) {
+    if (!(error instanceof URIError)) throw error;
+    throw storeUrlError(url, 'bad percent-encoding in the user name or password (write "%" as %25)');
+  }
+  if (u.hash !== '') throw storeUrlError(url, 'a #fragment has no meaning here (percent-encode "#" in a password as %23)');
+  return u;
 }
 
 /** A boolean parameter: 1/true/yes or 0/false/no. */

@@ -58,6 +58,7 @@ describe('scheme dispatch', () => {
     for (const s of ['redis', 'rediss', 'valkey', 'valkeys']) expect(storeUrlPackage(s)).toBe('@idem/valkey');
     expect(storeUrlPackage('s3')).toBe('@idem/s3');
     expect(storeUrlPackage('gs')).toBe('@idem/gcs');
+    for (const s of ['postgres', 'postgresql']) expect(storeUrlPackage(s)).toBe('@idem/postgres');
     expect(storeUrlPackage('memory')).toBe('@idem/memory');
     expect(storeUrlPackage('memory+shared')).toBe('@idem/memory');
   });

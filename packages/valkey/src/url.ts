@@ -9,7 +9,7 @@
 // This is the one grammar: createValkeyStore({ url }) parses with it too, so one string is one store.
 import type { IdempotencyStore, StoreOptions } from '@idem/core';
 import { isSentinelUrl, parseSentinelUrl, prefixParam, replicaParams, type SentinelTarget } from './sentinel.js';
-import { quoteUrlPart, redactStoreUrl, storeUrlError, storeUrlFlag, storeUrlQuery } from '@idem/core/url';
+import { parseServerUrl, quoteUrlPart, redactStoreUrl, storeUrlError, storeUrlFlag, storeUrlQuery } from '@idem/core/url';
 
 export interface ValkeyUrlConfig {
   /** The URL as given (it may hold a password): `open` hands it to `createValkeyStore({ url })`. */
@@ -52,24 +52,7 @@ export function parse(url: string): ValkeyUrlConfig {
       ...(fsync !== undefined ? { fsync } : {}),
     };
   }
-  let u: URL;
-  try {
-    u = new URL(url);
-  } catch (error) {
-    if (!(error instanceof TypeError)) throw error;
-    // The TypeError quotes the URL whole (its `input`): not kept as the cause.
-    throw storeUrlError(url, 'not a valid URL; write redis://[user:password@]host[:port][/db] (percent-encode "@", "/", ":" in a password)');
-  }
-  if (!/^\/\//.test(url.slice(u.protocol.length))) throw storeUrlError(url, 'write redis://host:port (with "//")');
-  if (u.hostname === '') throw storeUrlError(url, 'a host is required, e.g. redis://127.0.0.1:6379');
-  try {
-    decodeURIComponent(u.username);
-    decodeURIComponent(u.password);
-  } catch (error) {
-    if (!(error instanceof URIError)) throw error;
-    throw storeUrlError(url, 'bad percent-encoding in the user name or password (write "%" as %25)');
-  }
-  if (u.hash !== '') throw storeUrlError(url, 'a #fragment has no meaning here (percent-encode "#" in a password as %23)');
+  const u = parseServerUrl(url, 'redis://[user:password@]host[:port][/db]');
   const path = u.pathname.replace(/^\//, '');
   if (path !== '' && !/^(0|[1-9]\d{0,9})$/.test(path)) {
     throw storeUrlError(url, `the path must be a database index (0, 1, 2...), got ${quoteUrlPart(path, 20)}`);

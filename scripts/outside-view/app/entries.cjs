@@ -7,6 +7,7 @@ const main = {
   '@idem/valkey': 'createValkeyStore',
   '@idem/s3': 'createS3Store',
   '@idem/gcs': 'createGcsStore',
+  '@idem/postgres': 'createPostgresStore',
   '@idem/conformance': 'runConformance',
   '@idem/cli': 'parseStoreUrl',
 };

@@ -3,11 +3,13 @@ import { Storage } from '@google-cloud/storage';
 import { S3Client } from '@aws-sdk/client-s3';
 import { Cluster, Redis } from 'ioredis';
 import { GlideClient, GlideClusterClient } from '@valkey/valkey-glide';
+import pg from 'pg';
 import { createClient } from '@redis/client';
 import { IdemError, runOnce, type IdempotencyStore } from '@idem/core';
 import { runConformance } from '@idem/conformance';
 import { createGcsStore } from '@idem/gcs';
 import { createLmdbStore } from '@idem/lmdb';
+import { createPostgresStore, createSchema } from '@idem/postgres';
 import { createS3Store } from '@idem/s3';
 import { createValkeyStore } from '@idem/valkey';
 import * as cli from '@idem/cli';
@@ -23,7 +25,10 @@ export async function uses(): Promise<void> {
     await createValkeyStore({ client: await createClient().connect(), prefix: 'idem:' }),
     await createS3Store({ client: new S3Client({}), bucket: 'my-bucket', prefix: 'idem/' }),
     await createGcsStore({ bucket: new Storage().bucket('my-bucket') }),
+    await createPostgresStore({ url: 'postgres://app@127.0.0.1:5432/app', table: 'idem_jobs' }),
+    await createPostgresStore({ pool: new pg.Pool(), createSchema: true }),
   ];
+  await createSchema({ pool: new pg.Pool(), schema: 'jobs' });
   for (const store of stores) {
     const run = await runOnce(store, 'key', async () => 42);
     if (run.status === 'completed') console.log(run.result);
