@@ -8,7 +8,8 @@
 #   - ESM import and CommonJS require() of each package (Node >= 22.12)
 #   - tsc: strict, exactOptionalPropertyTypes, skipLibCheck false, under nodenext (ESM and CJS files) and bundler
 #   - the installed `idem` bin runs; @idem/cli's JSON Schemas are exported
-#   - each single-adapter install pulls no other backend's SDK and one copy of @idem/core
+#   - each single-adapter install pulls no other backend's SDK and one copy of @idem/core;
+#     @idem/valkey with ioredis pulls no Valkey GLIDE, and with GLIDE (or node-redis) no ioredis
 #   - an adapter written outside the repo in TypeScript passes @idem/conformance, multi-process race included
 # Output: one line per check; a failing check prints the tail of its log and the step exits 1 at the end.
 # Needs the npm registry (or npm's cache) for third-party packages. Runs alone too: bash scripts/outside-view.sh
@@ -110,6 +111,7 @@ s3sdk=$(version packages/s3/package.json @aws-sdk/client-s3)
 gcssdk=$(version packages/gcs/package.json @google-cloud/storage)
 ioredis=$(version packages/valkey/package.json ioredis | sed 's/@.*|| \^/@/')
 redisclient=$(version packages/valkey/package.json @redis/client)
+glide=$(version packages/valkey/package.json @valkey/valkey-glide)
 pgsdk=$(version packages/postgres/package.json pg)
 typespg=$(version packages/postgres/package.json @types/pg)
 # The version the CLI depends on (the SDK it ships needs it); @idem/otel accepts it as its peer.
@@ -129,7 +131,8 @@ lean() {
   node -e '
     const lock = require("./package-lock.json");
     const allowed = process.argv[1];
-    const sdks = { lmdb: /^node_modules\/lmdb$/, valkey: /^node_modules\/(ioredis|iovalkey)$/, s3: /^node_modules\/@aws-sdk\//, gcs: /^node_modules\/@google-cloud\//, postgres: /^node_modules\/pg$/ };
+    // glide and redis: the clients an app may give @idem/valkey instead of the ioredis it opens itself.
+    const sdks = { lmdb: /^node_modules\/lmdb$/, valkey: /^node_modules\/(ioredis|iovalkey)$/, glide: /^node_modules\/@valkey\/valkey-glide/, redis: /^node_modules\/@redis\/client$/, s3: /^node_modules\/@aws-sdk\//, gcs: /^node_modules\/@google-cloud\//, postgres: /^node_modules\/pg$/ };
     const names = Object.keys(lock.packages).map((k) => k.replace(/^.*(?=node_modules\/)/, ""));
     const bad = Object.entries(sdks).filter(([b, re]) => b !== allowed && names.some((n) => re.test(n))).map(([b]) => b);
     const cores = names.filter((n) => n === "node_modules/@idem/core").length;
@@ -138,7 +141,9 @@ lean() {
   ' "$allowed"
 }
 spawn "lean install: @idem/lmdb" lean lmdb lmdb "$(tgz core)" "$(tgz lmdb)"
-spawn "lean install: @idem/valkey" lean valkey valkey "$(tgz core)" "$(tgz valkey)"
+spawn "lean install: @idem/valkey with ioredis (no GLIDE, no node-redis)" lean valkey valkey "$(tgz core)" "$(tgz valkey)" "$ioredis"
+spawn "lean install: @idem/valkey with Valkey GLIDE (no ioredis)" lean valkey-glide glide "$(tgz core)" "$(tgz valkey)" "$glide"
+spawn "lean install: @idem/valkey with node-redis (no ioredis)" lean valkey-node-redis redis "$(tgz core)" "$(tgz valkey)" "$redisclient"
 spawn "lean install: @idem/s3" lean s3 s3 "$(tgz core)" "$(tgz s3)" "$s3sdk"
 spawn "lean install: @idem/gcs" lean gcs gcs "$(tgz core)" "$(tgz gcs)" "$gcssdk"
 spawn "lean install: @idem/postgres" lean postgres postgres "$(tgz core)" "$(tgz postgres)"
@@ -151,7 +156,7 @@ app="$work/app"
 mkdir -p "$app" && echo '{"name":"outside-app","private":true}' >"$app/package.json"
 install_app() {
   cd "$app" && npm install --prefer-offline $(for p in "${pkgs[@]}"; do tgz "$p"; done) \
-    "$s3sdk" "$gcssdk" "$ioredis" "$redisclient" "$pgsdk" "$typespg" "$otelapi" "$typescript" "$vitest" "$typesnode" $http_frameworks "$(version packages/http/package.json @types/express)"
+    "$s3sdk" "$gcssdk" "$ioredis" "$redisclient" "$glide" "$pgsdk" "$typespg" "$otelapi" "$typescript" "$vitest" "$typesnode" $http_frameworks "$(version packages/http/package.json @types/express)"
 }
 spawn "npm install of the tarballs into a project outside the workspace" install_app
 # Installs wait on the network, lint on the CPU: they run side by side.
@@ -178,6 +183,11 @@ node_redis_claim() {
   cd "$app" && node node-redis.mjs
 }
 check "@idem/valkey on a node-redis client (@redis/client): a claim against the test server" node_redis_claim
+glide_claim() {
+  [ -n "${IDEM_TEST_REDIS_URL:-}" ] || { echo "no IDEM_TEST_REDIS_URL: not run"; return 0; }
+  cd "$app" && node glide.mjs
+}
+check "@idem/valkey on a Valkey GLIDE client: a claim against the test server" glide_claim
 # nodenext: the app's .mts and .cts files and the outside adapter; then the compiled CommonJS file runs.
 spawn "tsc nodenext (ESM .mts, CJS .cts, outside adapter; strict, exactOptionalPropertyTypes, skipLibCheck false), run the CJS output" \
   bash -c "cd '$app' && npx tsc -p tsconfig.nodenext.json && node out/types.cjs"
@@ -218,7 +228,7 @@ http_examples() {
   fi
   local dir="$work/http-app"
   mkdir -p "$dir" && cd "$dir" && echo '{"name":"outside-http","private":true,"type":"module"}' >package.json || return 1
-  npm install --prefer-offline "$(tgz core)" "$(tgz http)" "$(tgz valkey)" $http_frameworks || return 1
+  npm install --prefer-offline "$(tgz core)" "$(tgz http)" "$(tgz valkey)" "$ioredis" $http_frameworks || return 1
   # Each ts block of the README becomes example-N.mts, run by Node's type stripping.
   node -e '
     const text = require("node:fs").readFileSync(process.argv[1], "utf8");

@@ -7,7 +7,8 @@
 #                               watched by three sentinels (master name idem-ha) and a 3-master
 #                               cluster with one replica per master; prints ONLY the
 #                               `export IDEM_TEST_REDIS_*` lines (IDEM_TEST_REDIS_SERVER_BIN: the
-#                               valkey-server the tests' private servers run)
+#                               valkey-server the tests' private servers run; IDEM_TEST_REDIS_POWERLOSS_LIB:
+#                               the power-cut shim of the power-loss test, powerloss.sh)
 #   redis.sh start <rundir> redis7
 #                            -> on Redis 7.0: one standalone server + a 3-master cluster; prints ONLY
 #                               `export IDEM_TEST_REDIS7_URL=...` and `export IDEM_TEST_REDIS7_CLUSTER=...`
@@ -243,6 +244,7 @@ case "$verb" in
     wait_for 60 "three sentinels agreeing on idem-ha" sentinels_ready "${sentinels[@]}"
     sentinel_addrs=$(printf '127.0.0.1:%s,' "${sentinels[@]}"); sentinel_addrs=${sentinel_addrs%,}
     ha_cluster=$(IFS=,; echo "${ha_addrs[*]}")
+    powerloss=$(bash "$here/powerloss.sh") || die "building the power-loss shim failed"
     {
       echo "export IDEM_TEST_REDIS_URL=redis://127.0.0.1:$standalone"
       echo "export IDEM_TEST_REDIS_CLUSTER=$cluster"
@@ -250,6 +252,7 @@ case "$verb" in
       echo "export IDEM_TEST_REDIS_HA_CLUSTER=$ha_cluster"
       echo "export IDEM_TEST_REDIS_RUNDIR=$rundir"
       echo "export IDEM_TEST_REDIS_SERVER_BIN=$server"
+      echo "export IDEM_TEST_REDIS_POWERLOSS_LIB=$powerloss"
     } > "$rundir/env"
     log "standalone on $standalone, cluster on ${nodes[*]}, primary $ha_primary + replica $ha_replica + sentinels ${sentinels[*]}, replicated cluster on ${ha_nodes[*]} ($version)"
     cat "$rundir/env"

@@ -178,7 +178,7 @@ describe('a scheme whose adapter is not installed', () => {
     const redis = await idem(['run', ...K, '--store', 'redis://127.0.0.1:1', '--', 'true'], { bin });
     expect(redis.code).toBe(78);
     expectOneErrorLine(redis.stderr, 'ADAPTER_MISSING');
-    expect(redis.stderr).toContain('npm install @idem/valkey');
+    expect(redis.stderr).toContain('npm install @idem/valkey ioredis');
     const s3 = await idem(['status', 'k', '--store', 's3://bucket/p'], { bin });
     expect(s3.code).toBe(78);
     expect(s3.stderr).toContain('npm install @idem/s3 @aws-sdk/client-s3');

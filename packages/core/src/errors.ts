@@ -167,7 +167,9 @@ export type Guarantee =
   /** A replace conditioned on a stale version is refused, and one on the current version (as the server returned it) is accepted. */
   | 'replace-if-match'
   /** A delete conditioned on a stale version is refused (sweep relies on it). */
-  | 'delete-if-match';
+  | 'delete-if-match'
+  /** A write can be acknowledged only once it is fsynced (Valkey/Redis WAITAOF; a store's `fsync` option asks for it). */
+  | 'fsync-ack';
 
 /**
  * The backend does not keep a guarantee idem needs: using it could run one

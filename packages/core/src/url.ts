@@ -74,12 +74,12 @@ export type StoreSchemeLoader = () => StoreUrlHandler | Promise<StoreUrlHandler>
 /** Built-in schemes and their packages; `install` also names the SDK the adapter needs. */
 const BUILT_IN: Record<string, { pkg: string; install: string }> = {
   lmdb: { pkg: '@idem/lmdb', install: '@idem/lmdb' },
-  redis: { pkg: '@idem/valkey', install: '@idem/valkey' },
-  rediss: { pkg: '@idem/valkey', install: '@idem/valkey' },
-  valkey: { pkg: '@idem/valkey', install: '@idem/valkey' },
-  valkeys: { pkg: '@idem/valkey', install: '@idem/valkey' },
-  'redis+sentinel': { pkg: '@idem/valkey', install: '@idem/valkey' },
-  'valkey+sentinel': { pkg: '@idem/valkey', install: '@idem/valkey' },
+  redis: { pkg: '@idem/valkey', install: '@idem/valkey ioredis' },
+  rediss: { pkg: '@idem/valkey', install: '@idem/valkey ioredis' },
+  valkey: { pkg: '@idem/valkey', install: '@idem/valkey ioredis' },
+  valkeys: { pkg: '@idem/valkey', install: '@idem/valkey ioredis' },
+  'redis+sentinel': { pkg: '@idem/valkey', install: '@idem/valkey ioredis' },
+  'valkey+sentinel': { pkg: '@idem/valkey', install: '@idem/valkey ioredis' },
   s3: { pkg: '@idem/s3', install: '@idem/s3 @aws-sdk/client-s3' },
   gs: { pkg: '@idem/gcs', install: '@idem/gcs @google-cloud/storage' },
   postgres: { pkg: '@idem/postgres', install: '@idem/postgres' },

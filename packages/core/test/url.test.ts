@@ -95,8 +95,8 @@ describe('scheme dispatch', () => {
     expect((unknown as Error).message).toContain('@idem/mysql');
     // Core cannot see adapters from its own folder in this workspace: the importer's answer decides.
     const missing = await parseStoreUrl('rediss://h:1', { importer: notFound }).catch((e: unknown) => e);
-    expect(missing).toMatchObject({ code: 'ADAPTER_MISSING', install: '@idem/valkey' });
-    expect((missing as Error).message).toContain('npm install @idem/valkey');
+    expect(missing).toMatchObject({ code: 'ADAPTER_MISSING', install: '@idem/valkey ioredis' });
+    expect((missing as Error).message).toContain('npm install @idem/valkey ioredis');
     expect(missing).toBeInstanceOf(IdemError);
     const s3 = await parseStoreUrl('s3://b/p', { importer: notFound }).catch((e: unknown) => e);
     expect((s3 as Error).message).toContain('npm install @idem/s3 @aws-sdk/client-s3');

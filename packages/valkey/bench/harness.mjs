@@ -12,28 +12,21 @@ import { Redis } from 'ioredis';
 const here = dirname(fileURLToPath(import.meta.url));
 
 /**
- * The servers: IDEM_TEST_REDIS_URL (+ IDEM_TEST_REDIS_SENTINEL for the replica part) when set;
- * else the bench starts what it needs itself: a standalone server, and a primary with one replica
- * (the replica part then uses the primary's plain URL: WAIT needs a replica, not Sentinel).
+ * The servers of one kind: 'valkey' (Valkey 8) or 'redis7' (Debian's Redis 7.0). For Valkey,
+ * IDEM_TEST_REDIS_URL (+ IDEM_TEST_REDIS_SENTINEL for the replica part) when set (scripts/servers.sh
+ * start runs Valkey 8); else, and always for Redis 7.0, the bench starts what it needs itself: a
+ * standalone server, and a primary with one replica (the replica part then uses the primary's
+ * plain URL: WAIT needs a replica, not Sentinel). The replica part also gets a primary and replica
+ * of its own with `appendonly yes` and `appendfsync always` (`durable`), for the fsync option.
  * `stop()` stops only what was started here.
  */
-export async function servers({ needReplica }) {
+export async function servers({ needReplica, kind }) {
   const env = process.env;
-  if (env.IDEM_TEST_REDIS_URL && (!needReplica || env.IDEM_TEST_REDIS_SENTINEL)) {
-    return { url: env.IDEM_TEST_REDIS_URL, ha: env.IDEM_TEST_REDIS_SENTINEL, haLabel: 'Sentinel primary', started: false, stop: () => undefined };
-  }
-  if (spawnSync('redis-server', ['--version']).status !== 0) {
-    // Not installed yet: scripts/servers/redis.sh installs Debian's packages (and then is done with).
-    const script = join(here, '../../../scripts/servers/redis.sh');
-    const dir = mkdtempSync(join(tmpdir(), 'idem-bench-install-'));
-    execFileSync('bash', [script, 'start', dir], { stdio: ['ignore', 'ignore', 'inherit'] });
-    execFileSync('bash', [script, 'stop', dir], { stdio: ['ignore', 'ignore', 'inherit'] });
-    rmSync(dir, { recursive: true, force: true });
-  }
-  const dir = mkdtempSync(join(tmpdir(), 'idem-bench-redis-'));
+  const binary = kind === 'valkey' ? valkeyServer() : redisServer();
+  const dir = mkdtempSync(join(tmpdir(), `idem-bench-${kind}-`));
   const children = [];
   const stop = () => {
-    for (const c of children) if (c.exitCode === null) c.kill('SIGKILL'); // no data to keep: --save '' --appendonly no
+    for (const c of children) if (c.exitCode === null) c.kill('SIGKILL'); // nothing to keep (the AOF pair's files go with dir)
     children.length = 0;
     rmSync(dir, { recursive: true, force: true });
   };
@@ -47,25 +40,52 @@ export async function servers({ needReplica }) {
   const start = async (name, extra = []) => {
     const port = await freePort();
     mkdirSync(join(dir, name));
-    const child = spawn(
-      'redis-server',
-      ['--bind', '127.0.0.1', '--port', String(port), '--save', '', '--appendonly', 'no', '--dir', join(dir, name), ...extra],
-      { stdio: 'ignore' },
-    );
+    const child = spawn(binary, ['--bind', '127.0.0.1', '--port', String(port), '--save', '', '--appendonly', 'no', '--dir', join(dir, name), ...extra], {
+      stdio: 'ignore',
+    });
     children.push(child);
-    await waitFor(`redis-server ${name} on ${port}`, () => ping(port));
+    await waitFor(`${binary} ${name} on ${port}`, () => ping(port));
     return port;
   };
-  try {
-    const standalone = await start('standalone');
-    const primary = await start('primary', ['--repl-diskless-sync-delay', '0']);
-    const replica = await start('replica', ['--replicaof', '127.0.0.1', String(primary)]);
+  const pair = async (name, extra = []) => {
+    const primary = await start(`${name}primary`, ['--repl-diskless-sync-delay', '0', ...extra]);
+    const replica = await start(`${name}replica`, ['--replicaof', '127.0.0.1', String(primary), ...extra]);
     await waitFor('the replica in sync', async () => /master_link_status:up/.test(await info(replica, 'replication')));
-    return { url: `redis://127.0.0.1:${standalone}`, ha: `redis://127.0.0.1:${primary}`, haLabel: 'primary', started: true, stop };
+    // With an AOF, the replica rewrites its file after the first sync: its fsynced offset (WAITAOF's) waits for that.
+    for (const port of [primary, replica])
+      await waitFor('no AOF rewrite pending', async () => !/aof_rewrite_(in_progress|scheduled):1/.test(await info(port, 'persistence')));
+    return `redis://127.0.0.1:${primary}`;
+  };
+  try {
+    const durable = needReplica ? await pair('aof-', ['--appendonly', 'yes', '--appendfsync', 'always']) : undefined;
+    if (kind === 'valkey' && env.IDEM_TEST_REDIS_URL && (!needReplica || env.IDEM_TEST_REDIS_SENTINEL))
+      return { url: env.IDEM_TEST_REDIS_URL, ha: env.IDEM_TEST_REDIS_SENTINEL, haLabel: 'Sentinel primary', durable, stop };
+    const standalone = await start('standalone');
+    const ha = needReplica ? await pair('') : undefined;
+    return { url: `redis://127.0.0.1:${standalone}`, ha, haLabel: 'primary', durable, stop };
   } catch (error) {
     stop(); // half-started servers must not outlive the bench
     throw error;
   }
+}
+
+/** Valkey 8's valkey-server: the tests' (IDEM_TEST_REDIS_SERVER_BIN), else installed into the cache by valkey-install.sh. */
+function valkeyServer() {
+  if (process.env.IDEM_TEST_REDIS_SERVER_BIN) return process.env.IDEM_TEST_REDIS_SERVER_BIN;
+  const bin = execFileSync('bash', [join(here, '../../../scripts/servers/valkey-install.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  return join(bin.trim(), 'valkey-server');
+}
+
+/** Debian's Redis 7.0 redis-server, installed by scripts/servers/redis.sh when missing. */
+function redisServer() {
+  if (spawnSync('redis-server', ['--version']).status !== 0) {
+    const script = join(here, '../../../scripts/servers/redis.sh');
+    const dir = mkdtempSync(join(tmpdir(), 'idem-bench-install-'));
+    execFileSync('bash', [script, 'start', dir, 'redis7'], { stdio: ['ignore', 'ignore', 'inherit'] });
+    execFileSync('bash', [script, 'stop', dir], { stdio: ['ignore', 'ignore', 'inherit'] });
+    rmSync(dir, { recursive: true, force: true });
+  }
+  return 'redis-server';
 }
 
 const freePort = () =>

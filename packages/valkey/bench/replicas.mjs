@@ -17,7 +17,7 @@ function primaryClient(ha) {
   return new Redis({ sentinels, name: decodeURIComponent(m[3]), ...(user ? { username: user } : {}), ...(password ? { password } : {}) });
 }
 
-export async function replicaBench({ url, ha, haLabel, base, rounds, ops, ops1 }) {
+export async function replicaBench({ url, ha, haLabel, durable, base, rounds, ops, ops1 }) {
   const prefix = `${base}ha:`;
   const closers = [];
   const primary = primaryClient(ha);
@@ -36,29 +36,54 @@ export async function replicaBench({ url, ha, haLabel, base, rounds, ops, ops1 }
     };
     const noop = async () => ({ ok: true });
     const variants = [];
+    // fsync (WAITAOF 1 1 instead of WAIT 1) on a primary and replica of the bench's own with
+    // appendfsync always, against minReplicas alone on the same pair: what the disk wait costs.
+    // Refused on a server without WAITAOF (Redis 7.0): those rows are then left out, and said so.
+    // A replica reports its fsynced offset when asked or once a second: WAITAOF can wait that long,
+    // so both rows get 2.5 s for the replica (the default 1 s falls short on a loaded machine).
+    const durableRows = [
+      ['AOF always primary, minReplicas: 1 + fsync', { url: durable, minReplicas: 1, fsync: true, replicaTimeoutMs: 2500 }],
+      ['AOF always primary, minReplicas: 1', { url: durable, minReplicas: 1, replicaTimeoutMs: 2500 }],
+    ];
     for (const [label, options] of [
       [`${haLabel}, minReplicas: 1`, { url: ha, minReplicas: 1 }],
       [`${haLabel}, no replica ack`, { url: ha }],
       ['standalone server (baseline)', { url }],
+      ...(durable ? durableRows : []),
     ]) {
+      if (options.fsync) {
+        const refused = await createValkeyStore({ ...options, prefix: `${prefix}probe:` }).then(
+          (store) => store.close(),
+          (error) => error,
+        );
+        if (refused?.code === 'UNSAFE_BACKEND') {
+          console.log(`\n  ${label}: not measured, fsync refused here (${refused.message})`);
+          continue;
+        }
+        if (refused) throw refused;
+      }
       const claimStore = await open(`claim ${label}`, options);
-      variants.push({ name: `claim, ${label}`, kind: 'claim', op: async (key) => (await claimStore.claim(key)).outcome });
+      // A row that waits for a disk on every round trip gets fewer calls (a few per second at 1 in flight).
+      const slow = options.fsync === true;
+      variants.push({ name: `claim, ${label}`, kind: 'claim', slow, op: async (key) => (await claimStore.claim(key)).outcome });
       const runStore = await open(`run ${label}`, options);
-      variants.push({ name: `runOnce, ${label}`, kind: 'run', op: async (key) => (await runOnce(runStore, key, noop)).status });
+      variants.push({ name: `runOnce, ${label}`, kind: 'run', slow, op: async (key) => (await runOnce(runStore, key, noop)).status });
     }
     const passes = [
       { id: 1, inFlight: 1, ops: ops1 },
       { id: 64, inFlight: 64, ops },
     ];
-    for (const v of variants) await measure(standalone, (i) => v.op(`warm-${i}`), { ops: Math.min(ops, 500), inFlight: 64 }); // connections, scripts, JIT
+    const opsOf = (v, p) => (v.slow ? Math.min(p.ops, p.inFlight === 1 ? 16 : 256) : p.ops);
+    for (const v of variants) await measure(standalone, (i) => v.op(`warm-${i}`), { ops: Math.min(ops, v.slow ? 128 : 500), inFlight: 64 }); // connections, scripts, JIT
     const runs = new Map();
     for (let r = 0; r < rounds; r++) {
       for (const p of passes) {
         for (const v of rotate(variants, r)) {
           // Server figures come from the standalone server, which only the baseline uses: not shown.
-          const m = await measure(standalone, (i) => v.op(`r${r}:${p.id}:${i}`), { ops: p.ops, inFlight: p.inFlight });
+          const n = opsOf(v, p);
+          const m = await measure(standalone, (i) => v.op(`r${r}:${p.id}:${i}`), { ops: n, inFlight: p.inFlight });
           const expected = v.kind === 'claim' ? 'acquired' : 'executed';
-          if (m.statuses[expected] !== p.ops) throw new Error(`broken scenario: ${v.name} got ${JSON.stringify(m.statuses)} on ${p.ops} new keys`);
+          if (m.statuses[expected] !== n) throw new Error(`broken scenario: ${v.name} got ${JSON.stringify(m.statuses)} on ${n} new keys`);
           const key = `${p.id}\0${v.name}`;
           runs.set(key, [...(runs.get(key) ?? []), m]);
         }

@@ -24,6 +24,8 @@ export class TickBatcher {
     private readonly client: ValkeyClient,
     private readonly minReplicas: number,
     private readonly replicaTimeoutMs: number,
+    /** WAITAOF 1 minReplicas instead of WAIT minReplicas: the writes fsynced on the primary and on the replicas. */
+    private readonly fsync: boolean,
   ) {}
 
   /**
@@ -107,7 +109,8 @@ export class TickBatcher {
     try {
       const p = this.client.pipeline!();
       for (const e of batch) p.call(e.command, e.body, 1, e.key, ...e.args);
-      results = p.call('WAIT', this.minReplicas, this.replicaTimeoutMs).exec();
+      // WAITAOF counts, like WAIT, the writes of this connection: the primary's fsync, then the replicas'.
+      results = (this.fsync ? p.call('WAITAOF', 1, this.minReplicas, this.replicaTimeoutMs) : p.call('WAIT', this.minReplicas, this.replicaTimeoutMs)).exec();
     } catch (error) {
       // A client that refuses the pipeline at once (closed): every operation of it fails, and may retry.
       return fail(error);
@@ -115,11 +118,7 @@ export class TickBatcher {
     results.then((replies) => {
       if (!replies || replies.length !== batch.length + 1) return fail(new Error('pipeline aborted'));
       const [waitError, acked] = replies[batch.length]!;
-      const short =
-        waitError ??
-        (typeof acked !== 'number' || acked < this.minReplicas
-          ? new Error(`${String(acked)} of ${this.minReplicas} replicas acknowledged the write within ${this.replicaTimeoutMs} ms`)
-          : undefined);
+      const short = waitError ?? this.shortfall(acked);
       let moved = false;
       batch.forEach((e, i) => {
         const [scriptError, reply] = replies[i]!;
@@ -131,5 +130,20 @@ export class TickBatcher {
       });
       if (moved) this.client.refreshSlotsCache?.();
     }, fail);
+  }
+
+  /** WAIT's count of replicas (WAITAOF's [local, replicas]) when it falls short of the promise, as an error; else undefined. */
+  private shortfall(acked: unknown): Error | undefined {
+    const within = `within ${this.replicaTimeoutMs} ms`;
+    if (!this.fsync) {
+      return typeof acked === 'number' && acked >= this.minReplicas
+        ? undefined
+        : new Error(`${String(acked)} of ${this.minReplicas} replicas acknowledged the write ${within}`);
+    }
+    const [local, replicas] = Array.isArray(acked) ? acked : [];
+    if (typeof local === 'number' && local >= 1 && typeof replicas === 'number' && replicas >= this.minReplicas) return undefined;
+    return new Error(
+      `the write was fsynced on ${local === 1 ? 'the primary' : 'not the primary'} and ${String(replicas)} of ${this.minReplicas} replicas ${within}`,
+    );
   }
 }

@@ -1,8 +1,9 @@
 // The client side of the store: what it needs of a client (ValkeyClient, structural), and the
 // client it opens itself from a URL, cluster seeds or Sentinel settings (openClient), with the
 // settings that keep a down server from holding an operation past timeoutMs.
-import { Cluster, Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 import { InvalidArgumentError, InvalidStoreUrlError } from '@idem/core/adapter';
+import { loadOptional } from '@idem/core/url';
 import type { ValkeyUrlConfig } from './url.js';
 
 export type Arg = string | number | Buffer;
@@ -21,6 +22,8 @@ export interface ValkeyClient {
   quit(): Promise<unknown>;
   /** Present on a Cluster: the master nodes `list` scans. */
   nodes?(role: 'master'): ValkeyClient[];
+  /** Instead of nodes, on a client that learns its masters by asking (a GLIDE cluster client, glide.ts). */
+  masters?(): Promise<ValkeyClient[]>;
   /** Needed with minReplicas: WAIT travels in the same pipeline (round trip, and node) as the script. */
   pipeline?(): ValkeyPipeline;
   /** Present on a Cluster: asked after a MOVED reply inside a pipeline, which ioredis does not follow itself. */
@@ -65,7 +68,11 @@ export function ownedClientOptions(timeoutMs: number) {
   } as const;
 }
 
-export function openClient(target: ValkeyUrlConfig | undefined, cluster: string[] | undefined, timeoutMs: number, guard: Guard): ValkeyClient {
+export async function openClient(target: ValkeyUrlConfig | undefined, cluster: string[] | undefined, timeoutMs: number, guard: Guard): Promise<ValkeyClient> {
+  // ioredis is an optional peer dependency, loaded only here: an app that gives its own node-redis
+  // or GLIDE client installs none. Missing: ADAPTER_MISSING, naming what to install.
+  const scheme = target === undefined ? 'cluster' : (/^([a-z][a-z0-9+.-]*):/i.exec(target.url)?.[1]?.toLowerCase() ?? 'redis');
+  const { Cluster, Redis } = await loadOptional(scheme, 'ioredis', () => import('ioredis'));
   const common = ownedClientOptions(timeoutMs);
   const parse = (text: string) => {
     try {

@@ -40,6 +40,8 @@ export interface Settings {
   timeoutMs: number;
   minReplicas: number;
   replicaTimeoutMs: number;
+  /** WAITAOF instead of WAIT: acknowledged once fsynced on the primary and minReplicas replicas. */
+  fsync: boolean;
 }
 
 export class ValkeyDriver implements Driver {
@@ -61,7 +63,7 @@ export class ValkeyDriver implements Driver {
     private readonly settings: Settings,
   ) {
     this.deadlines = new Deadlines(settings.timeoutMs);
-    this.batch = new TickBatcher(client, settings.minReplicas, settings.replicaTimeoutMs);
+    this.batch = new TickBatcher(client, settings.minReplicas, settings.replicaTimeoutMs, settings.fsync);
   }
 
   // The digest is the hash tag: a record's slot depends on its key alone, whatever the prefix.
@@ -193,7 +195,7 @@ export class ValkeyDriver implements Driver {
 
   /** SCAN over every master (one for standalone), in a fixed node order. */
   async list(query: ListQuery): Promise<ListPage> {
-    const nodes = scanNodes(this.client);
+    const nodes = await this.op(() => scanNodes(this.client));
     // The cursor carries the SCAN position and the names of its last batch not yet returned, so a
     // page never repeats a SCAN call: SCAN's own promise holds (a record present for the whole
     // listing is returned), and the listing ends however the keyspace changes meanwhile.
@@ -280,11 +282,11 @@ export class ValkeyDriver implements Driver {
 
   /**
    * Sends a script once. `buffers`: replies as raw bytes, so that a record that is not UTF-8 is
-   * seen as it is stored. `writes`: with minReplicas, the script waits for the end of the tick, to
-   * go out with the others of its connection and their one WAIT (see TickBatcher.queueAcked).
+   * seen as it is stored. `writes`: with minReplicas or fsync, the script waits for the end of the
+   * tick, to go out with the others of its connection and their one WAIT or WAITAOF (see TickBatcher.queueAcked).
    */
   private sendScript(command: 'EVALSHA' | 'EVAL', body: string, key: string, args: Arg[], buffers: boolean, writes: boolean): Promise<unknown> {
-    if (writes && this.settings.minReplicas > 0) return this.batch.queueAcked(command, body, key, args);
+    if (writes && (this.settings.minReplicas > 0 || this.settings.fsync)) return this.batch.queueAcked(command, body, key, args);
     this.batch.cork();
     const c = this.client;
     if (!buffers) return c.call(command, body, 1, key, ...args);

@@ -6,14 +6,15 @@ import type { ValkeyClient } from './client.js';
 export const SCAN_COUNT = 256;
 
 /** The masters `list` scans (the client itself when standalone), in a stable order. */
-export function scanNodes(client: ValkeyClient): ValkeyClient[] {
-  if (!client.isCluster || !client.nodes) return [client];
+export async function scanNodes(client: ValkeyClient): Promise<ValkeyClient[]> {
+  const masters = client.masters ? await client.masters() : client.isCluster && client.nodes ? client.nodes('master') : undefined;
+  if (masters === undefined) return [client];
   // A stable order, so that a cursor's node index means the same node on the next page.
   const key = (c: ValkeyClient) => {
     const o = (c as { options?: { host?: string; port?: number } }).options;
     return `${o?.host}:${o?.port}`;
   };
-  return [...client.nodes('master')].sort((x, y) => (key(x) < key(y) ? -1 : 1));
+  return [...masters].sort((x, y) => (key(x) < key(y) ? -1 : 1));
 }
 
 /** node:scanCursor:name,name,... (the rest of the SCAN batch, in order). */

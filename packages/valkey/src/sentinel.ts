@@ -7,7 +7,7 @@
 // sentinels' own auth is sentinelUsername / sentinelPassword in the query,
 // because many deployments run sentinels without a password (and AUTH to a
 // server without one fails the connection). A sentinel without a port is 26379.
-// Query: sentinelUsername, sentinelPassword, prefix, minReplicas, replicaTimeoutMs.
+// Query: sentinelUsername, sentinelPassword, prefix, minReplicas, replicaTimeoutMs, fsync.
 //
 // No error message quotes any part of the URL: a malformed URL may put a
 // password anywhere (e.g. an unencoded "/" or "@" inside it).
@@ -25,6 +25,7 @@ export interface SentinelTarget {
   prefix?: string;
   minReplicas?: number;
   replicaTimeoutMs?: number;
+  fsync?: boolean;
 }
 
 const SCHEME = /^(redis|valkey)\+sentinel:\/\//i;
@@ -85,7 +86,7 @@ export function parseSentinelUrl(url: string): SentinelTarget {
   }
 
   const params = new URLSearchParams(query);
-  const known = ['sentinelUsername', 'sentinelPassword', 'prefix', 'minReplicas', 'replicaTimeoutMs'];
+  const known = ['sentinelUsername', 'sentinelPassword', 'prefix', 'minReplicas', 'replicaTimeoutMs', 'fsync'];
   for (const key of new Set(params.keys())) {
     if (!known.includes(key)) throw bad(`unknown query parameter (known: ${known.join(', ')})`);
     if (params.getAll(key).length > 1) throw bad('a query parameter is given twice');
@@ -108,9 +109,14 @@ export function prefixParam(params: URLSearchParams, fail: (why: string) => Erro
   return prefix;
 }
 
-/** minReplicas / replicaTimeoutMs from a URL query (both URL forms use it). */
-export function replicaParams(params: URLSearchParams, fail: (why: string) => Error): { minReplicas?: number; replicaTimeoutMs?: number } {
-  const out: { minReplicas?: number; replicaTimeoutMs?: number } = {};
+/** minReplicas / replicaTimeoutMs / fsync from a URL query (both URL forms use it). */
+export function replicaParams(params: URLSearchParams, fail: (why: string) => Error): { minReplicas?: number; replicaTimeoutMs?: number; fsync?: boolean } {
+  const out: { minReplicas?: number; replicaTimeoutMs?: number; fsync?: boolean } = {};
+  const fsync = params.get('fsync');
+  if (fsync !== null) {
+    if (!['1', 'true', 'yes', '0', 'false', 'no'].includes(fsync)) throw fail('fsync must be true or false');
+    out.fsync = ['1', 'true', 'yes'].includes(fsync);
+  }
   for (const name of ['minReplicas', 'replicaTimeoutMs'] as const) {
     const v = params.get(name);
     if (v === null) continue;

@@ -5,7 +5,7 @@
 //   redis://[user:password@]seed:port?cluster=true[&nodes=host:port,host:port][&prefix=P]
 //   redis+sentinel://[user:password@]host[:port],host[:port]/masterName[/db][?sentinelPassword=…][&prefix=P] (sentinel.ts)
 // rediss:// and valkeys:// use TLS. A cluster has only database 0. Every form takes
-// minReplicas= and replicaTimeoutMs= (claims and finishes wait for replica acknowledgement).
+// minReplicas=, replicaTimeoutMs= and fsync= (claims and finishes wait for replica acknowledgement, and the disks).
 // This is the one grammar: createValkeyStore({ url }) parses with it too, so one string is one store.
 import type { IdempotencyStore, StoreOptions } from '@idem/core';
 import { isSentinelUrl, parseSentinelUrl, prefixParam, replicaParams, type SentinelTarget } from './sentinel.js';
@@ -25,6 +25,7 @@ export interface ValkeyUrlConfig {
   prefix?: string;
   minReplicas?: number;
   replicaTimeoutMs?: number;
+  fsync?: boolean;
 }
 
 export const schemes = ['redis', 'rediss', 'valkey', 'valkeys', 'redis+sentinel', 'valkey+sentinel'] as const;
@@ -39,7 +40,7 @@ export function parse(url: string): ValkeyUrlConfig {
   }
   if (isSentinelUrl(url)) {
     const sentinel = parseSentinelUrl(url);
-    const { db, prefix, minReplicas, replicaTimeoutMs } = sentinel;
+    const { db, prefix, minReplicas, replicaTimeoutMs, fsync } = sentinel;
     return {
       url,
       server: url,
@@ -48,6 +49,7 @@ export function parse(url: string): ValkeyUrlConfig {
       ...(prefix !== undefined ? { prefix } : {}),
       ...(minReplicas !== undefined ? { minReplicas } : {}),
       ...(replicaTimeoutMs !== undefined ? { replicaTimeoutMs } : {}),
+      ...(fsync !== undefined ? { fsync } : {}),
     };
   }
   const u = parseServerUrl(url, 'redis://[user:password@]host[:port][/db]');
@@ -57,7 +59,7 @@ export function parse(url: string): ValkeyUrlConfig {
   }
   const db = path === '' ? 0 : Number(path);
   if (db > MAX_DB) throw storeUrlError(url, `database index ${db} is beyond any server's range (at most ${MAX_DB})`);
-  const params = storeUrlQuery(url, u.search.slice(1), ['prefix', 'cluster', 'nodes', 'minReplicas', 'replicaTimeoutMs']);
+  const params = storeUrlQuery(url, u.search.slice(1), ['prefix', 'cluster', 'nodes', 'minReplicas', 'replicaTimeoutMs', 'fsync']);
   const replicas = replicaParams(params, (why) => storeUrlError(url, why));
   const cluster = storeUrlFlag(url, params, 'cluster') ?? false;
   if (cluster && db !== 0) throw storeUrlError(url, 'a cluster has only database 0');

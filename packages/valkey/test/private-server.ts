@@ -46,12 +46,21 @@ async function freePort(): Promise<number> {
 /** Replication (a test may make one server the replica of another) through the socket: no dump.rdb in the working directory. */
 const DISKLESS = ['--repl-diskless-sync', 'yes', '--repl-diskless-sync-delay', '0', '--repl-diskless-load', 'swapdb'];
 
+/** What a test may add to a private server: arguments after the defaults (later ones win), and environment. */
+export interface ServerSetup {
+  args?: string[];
+  env?: Record<string, string>;
+}
+
 export class PrivateServer {
   private child: ChildProcess | undefined;
-  private constructor(readonly port: number) {}
+  private constructor(
+    readonly port: number,
+    private readonly setup: ServerSetup,
+  ) {}
 
-  static async start(): Promise<PrivateServer> {
-    const server = new PrivateServer(await freePort());
+  static async start(setup: ServerSetup = {}): Promise<PrivateServer> {
+    const server = new PrivateServer(await freePort(), setup);
     await server.restart();
     return server;
   }
@@ -60,12 +69,28 @@ export class PrivateServer {
     return `redis://127.0.0.1:${this.port}`;
   }
 
-  /** (Re)starts an empty server on the same port: no persistence, so no scripts and no keys survive. */
+  /**
+   * (Re)starts the server on the same port with the same setup. By default no persistence, so no
+   * scripts and no keys survive; a setup with `--appendonly yes --dir D` reloads what D's AOF holds.
+   */
   async restart(): Promise<void> {
     const child = spawn(
       SERVER_BIN!,
-      ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--enable-debug-command', 'local', ...DISKLESS],
-      { stdio: 'ignore' },
+      [
+        '--port',
+        String(this.port),
+        '--bind',
+        '127.0.0.1',
+        '--save',
+        '',
+        '--appendonly',
+        'no',
+        '--enable-debug-command',
+        'local',
+        ...DISKLESS,
+        ...(this.setup.args ?? []),
+      ],
+      { stdio: 'ignore', env: { ...process.env, ...this.setup.env } },
     );
     this.child = child;
     for (let i = 0; i < 100; i++) {

@@ -2,6 +2,7 @@
 import { Storage } from '@google-cloud/storage';
 import { S3Client } from '@aws-sdk/client-s3';
 import { Cluster, Redis } from 'ioredis';
+import { GlideClient, GlideClusterClient } from '@valkey/valkey-glide';
 import { Pool } from 'pg';
 import { IdemError, runOnce, type IdempotencyStore } from '@idem/core';
 import { runConformance } from '@idem/conformance';
@@ -19,6 +20,8 @@ export async function uses(): Promise<void> {
     await createValkeyStore({ client: new Redis(), prefix: 'idem:' }),
     await createValkeyStore({ client: new Cluster([{ host: '127.0.0.1', port: 7000 }]) }),
     await createValkeyStore({ url: 'redis://127.0.0.1:6379' }),
+    await createValkeyStore({ client: await GlideClient.createClient({ addresses: [{ host: '127.0.0.1', port: 6379 }] }) }),
+    await createValkeyStore({ client: await GlideClusterClient.createClient({ addresses: [{ host: '127.0.0.1', port: 7000 }] }) }),
     await createS3Store({ client: new S3Client({}), bucket: 'my-bucket', prefix: 'idem/' }),
     await createGcsStore({ bucket: new Storage().bucket('my-bucket') }),
     await createPostgresStore({ url: 'postgres://app@127.0.0.1:5432/app', table: 'idem_jobs' }),
