@@ -107,7 +107,11 @@ async function sentinelFailover(): Promise<number> {
   // The old primary comes back empty (no persistence) and is made the new primary's replica.
   restartNode(primary);
   await ask(primary, 'REPLICAOF', '127.0.0.1', replica);
-  await waitUntil('the old primary syncs from the new one', () => synced(primary));
+  // The two nodes settle: usually the old primary replicating from the new one; in one loaded CI
+  // run a sentinel turned the roles back meanwhile (the old primary master again), and waiting for
+  // the old primary's link alone then hung. Either way is accepted here; the check below and its
+  // re-monitoring start from the primary the nodes agree on.
+  await agreedPrimary(primary, replica);
   try {
     await waitUntil('a majority of sentinels see the new replica healthy', () => sentinelsSeeReplica(primary), 20_000);
   } catch (error) {
