@@ -373,8 +373,9 @@ export function modelTests(s: Suite): void {
         const replay = /replayPath="([^"]*)"/.exec(text);
         // The whole command, so that the counterexample is one paste away (the seed alone replays every run before it too).
         const file = expect.getState().testPath;
-        const env =
-          `IDEM_MODEL_SEED=${found?.[1] ?? seed}` + (found ? ` IDEM_MODEL_PATH=${found[2]}` : '') + (replay ? ` IDEM_MODEL_REPLAY='${replay[1]}'` : '');
+        const pathVar = found ? ` IDEM_MODEL_PATH=${found[2]}` : '';
+        const replayVar = replay ? ` IDEM_MODEL_REPLAY='${replay[1]}'` : '';
+        const env = `IDEM_MODEL_SEED=${found?.[1] ?? seed}${pathVar}${replayVar}`;
         throw new Error(
           `model-based test failed on ${s.opts.name} (seed ${found?.[1] ?? seed}); replay it with\n` +
             `  ${env} vitest run ${file ? relative(process.cwd(), file) : '<this test file>'} -t 'agree with the model'\n${text}`,
