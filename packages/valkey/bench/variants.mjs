@@ -11,6 +11,8 @@ import nodeIdempotencyRedis from '@node-idempotency/storage-adapter-redis';
 import { createClient } from '@redis/client';
 import { GlideClient } from '@valkey/valkey-glide';
 import { Redis } from 'ioredis';
+// idem's own scripts (not exported by the package): sent raw, for the plain-command claim's comparison.
+import { CLAIM_LUA, FINISH_LUA } from '../dist/lua.js';
 
 const { Idempotency, IdempotencyError, IdempotencyErrorCodes } = nodeIdempotency;
 const { RedisStorageAdapter } = nodeIdempotencyRedis;
@@ -255,10 +257,95 @@ export async function openVariants(url) {
     },
   });
 
+  // A claim without a script, the design question of RESULTS.md ("A claim without a script"), against
+  // idem's own two scripts, all sent raw on @redis/client (which writes a tick's commands in one
+  // write, as idem corks): the server's share of each design, with no library work on the client.
+  // The finish is idem's real script on its fast path (the stored bytes compared, then TIME + SET).
+  //  - one plain SET NX PX GET: the least a claim can cost; its bytes can carry no server time, so
+  //    it cannot start a fence from the server's clock nor judge a returned record's retention;
+  //  - MULTI (SET NX PX GET, PEXPIRETIME, TIME) EXEC: plain commands that do keep the server's
+  //    clock (the fence and claim time read off the key's expiry, the returned record judged by TIME).
+  const linger = '60000';
+  const ttlOf = (leaseMs) => String(leaseMs + Number(linger));
+  const lease = 300_000;
+  const finishSha = await plain.script('LOAD', FINISH_LUA);
+  const claimSha = await plain.script('LOAD', CLAIM_LUA);
+  const head = (key) => `{"v":1,"key":${JSON.stringify(key)},"status":"in_flight","runId":"2f1d6c1e-6c43-4c55-8f3b-0b8f0e4b8d61","fence":`;
+  // The in_flight bytes a plain claim stores (no server time in them: a real design would read its
+  // fence and claim time off the key's expiry), and the script's, stamped with the server's time `at`.
+  const plainBytes = (key) => `${head(key)}1,"attempt":1,"claimedAt":1,"leaseExpiresAt":2}`;
+  const stampedBytes = (key, at) => `${head(key)}${at},"attempt":1,"claimedAt":${at},"leaseExpiresAt":${at + lease}}`;
+  // idem's finish on its fast path: the key still holds `stored`, the finished record goes around its two times.
+  const finishRaw = (key, stored, at) => {
+    const before = `${head(key).replace('"in_flight"', '"succeeded"')}${at},"attempt":1,"claimedAt":${at},"completedAt":`;
+    const args = [
+      'complete',
+      '2f1d6c1e-6c43-4c55-8f3b-0b8f0e4b8d61',
+      String(at),
+      '0',
+      String(TTL_MS),
+      linger,
+      '{"ok":true}',
+      stored,
+      before,
+      ',"result":{"ok":true}}',
+    ];
+    return redisClient.sendCommand(['EVALSHA', finishSha, '1', key, ...args]);
+  };
+  // The finish's fast path answers the server's time; anything else means the bench compared the wrong bytes.
+  const finished = (reply) => (typeof reply === 'number' ? 'finished' : `finish missed its fast path: ${JSON.stringify(reply)}`);
+  const plainClaim = (key) => redisClient.sendCommand(['SET', key, plainBytes(key), 'NX', 'PX', ttlOf(lease), 'GET']);
+  const multiClaim = (key) =>
+    redisClient
+      .multi()
+      .addCommand(['SET', key, plainBytes(key), 'NX', 'PX', ttlOf(lease), 'GET'])
+      .addCommand(['PEXPIRETIME', key])
+      .addCommand(['TIME'])
+      .exec();
+  const scriptClaim = (key) =>
+    redisClient.sendCommand([
+      'EVALSHA',
+      claimSha,
+      '1',
+      key,
+      head(key),
+      '',
+      '',
+      '2f1d6c1e-6c43-4c55-8f3b-0b8f0e4b8d61',
+      String(lease),
+      linger,
+      '0',
+      'success',
+      '',
+      '',
+      '',
+    ]);
+  /** A completed record of another run, as the duplicate scenario's keys of these designs hold (bench.mjs writes them). */
+  const completed = (key) => {
+    const at = Date.now();
+    return `{"v":1,"key":${JSON.stringify(key)},"status":"succeeded","runId":"0b8f0e4b-8d61-4c55-8f3b-2f1d6c1e6c43","fence":${at},"attempt":1,"claimedAt":${at},"completedAt":${at},"expiresAt":${at + TTL_MS},"result":{"ok":true}}`;
+  };
+  const design = (name, scenarios, op) => add({ name, group: 'design', scenarios, open: async (p) => (key) => op(p + key) });
+  design(PLAIN_CLAIM.claim, ['first', 'dup'], async (k) => ((await plainClaim(k)) === null ? 'set' : 'found'));
+  design(PLAIN_CLAIM.multi, ['first', 'dup'], async (k) => ((await multiClaim(k))[0] === null ? 'set' : 'found'));
+  design(PLAIN_CLAIM.script, ['first', 'dup'], async (k) => (typeof (await scriptClaim(k)) === 'number' ? 'set' : 'found'));
+  design(PLAIN_CLAIM.claimFinish, ['first'], async (k) => {
+    await plainClaim(k);
+    return finished(await finishRaw(k, plainBytes(k), 1));
+  });
+  design(PLAIN_CLAIM.multiFinish, ['first'], async (k) => {
+    const [, expireAt] = await multiClaim(k);
+    return finished(await finishRaw(k, plainBytes(k), Number(expireAt) - Number(ttlOf(lease))));
+  });
+  design(PLAIN_CLAIM.scriptFinish, ['first'], async (k) => {
+    const at = await scriptClaim(k);
+    return finished(await finishRaw(k, stampedBytes(k, at), at));
+  });
+
   const close = async () => {
     for (const c of closers.reverse()) await c();
   };
-  return { variants, close, value: VALUE };
+  return { variants, close, value: VALUE, completed };
 }
 
 /**
@@ -277,6 +364,16 @@ export const GUARANTEE_FLOORS = {
   'raw scripted compare-and-SET (ioredis)': `local now = '' local v = redis.call('GET', KEYS[1]) ${CAS}`,
   'raw scripted TIME + SET NX PX (ioredis)': `${NOW} return redis.call('SET', KEYS[1], ARGV[2] .. now, 'NX', 'PX', ARGV[3])`,
   'raw scripted TIME + compare-and-SET (ioredis)': `${NOW} local v = redis.call('GET', KEYS[1]) ${CAS}`,
+};
+
+/** The claim designs compared (group 'design'): names, for bench.mjs's goals block. */
+export const PLAIN_CLAIM = {
+  claim: 'design: plain SET NX PX GET claim (@redis/client)',
+  multi: 'design: MULTI SET NX PX GET, PEXPIRETIME, TIME claim (@redis/client)',
+  script: "design: idem's claim script (@redis/client)",
+  claimFinish: "design: plain SET NX PX GET + idem's finish script",
+  multiFinish: "design: MULTI claim + idem's finish script",
+  scriptFinish: "design: idem's claim script + idem's finish script",
 };
 
 /** The floor each scenario's ratios are taken against: one plain round trip doing the least. */
