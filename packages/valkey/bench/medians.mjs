@@ -22,15 +22,16 @@ const fmt = (x, digits = 2) => (x === undefined || Number.isNaN(x) ? '-' : x.toF
 const int = (x) => Math.round(x).toLocaleString('en-US').replace(/,/g, ' ');
 
 const IDEM = ['idem runOnce (own client, URL)', 'idem runOnce (your ioredis)', 'idem runOnce (your @redis/client)'];
-const DESIGNS = [
-  "design: plain SET NX PX GET + idem's finish script",
-  "design: MULTI claim + idem's finish script",
-  "design: idem's claim script + idem's finish script",
+const DESIGN_CLIENTS = ['@redis/client', 'ioredis, corked'];
+const DESIGNS = (on) => [
+  `design: plain SET NX PX GET + idem's finish script (${on})`,
+  `design: MULTI claim + idem's finish script (${on})`,
+  `design: idem's claim script + idem's finish script (${on})`,
 ];
-const CLAIMS = [
-  'design: plain SET NX PX GET claim (@redis/client)',
-  'design: MULTI SET NX PX GET, PEXPIRETIME, TIME claim (@redis/client)',
-  "design: idem's claim script (@redis/client)",
+const CLAIMS = (on) => [
+  `design: plain SET NX PX GET claim (${on})`,
+  `design: MULTI SET NX PX GET, PEXPIRETIME, TIME claim (${on})`,
+  `design: idem's claim script (${on})`,
 ];
 
 for (const server of [...new Set(runs.map((r) => r.versions.server))]) {
@@ -53,8 +54,8 @@ for (const server of [...new Set(runs.map((r) => r.versions.server))]) {
     ['server CPU per first execution (64) / lowest peer', '<= 1.3', (r, n) => row(r, 'first64', n).serverCpu / lowestCpu(r, 'first64')],
     ['server CPU per first execution (64) / fastest peer', '<= 1.3', (r, n) => row(r, 'first64', n).serverCpu / best(r, 'first64')[1].serverCpu],
   ];
-  console.log('| goal | target | ' + IDEM.map((n) => `${n.slice('idem runOnce '.length)}: median (runs)`).join(' | ') + ' |');
-  console.log('| --- | --- |' + IDEM.map(() => ' --- |').join(''));
+  console.log(`| goal | target | ${IDEM.map((n) => `${n.slice('idem runOnce '.length)}: median (runs)`).join(' | ')} |`);
+  console.log(`| --- | --- |${IDEM.map(() => ' --- |').join('')}`);
   for (const [label, target, f] of ratios) {
     const cells = IDEM.map((n) => {
       const xs = mine.map((r) => f(r, n));
@@ -69,7 +70,7 @@ for (const server of [...new Set(runs.map((r) => r.versions.server))]) {
       IDEM.map((n) => n.slice('idem runOnce '.length)).join(' | ') +
       ' | best peer (which, in how many runs) |',
   );
-  console.log('| --- |' + IDEM.map(() => ' --- |').join('') + ' --- |');
+  console.log(`| --- |${IDEM.map(() => ' --- |').join('')} --- |`);
   for (const id of ['first1', 'first64', 'dup1', 'dup64']) {
     const cells = IDEM.map((n) => `${int(median(mine.map((r) => row(r, id, n).rate)))} (${fmt(median(mine.map((r) => row(r, id, n).serverCpu)), 1)})`);
     const names = {};
@@ -82,36 +83,52 @@ for (const server of [...new Set(runs.map((r) => r.versions.server))]) {
   const low = mine.map((r) => lowestCpu(r, 'first64'));
   console.log(`\nLowest peer server CPU per first execution (64), median: ${fmt(median(low), 1)} µs (runs: ${low.map((x) => fmt(x, 1)).join(', ')})`);
 
-  // The claim designs, raw on @redis/client (no library work on the client).
+  // The claim designs, sent raw (no library work on the client).
+  const m = (f) => median(mine.map(f));
   console.log(
-    '\n| design (raw on @redis/client) | first 1 / best peer | first 64 / best peer | server CPU per first execution (64) / lowest peer | server µs (64) |',
+    '\n| design, sent raw | first 1 / best peer | first 64 / best peer | server CPU per first execution (64) / lowest peer | server µs | client µs (64) |',
   );
-  console.log('| --- | --- | --- | --- | --- |');
-  for (const n of DESIGNS) {
-    const m = (f) => median(mine.map(f));
+  console.log('| --- | --- | --- | --- | --- | --- |');
+  for (const on of DESIGN_CLIENTS) {
+    for (const n of DESIGNS(on)) {
+      const cells = [
+        m((r) => row(r, 'first1', n).rate / best(r, 'first1')[1].rate),
+        m((r) => row(r, 'first64', n).rate / best(r, 'first64')[1].rate),
+        m((r) => row(r, 'first64', n).serverCpu / lowestCpu(r, 'first64')),
+      ].map((x) => fmt(x));
+      console.log(
+        `| ${n.slice('design: '.length)} | ${cells.join(' | ')} | ${fmt(
+          m((r) => row(r, 'first64', n).serverCpu),
+          1,
+        )} | ${fmt(
+          m((r) => row(r, 'first64', n).client),
+          1,
+        )} |`,
+      );
+    }
+    const alone = mine.map((r) => (row(r, 'first64', DESIGNS(on)[0]).serverCpu - row(r, 'first64', CLAIMS(on)[0]).serverCpu) / lowestCpu(r, 'first64'));
     console.log(
-      `| ${n.slice('design: '.length)} | ${fmt(m((r) => row(r, 'first1', n).rate / best(r, 'first1')[1].rate))} | ${fmt(m((r) => row(r, 'first64', n).rate / best(r, 'first64')[1].rate))} | ${fmt(m((r) => row(r, 'first64', n).serverCpu / lowestCpu(r, 'first64')))} | ${fmt(
-        m((r) => row(r, 'first64', n).serverCpu),
-        1,
-      )} |`,
+      `| idem's finish script alone (${on}: the first row less its claim) | | | **${fmt(median(alone))}** (${alone.map((x) => fmt(x)).join(', ')}) | | |`,
     );
   }
-  const finishAlone = mine.map((r) => (row(r, 'first64', DESIGNS[0]).serverCpu - row(r, 'first64', CLAIMS[0]).serverCpu) / lowestCpu(r, 'first64'));
   console.log(
-    `| idem's finish script alone (first row less its claim) | | | **${fmt(median(finishAlone))}** (${finishAlone.map((x) => fmt(x)).join(', ')}) | |`,
+    '\n| claim alone, sent raw | server µs per claim (64) | server µs per duplicate (64) | client µs per claim (64) | duplicate 64 ops/s / best peer |',
   );
-  console.log('\n| claim alone (raw on @redis/client) | server µs per claim (64) | server µs per duplicate (64) | duplicate 64 ops/s / best peer |');
-  console.log('| --- | --- | --- | --- |');
-  for (const n of CLAIMS) {
-    const m = (f) => median(mine.map(f));
-    console.log(
-      `| ${n.slice('design: '.length)} | ${fmt(
-        m((r) => row(r, 'first64', n).serverCpu),
-        1,
-      )} | ${fmt(
-        m((r) => row(r, 'dup64', n).serverCpu),
-        1,
-      )} | ${fmt(m((r) => row(r, 'dup64', n).rate / best(r, 'dup64')[1].rate))} |`,
-    );
+  console.log('| --- | --- | --- | --- | --- |');
+  for (const on of DESIGN_CLIENTS) {
+    for (const n of CLAIMS(on)) {
+      console.log(
+        `| ${n.slice('design: '.length)} | ${fmt(
+          m((r) => row(r, 'first64', n).serverCpu),
+          1,
+        )} | ${fmt(
+          m((r) => row(r, 'dup64', n).serverCpu),
+          1,
+        )} | ${fmt(
+          m((r) => row(r, 'first64', n).client),
+          1,
+        )} | ${fmt(m((r) => row(r, 'dup64', n).rate / best(r, 'dup64')[1].rate))} |`,
+      );
+    }
   }
 }

@@ -258,89 +258,91 @@ export async function openVariants(url) {
   });
 
   // A claim without a script, the design question of RESULTS.md ("A claim without a script"), against
-  // idem's own two scripts, all sent raw on @redis/client (which writes a tick's commands in one
-  // write, as idem corks): the server's share of each design, with no library work on the client.
+  // idem's own two scripts, all sent raw, on two clients that write a tick's commands in one write
+  // as idem does: @redis/client (which batches by itself; its MULTI through its transaction builder)
+  // and ioredis corked per tick as idem corks it (MULTI as five raw commands). No library work on the
+  // client: the server columns are what each design costs the server.
   // The finish is idem's real script on its fast path (the stored bytes compared, then TIME + SET).
   //  - one plain SET NX PX GET: the least a claim can cost; its bytes can carry no server time, so
   //    it cannot start a fence from the server's clock nor judge a returned record's retention;
   //  - MULTI (SET NX PX GET, PEXPIRETIME, TIME) EXEC: plain commands that do keep the server's
   //    clock (the fence and claim time read off the key's expiry, the returned record judged by TIME).
-  const linger = '60000';
-  const ttlOf = (leaseMs) => String(leaseMs + Number(linger));
+  const linger = 60_000;
   const lease = 300_000;
+  const claimTtl = String(lease + linger);
   const finishSha = await plain.script('LOAD', FINISH_LUA);
   const claimSha = await plain.script('LOAD', CLAIM_LUA);
-  const head = (key) => `{"v":1,"key":${JSON.stringify(key)},"status":"in_flight","runId":"2f1d6c1e-6c43-4c55-8f3b-0b8f0e4b8d61","fence":`;
+  const RUN = '2f1d6c1e-6c43-4c55-8f3b-0b8f0e4b8d61';
+  const head = (key) => `{"v":1,"key":${JSON.stringify(key)},"status":"in_flight","runId":"${RUN}","fence":`;
   // The in_flight bytes a plain claim stores (no server time in them: a real design would read its
   // fence and claim time off the key's expiry), and the script's, stamped with the server's time `at`.
   const plainBytes = (key) => `${head(key)}1,"attempt":1,"claimedAt":1,"leaseExpiresAt":2}`;
   const stampedBytes = (key, at) => `${head(key)}${at},"attempt":1,"claimedAt":${at},"leaseExpiresAt":${at + lease}}`;
-  // idem's finish on its fast path: the key still holds `stored`, the finished record goes around its two times.
-  const finishRaw = (key, stored, at) => {
-    const before = `${head(key).replace('"in_flight"', '"succeeded"')}${at},"attempt":1,"claimedAt":${at},"completedAt":`;
-    const args = [
-      'complete',
-      '2f1d6c1e-6c43-4c55-8f3b-0b8f0e4b8d61',
-      String(at),
-      '0',
-      String(TTL_MS),
-      linger,
-      '{"ok":true}',
-      stored,
-      before,
-      ',"result":{"ok":true}}',
-    ];
-    return redisClient.sendCommand(['EVALSHA', finishSha, '1', key, ...args]);
-  };
   // The finish's fast path answers the server's time; anything else means the bench compared the wrong bytes.
   const finished = (reply) => (typeof reply === 'number' ? 'finished' : `finish missed its fast path: ${JSON.stringify(reply)}`);
-  const plainClaim = (key) => redisClient.sendCommand(['SET', key, plainBytes(key), 'NX', 'PX', ttlOf(lease), 'GET']);
-  const multiClaim = (key) =>
-    redisClient
-      .multi()
-      .addCommand(['SET', key, plainBytes(key), 'NX', 'PX', ttlOf(lease), 'GET'])
-      .addCommand(['PEXPIRETIME', key])
-      .addCommand(['TIME'])
-      .exec();
-  const scriptClaim = (key) =>
-    redisClient.sendCommand([
-      'EVALSHA',
-      claimSha,
-      '1',
-      key,
-      head(key),
-      '',
-      '',
-      '2f1d6c1e-6c43-4c55-8f3b-0b8f0e4b8d61',
-      String(lease),
-      linger,
-      '0',
-      'success',
-      '',
-      '',
-      '',
-    ]);
+  const corkedRedis = ioredis();
+  await corkedRedis.ping();
+  let corkPending = false;
+  const cork = () => {
+    if (corkPending) return;
+    corkPending = true;
+    corkedRedis.stream.cork();
+    process.nextTick(() => {
+      corkPending = false;
+      corkedRedis.stream.uncork();
+    });
+  };
+  const clients = {
+    '@redis/client': {
+      send: (args) => redisClient.sendCommand(args),
+      multi: (cmds) => cmds.reduce((m, c) => m.addCommand(c), redisClient.multi()).exec(),
+    },
+    'ioredis, corked': {
+      send: (args) => {
+        cork();
+        return corkedRedis.call(...args);
+      },
+      multi: (cmds) => {
+        cork();
+        // MULTI's OK and each QUEUED are not awaited: EXEC fails (EXECABORT) if any of them did.
+        for (const c of ['MULTI', ...cmds]) corkedRedis.call(...(Array.isArray(c) ? c : [c])).catch(() => undefined);
+        return corkedRedis.call('EXEC');
+      },
+    },
+  };
+  for (const [on, { send, multi }] of Object.entries(clients)) {
+    const names = PLAIN_CLAIM(on);
+    // idem's finish on its fast path: the key still holds `stored`, the finished record goes around its two times.
+    const finishRaw = (key, stored, at) => {
+      const before = `${head(key).replace('"in_flight"', '"succeeded"')}${at},"attempt":1,"claimedAt":${at},"completedAt":`;
+      const args = ['complete', RUN, String(at), '0', String(TTL_MS), String(linger), '{"ok":true}', stored, before, ',"result":{"ok":true}}'];
+      return send(['EVALSHA', finishSha, '1', key, ...args]);
+    };
+    const plainClaim = (key) => send(['SET', key, plainBytes(key), 'NX', 'PX', claimTtl, 'GET']);
+    const multiClaim = (key) => multi([['SET', key, plainBytes(key), 'NX', 'PX', claimTtl, 'GET'], ['PEXPIRETIME', key], ['TIME']]);
+    const scriptClaim = (key) => send(['EVALSHA', claimSha, '1', key, head(key), '', '', RUN, String(lease), String(linger), '0', 'success', '', '', '']);
+    const design = (name, scenarios, op) => add({ name, group: 'design', scenarios, open: async (p) => (key) => op(p + key) });
+    design(names.claim, ['first', 'dup'], async (k) => ((await plainClaim(k)) === null ? 'set' : 'found'));
+    design(names.multi, ['first', 'dup'], async (k) => ((await multiClaim(k))[0] === null ? 'set' : 'found'));
+    design(names.script, ['first', 'dup'], async (k) => (typeof (await scriptClaim(k)) === 'number' ? 'set' : 'found'));
+    design(names.claimFinish, ['first'], async (k) => {
+      await plainClaim(k);
+      return finished(await finishRaw(k, plainBytes(k), 1));
+    });
+    design(names.multiFinish, ['first'], async (k) => {
+      const [, expireAt] = await multiClaim(k);
+      return finished(await finishRaw(k, plainBytes(k), Number(expireAt) - Number(claimTtl)));
+    });
+    design(names.scriptFinish, ['first'], async (k) => {
+      const at = await scriptClaim(k);
+      return finished(await finishRaw(k, stampedBytes(k, at), at));
+    });
+  }
   /** A completed record of another run, as the duplicate scenario's keys of these designs hold (bench.mjs writes them). */
   const completed = (key) => {
     const at = Date.now();
     return `{"v":1,"key":${JSON.stringify(key)},"status":"succeeded","runId":"0b8f0e4b-8d61-4c55-8f3b-2f1d6c1e6c43","fence":${at},"attempt":1,"claimedAt":${at},"completedAt":${at},"expiresAt":${at + TTL_MS},"result":{"ok":true}}`;
   };
-  const design = (name, scenarios, op) => add({ name, group: 'design', scenarios, open: async (p) => (key) => op(p + key) });
-  design(PLAIN_CLAIM.claim, ['first', 'dup'], async (k) => ((await plainClaim(k)) === null ? 'set' : 'found'));
-  design(PLAIN_CLAIM.multi, ['first', 'dup'], async (k) => ((await multiClaim(k))[0] === null ? 'set' : 'found'));
-  design(PLAIN_CLAIM.script, ['first', 'dup'], async (k) => (typeof (await scriptClaim(k)) === 'number' ? 'set' : 'found'));
-  design(PLAIN_CLAIM.claimFinish, ['first'], async (k) => {
-    await plainClaim(k);
-    return finished(await finishRaw(k, plainBytes(k), 1));
-  });
-  design(PLAIN_CLAIM.multiFinish, ['first'], async (k) => {
-    const [, expireAt] = await multiClaim(k);
-    return finished(await finishRaw(k, plainBytes(k), Number(expireAt) - Number(ttlOf(lease))));
-  });
-  design(PLAIN_CLAIM.scriptFinish, ['first'], async (k) => {
-    const at = await scriptClaim(k);
-    return finished(await finishRaw(k, stampedBytes(k, at), at));
-  });
 
   const close = async () => {
     for (const c of closers.reverse()) await c();
@@ -366,15 +368,17 @@ export const GUARANTEE_FLOORS = {
   'raw scripted TIME + compare-and-SET (ioredis)': `${NOW} local v = redis.call('GET', KEYS[1]) ${CAS}`,
 };
 
-/** The claim designs compared (group 'design'): names, for bench.mjs's goals block. */
-export const PLAIN_CLAIM = {
-  claim: 'design: plain SET NX PX GET claim (@redis/client)',
-  multi: 'design: MULTI SET NX PX GET, PEXPIRETIME, TIME claim (@redis/client)',
-  script: "design: idem's claim script (@redis/client)",
-  claimFinish: "design: plain SET NX PX GET + idem's finish script",
-  multiFinish: "design: MULTI claim + idem's finish script",
-  scriptFinish: "design: idem's claim script + idem's finish script",
-};
+/** The claim designs compared (group 'design') on a client: names, for bench.mjs's goals block. */
+export const PLAIN_CLAIM = (on) => ({
+  claim: `design: plain SET NX PX GET claim (${on})`,
+  multi: `design: MULTI SET NX PX GET, PEXPIRETIME, TIME claim (${on})`,
+  script: `design: idem's claim script (${on})`,
+  claimFinish: `design: plain SET NX PX GET + idem's finish script (${on})`,
+  multiFinish: `design: MULTI claim + idem's finish script (${on})`,
+  scriptFinish: `design: idem's claim script + idem's finish script (${on})`,
+});
+/** The clients the designs run on. */
+export const DESIGN_CLIENTS = ['@redis/client', 'ioredis, corked'];
 
 /** The floor each scenario's ratios are taken against: one plain round trip doing the least. */
 export const FLOOR = { first: 'raw SET NX PX (ioredis)', dup: 'raw GET (ioredis)' };
