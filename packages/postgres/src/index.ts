@@ -38,7 +38,7 @@ import {
   type StoreOptions,
   type SweepCounts,
 } from '@idem/core/adapter';
-import { checkIdentifier, DEFAULT_SCHEMA, DEFAULT_TABLE, statements, type Statements } from './sql.js';
+import { checkIdentifier, DEFAULT_SCHEMA, DEFAULT_TABLE, statements, type Shape, type Statements } from './sql.js';
 import { parse as parseUrl } from './url.js';
 
 export { DEFAULT_SCHEMA, DEFAULT_TABLE } from './sql.js';
@@ -189,9 +189,15 @@ class Ambiguous extends Error {
 
 /** What the indexed columns hold for a record (see sql.ts). */
 function columns(record: IdemRecord): [number | null, number | null, string | null] {
-  const lease = record.status === 'in_flight' ? (record.leaseExpiresAt ?? 0) : undefined;
-  const ends = [record.expiresAt, lease].filter((x): x is number => x !== undefined);
-  return [record.expiresAt ?? null, ends.length > 0 ? Math.min(...ends) : null, labelsJson(record.labels)];
+  return [record.expiresAt ?? null, sweepAt(record), labelsJson(record.labels)];
+}
+
+/** When sweep may remove the record: its retention end, or its lease deadline while in flight, whichever is first. */
+function sweepAt(record: IdemRecord): number | null {
+  const { expiresAt } = record;
+  if (record.status !== 'in_flight') return expiresAt ?? null;
+  const lease = record.leaseExpiresAt ?? 0;
+  return expiresAt === undefined ? lease : Math.min(expiresAt, lease);
 }
 
 /** Labels as the labels column holds them: jsonb holds no NUL, so "\" and NUL are escaped (one way, only for matching). */
@@ -213,6 +219,10 @@ class PostgresDriver implements Driver {
     private readonly timeoutMs: number,
     private readonly clock: PinnedClock,
   ) {}
+
+  /** The one-statement claim's and finish's texts by shape (see shaped). */
+  private readonly fresh = new Map<number, string>();
+  private readonly finishes = new Map<number, string>();
 
   async createSchema(): Promise<void> {
     await this.run('createSchema', async (c) => {
@@ -364,9 +374,9 @@ class PostgresDriver implements Driver {
    */
   async claim(input: ClaimInput, ctx: DriverContext): Promise<ClaimOutcome> {
     const decide = (now: number) => decideClaim(undefined, input, now, ctx.clockSkewMs);
-    const columns = atServerTime((now) => decide(now).write);
-    if (columns !== undefined) {
-      const now = await this.oneShot(`claim of ${input.name}`, this.sql.insertFresh, [input.name, ...columns]);
+    const write = atServerTime((now) => decide(now).write);
+    if (write !== undefined) {
+      const now = await this.oneShot(`claim of ${input.name}`, this.shaped('insertFresh', write.shape), [input.name, ...write.values]);
       if (now !== undefined) return decide(now).value;
     }
     return claimWith(this.atomicUpdate, input, ctx);
@@ -384,13 +394,29 @@ class PostgresDriver implements Driver {
     const guess = lease.record;
     if (guess?.status === 'in_flight' && guess.expiresAt === undefined && guess.fence === lease.fence && guess.runId === lease.runId) {
       const decide = (now: number) => decideFinish(guess, lease, op, now);
-      const columns = atServerTime((now) => decide(now).write);
-      if (columns !== undefined) {
-        const now = await this.oneShot(`finish of ${lease.name}`, this.sql.updateIf, [lease.name, ...columns, Buffer.from(serializeRecord(guess))]);
+      const write = atServerTime((now) => decide(now).write);
+      if (write !== undefined) {
+        const now = await this.oneShot(`finish of ${lease.name}`, this.shaped('updateIf', write.shape), [
+          lease.name,
+          ...write.values,
+          Buffer.from(serializeRecord(guess)),
+        ]);
         if (now !== undefined) return decide(now).value;
       }
     }
     return finishWith(this.atomicUpdate, lease, op, ctx);
+  }
+
+  /** The text of a one-statement write for a record's shape, built once per shape. */
+  private shaped(statement: 'insertFresh' | 'updateIf', shape: Shape): string {
+    const id = (shape.fields * 2 + Number(shape.expiresAfter)) * 2 + Number(shape.sweepAfter);
+    const texts = statement === 'insertFresh' ? this.fresh : this.finishes;
+    let text = texts.get(id);
+    if (text === undefined) {
+      text = this.sql[statement](shape);
+      texts.set(id, text);
+    }
+    return text;
   }
 
   /** One conditional statement; the server's time if it wrote, undefined if not or if its answer was lost. */
@@ -516,15 +542,23 @@ function statementName(text: string): string {
 /** Far from 0: a time field differs by exactly this between the two probes. */
 const PROBE = 2 ** 40;
 const MARK = 'idem:time';
+/** Where a marked field stands in the record's bytes: `"field":"mark"`. */
+const CUT = Object.fromEntries(RECORD_LAYOUT.map(([field]) => [field, `"${field}":${JSON.stringify(MARK)}`])) as Record<keyof IdemRecord, string>;
+
+/** A record to write at the server's time: its shape (which statement) and that statement's values from $2 on. */
+interface AtServerTime {
+  shape: Shape;
+  values: unknown[];
+}
 
 /**
- * The columns TIMED (sql.ts) writes for the record core decides at the server's time `now`:
+ * The values `timed` (sql.ts) reads for the record core decides at the server's time `now`:
  * decided at two times, the fields that differ by exactly those times are `now` plus an offset;
  * the record's bytes (the one layout) are cut where each stands, as `"field":"mark"` (a quote
  * cannot stand unescaped inside a JSON string, so only there). Undefined when the decision's
  * shape itself depends on the time, or it writes nothing: the transaction decides then.
  */
-function atServerTime(decide: (now: number) => IdemRecord | undefined): unknown[] | undefined {
+function atServerTime(decide: (now: number) => IdemRecord | undefined): AtServerTime | undefined {
   let a: IdemRecord | undefined;
   let b: IdemRecord | undefined;
   try {
@@ -535,34 +569,35 @@ function atServerTime(decide: (now: number) => IdemRecord | undefined): unknown[
     throw error;
   }
   if (a === undefined || b === undefined) return undefined;
-  const marked: Record<string, unknown> = { ...a };
-  const timed: string[] = [];
-  const offsets: number[] = [];
+  const marked: Record<string, unknown> = { ...b };
+  const timed: (keyof IdemRecord)[] = [];
   for (const [field] of RECORD_LAYOUT) {
     const x = a[field];
     const y = b[field];
     if (x === y) continue;
     if (typeof x !== 'number' || typeof y !== 'number' || y - x !== PROBE) return undefined;
     timed.push(field);
-    offsets.push(x);
     marked[field] = MARK;
   }
-  let rest = serializeRecord(marked as unknown as IdemRecord);
-  const pieces: string[] = [];
-  for (const field of timed) {
-    const cut = `"${field}":${JSON.stringify(MARK)}`;
-    const at = rest.indexOf(cut);
-    if (at < 0) return undefined;
-    pieces.push(rest.slice(0, at + field.length + 3));
-    rest = rest.slice(at + cut.length);
-  }
-  pieces.push(rest);
-  const [expiresA, sweepA, labels] = columns(a);
-  const [expiresB, sweepB] = columns(b);
-  const column = (x: number | null, y: number | null): [number | null, boolean] | undefined =>
-    x === y ? [x, false] : x !== null && y !== null && y - x === PROBE ? [x, true] : undefined;
-  const expires = column(expiresA, expiresB);
-  const sweep = column(sweepA, sweepB);
+  const expires = offset(a.expiresAt ?? null, b.expiresAt ?? null);
+  const sweep = offset(sweepAt(a), sweepAt(b));
   if (expires === undefined || sweep === undefined) return undefined;
-  return [pieces, offsets, ...expires, ...sweep, labels];
+  const bytes = serializeRecord(marked as unknown as IdemRecord);
+  const values: unknown[] = [];
+  let from = 0;
+  for (const field of timed) {
+    const cut = CUT[field];
+    const at = bytes.indexOf(cut, from);
+    if (at < 0) return undefined;
+    values.push(bytes.slice(from, at + field.length + 3), a[field]);
+    from = at + cut.length;
+  }
+  values.push(bytes.slice(from), expires[0], sweep[0], labelsJson(a.labels));
+  return { shape: { fields: timed.length, expiresAfter: expires[1], sweepAfter: sweep[1] }, values };
+}
+
+/** A column decided at the two probes: a number as it is, or an offset from the server's time (true). */
+function offset(x: number | null, y: number | null): [number | null, boolean] | undefined {
+  if (x === y) return [x, false];
+  return x !== null && y !== null && y - x === PROBE ? [x, true] : undefined;
 }
