@@ -400,6 +400,7 @@ function parseKey(raw: string): string | undefined {
 
 /** Query parameters sorted by name (stable for equal names), so their order does not change the fingerprint. */
 function canonicalQuery(query: string): string {
+  if (query === '') return '';
   const params = [...new URLSearchParams(query)];
   params.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
   return new URLSearchParams(params).toString();
