@@ -299,7 +299,9 @@ export class HttpIdempotency {
         // A response that was not stored must let the next retry run, whatever the store's default.
         dedupOn: 'success',
         leaseMs: this.#leaseMs,
-        signal: (giveBack = new AbortController()).signal,
+        // Only `release` needs a signal (runOnce releases instead of failing when it aborted); without
+        // one runOnce does not listen for it.
+        signal: this.#o.uncached === 'release' ? (giveBack = new AbortController()).signal : undefined,
       },
     ).then(
       (result) => ({ result }),
