@@ -99,7 +99,22 @@ export function idempotent(handler: FetchHandler, options: FetchIdempotencyOptio
 
 /** A captured response as a fetch Response. */
 export function toResponse(captured: CapturedResponse): Response {
-  return new Response(bodyOf(captured.status, captured.body), { status: captured.status, headers: captured.headers as [string, string][] });
+  return new Response(bodyOf(captured.status, captured.body), { status: captured.status, headers: headerInit(captured.headers) });
+}
+
+/**
+ * Headers as a record when no name repeats (a server may write a record without building a
+ * Headers first: Hono on Node does), else as the pairs. A record without a prototype, so that
+ * no header name can reach Object.prototype.
+ */
+function headerInit(headers: CapturedResponse['headers']): Record<string, string> | [string, string][] {
+  const record: Record<string, string> = Object.create(null);
+  for (const [name, value] of headers) {
+    const lower = name.toLowerCase();
+    if (lower in record) return headers as [string, string][];
+    record[lower] = value;
+  }
+  return record;
 }
 
 function bodyOf(status: number, body: Uint8Array): Uint8Array<ArrayBuffer> | null {
