@@ -155,15 +155,19 @@ for (const [name, storeUrl] of backends) {
   const pick = (scenario, field) => median(results.get(scenario).map((r) => r[field]));
   console.log(`\n${name} (load average now ${load()})`);
   console.log(
-    `  ${'scenario'.padEnd(30)} ${'req/s'.padStart(6)}  ${'x bare'.padStart(6)}  CPU µs/request: ${'client'.padStart(6)} ${'server'.padStart(6)}${admin ? ` ${'valkey'.padStart(6)}  round trips` : ''}`,
+    `  ${'scenario'.padEnd(30)} ${'req/s'.padStart(6)}  ${'x bare'.padStart(6)}  CPU µs/request: ${'client'.padStart(6)} ${'server'.padStart(6)}${admin ? ` ${'valkey'.padStart(6)}` : ''} ${'sum'.padStart(6)}  x bare by CPU${admin ? '  round trips' : ''}`,
   );
   for (const [scenario] of scenarios) {
     const bare = scenario.startsWith('work') ? 'work bare' : 'noop bare';
     // The ratio within each round, then the median of the rounds: rounds run minutes apart on a shared machine.
     const ratios = results.get(scenario).map((r, i) => r.rate / results.get(bare)[i].rate);
-    const cpu = ['client', 'server', ...(admin ? ['valkey'] : [])].map((f) => pick(scenario, f).toFixed(0).padStart(6)).join(' ');
+    const fields = ['client', 'server', ...(admin ? ['valkey'] : [])];
+    const cpu = fields.map((f) => pick(scenario, f).toFixed(0).padStart(6)).join(' ');
+    // The CPU all three spend per request, and the throughput ratio it predicts when the cores are
+    // the only limit (as here, with client, server and Valkey on two cores): bare's sum over this one's.
+    const sum = (name) => median(results.get(name).map((r) => fields.reduce((a, f) => a + r[f], 0)));
     console.log(
-      `  ${scenario.padEnd(30)} ${pick(scenario, 'rate').toFixed(0).padStart(6)}  ${median(ratios).toFixed(2).padStart(6)}  ${''.padEnd(16)}${cpu}${admin ? `  ${pick(scenario, 'roundTrips').toFixed(2).padStart(11)}` : ''}`,
+      `  ${scenario.padEnd(30)} ${pick(scenario, 'rate').toFixed(0).padStart(6)}  ${median(ratios).toFixed(2).padStart(6)}  ${''.padEnd(16)}${cpu} ${sum(scenario).toFixed(0).padStart(6)}  ${(sum(bare) / sum(scenario)).toFixed(2).padStart(13)}${admin ? `  ${pick(scenario, 'roundTrips').toFixed(2).padStart(11)}` : ''}`,
     );
   }
   console.log('  at 1 in flight, median latency:');
