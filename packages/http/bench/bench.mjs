@@ -5,7 +5,7 @@
 //   node bench/bench.mjs [--quick] [--rounds=N]     (pnpm --filter @idem/http bench)
 //
 // Two handlers: `noop` (echo the JSON body) measures the middleware's whole cost, since the
-// handler costs next to nothing; `work` (a 2 ms awaited call and ~0.3 ms of CPU, see server.mjs)
+// handler costs next to nothing; `work` (a 2 ms awaited call and 0.15-0.25 ms of CPU, see server.mjs)
 // is what a replay is meant to be faster than. Each scenario: throughput at 64 in flight, as a
 // ratio of its bare handler's in the same round, and the CPU it cost per request in this
 // process (the client), the API server and Valkey, which explains the throughput on a machine

@@ -24,7 +24,8 @@ const noop = async (request) => Response.json({ ok: true, got: await request.jso
 /**
  * A handler shaped like a real write endpoint: it awaits a database call (a 2 ms round trip,
  * stood in for by a timer: the awaited latency, not the database's CPU) and spends CPU of its own
- * (validating, serialising: 100 SHA-256 of a KiB, about 0.2-0.4 ms on this class of machine).
+ * (validating, serialising: 100 SHA-256 of a KiB, 0.15-0.25 ms of the server's CPU on the machine
+ * the README's figures come from).
  */
 const WORK_BYTES = Buffer.alloc(1024, 7);
 const work = async (request) => {
