@@ -34,9 +34,14 @@ if [ "$#" -eq 0 ]; then
   pnpm format:check && extra+=", format ok" || { status=1; extra+=", format FAILED"; }
 fi
 [ -n "$extra" ] && echo "idem: ${extra#, }"
-# One plain closing line, whatever the reporters printed above.
+# One plain closing line, whatever the reporters printed above, after the name of each failed
+# test: the end of a long log is what a reader sees first.
 node -e '
   const r = JSON.parse(require("node:fs").readFileSync(process.argv[1], "utf8"));
+  const root = process.cwd() + "/";
+  for (const file of r.testResults)
+    for (const t of file.assertionResults)
+      if (t.status === "failed") console.log(`FAILED ${file.name.replace(root, "")} > ${t.fullName}`);
   console.log(`${r.numPassedTests} passed, ${r.numFailedTests} failed, ${r.numPendingTests + r.numTodoTests} skipped`);
 ' "$report" || true
 exit "$status"

@@ -87,7 +87,7 @@ export async function statusCommand(argv: string[], env: Env): Promise<number> {
     const now = store?.clock() ?? Date.now();
     if (values.json)
       printJson('status', { key, store: spec.display, found: record !== undefined, record: record ? recordJson(record, now) : null, error: null });
-    else if (!record) info(`no record of ${quote(key)} in ${clean(spec.display)}`);
+    else if (!record) info(`no record of ${quote(key)} in ${clean(spec.display)}`, { event: 'status', key });
     else {
       const rows: [string, string][] = [
         ['key', record.key],
@@ -215,6 +215,8 @@ export async function checkCommand(argv: string[], env: Env): Promise<number> {
           dead.length === 0
             ? `${paint(2, 'ok', 'ok')}: ${inFlight} in flight, no dead lease`
             : `${paint(2, 'bad', `${dead.length} dead lease${dead.length === 1 ? '' : 's'}`)} of ${inFlight} in flight (crashed runs; the next run of each key adopts it, idem sweep removes them)`,
+          { event: 'checked' },
+          dead.length === 0 ? 'info' : 'warn',
         );
       }
       if (!values.json) tellCorrupt(corrupt);
@@ -241,6 +243,7 @@ export async function sweepCommand(argv: string[], env: Env): Promise<number> {
       else
         info(
           native ? 'nothing to do: this backend expires records itself' : `removed ${counts.expired} expired record(s) and ${counts.deadLeases} dead lease(s)`,
+          { event: 'swept' },
         );
       return EXIT.OK;
     },
@@ -272,6 +275,7 @@ export async function releaseCommand(argv: string[], env: Env): Promise<number> 
         before
           ? `released ${quote(key)} (was ${before.status}, run ${clean(before.runId)}); the next run executes it`
           : `no record of ${quote(key)}: nothing to release`,
+        { event: 'released', key, ...(before ? { holder_run_id: before.runId } : {}) },
       );
     return EXIT.OK;
   });

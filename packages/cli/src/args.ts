@@ -13,13 +13,19 @@ export type FlagValues<T extends ParseArgsOptionsConfig> = {
   [K in keyof T]?: T[K]['type'] extends 'boolean' ? (T[K]['multiple'] extends true ? boolean[] : boolean) : T[K]['multiple'] extends true ? string[] : string;
 } & { help?: boolean };
 
+/** Every command's flags, plus --help and --log-format (which main.ts has already applied). */
 export function parseFlags<const T extends ParseArgsOptionsConfig>(
   command: string,
   argv: string[],
   options: T,
 ): { values: FlagValues<T>; positionals: string[] } {
   try {
-    const parsed = parseArgs({ args: argv, options: { ...options, help: { type: 'boolean', short: 'h' } }, strict: true, allowPositionals: true });
+    const parsed = parseArgs({
+      args: argv,
+      options: { ...options, help: { type: 'boolean', short: 'h' }, 'log-format': { type: 'string' } },
+      strict: true,
+      allowPositionals: true,
+    });
     return { values: parsed.values as FlagValues<T>, positionals: parsed.positionals };
   } catch (error) {
     const code = (error as { code?: unknown }).code;

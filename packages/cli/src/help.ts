@@ -28,7 +28,8 @@ Commands:
   config   print the effective settings and where each came from
 
 Run 'idem <command> --help' for its flags. Errors are one line on stderr:
-'idem: CODE: message'. NO_COLOR disables colour.
+'idem: CODE: message'. NO_COLOR disables colour. --log-format json (any
+command; env IDEM_LOG_FORMAT) writes idem's stderr lines as JSON objects.
 Settings: flag > environment > idem.toml (found from the working directory up
 to the repository root) > default; see 'idem config --help'.`,
 
@@ -59,6 +60,9 @@ ${STORE}
       --skip-exit-code N    exit code when CMD is skipped (0)
       --json                print the report as JSON on stdout
   -q, --quiet               no human output (errors still print)
+      --log-format FORMAT   text (default) or json: each stderr line one JSON
+                            object with key, run_id, fence, outcome, status
+                            (env IDEM_LOG_FORMAT)
       --otel                export the run's spans over OTLP/HTTP (env IDEM_OTEL=1);
                             OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_SERVICE_NAME... apply;
                             continues the trace in TRACEPARENT and passes CMD its own

@@ -2,7 +2,7 @@ import { createRequire } from 'node:module';
 import type { Env } from './args.js';
 import type { Topic } from './help.js';
 import { codeOf, EXIT, exitCodeOf, messageOf, usage } from './errors.js';
-import { out, printError, printHelp } from './output.js';
+import { LOG_FORMATS, out, printError, printHelp, setLogFormat, type LogFormat } from './output.js';
 
 type Command = (argv: string[], env: Env) => Promise<number>;
 
@@ -24,6 +24,8 @@ export const VERSION: string = (createRequire(import.meta.url)('../package.json'
 /** Runs the CLI and returns its exit code; every error becomes one `idem: CODE: message` line. */
 export async function main(argv: string[], env: Env = process.env): Promise<number> {
   try {
+    // First, so that every line after it (a usage error included) is written the way asked.
+    setLogFormat(logFormatOf(argv, env));
     const [name, ...rest] = argv;
     if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
       const topic = name === 'help' ? rest[0] : undefined;
@@ -43,4 +45,24 @@ export async function main(argv: string[], env: Env = process.env): Promise<numb
     if (codeOf(error) === 'INTERNAL' && env.IDEM_DEBUG) console.error(error);
     return exitCodeOf(error);
   }
+}
+
+/**
+ * --log-format (any command; its last one before `--` wins, as parseArgs would), else
+ * IDEM_LOG_FORMAT, else text. Read here, ahead of each command's own flags, which only accept it.
+ */
+function logFormatOf(argv: string[], env: Env): LogFormat {
+  let given: string | undefined;
+  let from = 'IDEM_LOG_FORMAT';
+  const end = argv.indexOf('--');
+  const flags = end === -1 ? argv : argv.slice(0, end);
+  flags.forEach((arg, i) => {
+    if (arg === '--log-format') given = flags[i + 1] ?? '';
+    else if (arg.startsWith('--log-format=')) given = arg.slice('--log-format='.length);
+    else return;
+    from = '--log-format';
+  });
+  const value = given ?? env.IDEM_LOG_FORMAT ?? 'text';
+  if (!(LOG_FORMATS as readonly string[]).includes(value)) throw usage(`${from} must be ${LOG_FORMATS.join(' or ')}, got ${JSON.stringify(value)}`);
+  return value as LogFormat;
 }

@@ -8,6 +8,7 @@ import type { Topic } from './help.js';
 
 function useColor(fd: number): boolean {
   const env = process.env;
+  if (fd === 2 && logFormat === 'json') return false; // a JSON log line carries no terminal codes
   if (env.NO_COLOR) return false;
   if (env.FORCE_COLOR !== undefined && env.FORCE_COLOR !== '0') return true;
   return env.TERM !== 'dumb' && (fd === 1 ? process.stdout.isTTY : process.stderr.isTTY) === true;
@@ -42,31 +43,86 @@ function log(text: string): void {
 // biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
 const CONTROL = /[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
 
+const escapeControl = (c: string) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`;
+
 /** Text from a store or the user, made safe for a terminal: control characters become \\uXXXX escapes. */
-export const clean = (text: string) => text.replace(CONTROL, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+export const clean = (text: string) => text.replace(CONTROL, escapeControl);
 
 /** A key (or other value) quoted for a human line, control characters escaped. */
 export const quote = (text: string) => clean(JSON.stringify(text));
 
 export const out = (line: string) => write(1, `${line}\n`);
-export const info = (line: string) => log(`idem: ${line}\n`);
+
+/** How idem's own lines on stderr are written: `text` for people, `json` (one object per line) for log shippers. */
+export const LOG_FORMATS = ['text', 'json'] as const;
+export type LogFormat = (typeof LOG_FORMATS)[number];
+let logFormat: LogFormat = 'text';
+
+/** Set once, before the command runs (main.ts: --log-format, else IDEM_LOG_FORMAT). */
+export function setLogFormat(format: LogFormat): void {
+  logFormat = format;
+}
+
+/** What a JSON log line says besides its message: the run's facts, under the run report's names. */
+export interface LogFields {
+  /** What happened (schemas/log.schema.json lists every event). */
+  event?: 'claimed' | 'waiting' | 'finished' | 'status' | 'checked' | 'swept' | 'released' | 'error';
+  key?: string;
+  run_id?: string;
+  /** How the key was obtained: acquired or adopted. */
+  outcome?: 'acquired' | 'adopted' | null;
+  fence?: number | null;
+  attempt?: number | null;
+  /** How the run ended (the run report's status). */
+  status?: string;
+  exit_code?: number;
+  /** The run that holds, held or finished the key, when it is another run. */
+  holder_run_id?: string;
+  code?: string;
+}
+
+/** Every field of a JSON log line after its message, null when a line has no such fact (as in every --json output). */
+const NO_FIELDS: Required<{ [K in keyof LogFields]: null }> = {
+  event: null,
+  key: null,
+  run_id: null,
+  outcome: null,
+  fence: null,
+  attempt: null,
+  status: null,
+  exit_code: null,
+  holder_run_id: null,
+  code: null,
+};
+
+type Level = 'info' | 'warn' | 'error';
+
+function emit(level: Level, message: string, fields: LogFields | undefined, text: string): void {
+  if (logFormat === 'text') return log(text);
+  const line = JSON.stringify({ schema: JSON_SCHEMAS.log, time: new Date().toISOString(), level, message, ...NO_FIELDS, ...fields });
+  // JSON escapes C0 controls itself; C1 and bidi characters become \uXXXX too, which parse back the same.
+  log(`${line.replace(CONTROL, escapeControl)}\n`);
+}
+
+/** One of idem's own lines: `idem: message`, or a JSON object with these fields under --log-format json. */
+export const info = (line: string, fields?: LogFields, level: Level = 'info') => emit(level, line, fields, `idem: ${line}\n`);
 
 /**
  * While `--on-in-flight wait` waits: on a terminal one status line, rewritten in place (and cleared
  * by `done`); elsewhere a plain log line when what it says changes (a new holder), so a log file
  * gets a line per holder, not per poll.
  */
-export function waitingLine(): { show(text: string, key: string): void; done(): void } {
-  const tty = process.stderr.isTTY === true && process.env.TERM !== 'dumb';
+export function waitingLine(): { show(text: string, key: string, fields?: LogFields): void; done(): void } {
+  const tty = process.stderr.isTTY === true && process.env.TERM !== 'dumb' && logFormat === 'text';
   let shown = false;
   let lastKey: string | undefined;
   return {
-    show(text, key) {
+    show(text, key, fields) {
       if (tty) {
         log(`\r\u001b[2Kidem: ${text}`);
         shown = true;
       } else if (key !== lastKey) {
-        info(text);
+        info(text, fields);
       }
       lastKey = key;
     },
@@ -78,8 +134,8 @@ export function waitingLine(): { show(text: string, key: string): void; done(): 
 }
 
 /** The one-line error format: `idem: CODE: message`. The message is escaped: it may quote stored data. */
-export function printError(code: string, message: string): void {
-  log(`${paint(2, 'bad', `idem: ${code}:`)} ${clean(message)}\n`);
+export function printError(code: string, message: string, fields?: LogFields): void {
+  emit('error', clean(message), { event: 'error', ...fields, code }, `${paint(2, 'bad', `idem: ${code}:`)} ${clean(message)}\n`);
 }
 
 /**
@@ -98,6 +154,8 @@ export const JSON_SCHEMAS = {
   release: 'idem.release/1',
   key: 'idem.key/1',
   config: 'idem.config/1',
+  /** Not a command's: each line idem writes on stderr under --log-format json. */
+  log: 'idem.log/1',
   // A new command with --json adds its entry here and its schemas/<command>.schema.json
   // (and the package.json export); the end-to-end tests refuse JSON output without a schema.
 } as const;

@@ -23,7 +23,7 @@ import { buildRunReport, signalExitCode, type RunClaim, type RunEnd, type RunRep
 import { duration, int, keyOf, labelsOf, parseFlags, storeSpecOf, type Env } from './args.js';
 import { loadIdemConfig, sourceText } from './config.js';
 import { CliError, EXIT, messageOf, usage } from './errors.js';
-import { clean, holderText, info, paint, printError, printHelp, printJson, quote, waitingLine } from './output.js';
+import { clean, holderText, info, paint, printError, printHelp, printJson, quote, waitingLine, type LogFields } from './output.js';
 import type { StoreSpec } from './store-url.js';
 import { startTelemetry, telemetryWanted, type Telemetry } from './telemetry.js';
 
@@ -237,6 +237,9 @@ function stopwatch() {
   };
 }
 
+/** A human line, with its facts for --log-format json (silent under --quiet). */
+type Say = typeof info;
+
 interface Ran {
   end: RunEnd;
   claim?: RunClaim | undefined;
@@ -249,7 +252,7 @@ async function execute(
   runId: string,
   signals: Signals,
   clock: ReturnType<typeof stopwatch>,
-  say: (line: string) => void,
+  say: Say,
   telemetry: Telemetry | undefined,
 ): Promise<Ran> {
   const { key, leaseMs, dedupOn } = plan;
@@ -267,7 +270,15 @@ async function execute(
       claim = { outcome: ctx.outcome, fence: lease.fence, attempt: lease.record.attempt };
       signals.cancel.signal.throwIfAborted();
       const from = ctx.outcome === 'adopted' && ctx.previous ? `, from run ${clean(ctx.previous.runId)}` : '';
-      say(`${ctx.outcome} ${quote(key)} (fence ${lease.fence}${from}); running: ${clean(plan.command.map(shellQuote).join(' '))}`);
+      say(`${ctx.outcome} ${quote(key)} (fence ${lease.fence}${from}); running: ${clean(plan.command.map(shellQuote).join(' '))}`, {
+        event: 'claimed',
+        key,
+        run_id: runId,
+        outcome: ctx.outcome,
+        fence: lease.fence,
+        attempt: lease.record.attempt,
+        ...(ctx.outcome === 'adopted' && ctx.previous ? { holder_run_id: ctx.previous.runId } : {}),
+      });
       // Under --otel the command's spans join idem's run span: its context goes down as TRACEPARENT.
       const env = { ...process.env, IDEM_RUN_ID: runId, IDEM_FENCE: String(lease.fence), IDEM_ATTEMPT: String(lease.record.attempt), ...telemetry?.childEnv() };
       let exit: { code: number; signal: NodeJS.Signals | null };
@@ -305,7 +316,16 @@ async function execute(
         signal: AbortSignal.any([signals.cancel.signal, giveBack.signal]),
         ...(plan.quiet
           ? {}
-          : { onWait: (record: IdemRecord, waitedMs: number) => waiting.show(waitText(record, waitedMs), `${record.runId}:${record.fence}`) }),
+          : {
+              onWait: (record: IdemRecord, waitedMs: number) =>
+                waiting.show(waitText(record, waitedMs), `${record.runId}:${record.fence}`, {
+                  event: 'waiting',
+                  key,
+                  run_id: runId,
+                  holder_run_id: record.runId,
+                  fence: record.fence,
+                }),
+            }),
         ...(plan.fingerprint !== undefined ? { fingerprint: plan.fingerprint } : {}),
         ...(plan.labels !== undefined ? { labels: plan.labels } : {}),
         ...programOf(plan.command),
@@ -322,7 +342,9 @@ async function execute(
     // Untyped errors reach here only from the store (a full disk, a driver's own error): the backend failed.
     return { end: { kind: 'error', error: new BackendUnavailableError(`the store failed: ${messageOf(error)}${errnoOf(error)}`, error) }, claim };
   } finally {
-    const closing = store?.close().catch((error: unknown) => printError('BACKEND_UNAVAILABLE', `closing the store: ${messageOf(error)}`));
+    const closing = store
+      ?.close()
+      .catch((error: unknown) => printError('BACKEND_UNAVAILABLE', `closing the store: ${messageOf(error)}`, { key, run_id: runId }));
     // A run that gave up on an unanswering store does not wait for it to close (the process exits right after).
     if (!signals.gaveUp) await closing;
   }
@@ -336,7 +358,7 @@ const errnoOf = (error: unknown) => {
 export async function runCommand(argv: string[], env: Env): Promise<number> {
   const plan = await parseRun(argv, env);
   if (!plan) return printHelp('run');
-  const say = plan.quiet ? () => {} : info;
+  const say: Say = plan.quiet ? () => {} : info;
   const runId = randomUUID();
   const clock = stopwatch();
   const signals = new Signals();
@@ -364,17 +386,31 @@ export async function runCommand(argv: string[], env: Env): Promise<number> {
 }
 
 /** The human line that ends a run (errors: one `idem: CODE: message` line, even under --quiet). */
-function tell(report: RunReport, ran: Ran, plan: RunPlan, elapsedMs: number, say: (line: string) => void): void {
+function tell(report: RunReport, ran: Ran, plan: RunPlan, elapsedMs: number, say: Say): void {
   const key = quote(report.key);
   const { end } = ran;
-  if (report.error) return printError(report.error.code, report.error.message);
-  if (report.status === 'succeeded') return say(`${paint(2, 'ok', 'succeeded')} ${key} in ${fmt(elapsedMs)}`);
-  if ((report.status === 'skipped_idempotent' || report.status === 'skipped_in_flight') && ran.record) return say(skipLine(report.status, key, ran.record));
-  if (end.kind === 'cancelled') return say(`${paint(2, 'warn', 'cancelled')} ${key} by ${end.signal} before the command started`);
+  // A JSON log line carries the report's facts, so a log shipper needs no --json on stdout.
+  const fields: LogFields = {
+    event: 'finished',
+    key: report.key,
+    run_id: report.run_id,
+    status: report.status,
+    exit_code: report.exit_code,
+    outcome: report.outcome,
+    fence: report.fence,
+    attempt: report.attempt,
+    ...(report.skipped_by_run_id !== null ? { holder_run_id: report.skipped_by_run_id } : {}),
+  };
+  if (report.error) return printError(report.error.code, report.error.message, fields);
+  if (report.status === 'succeeded') return say(`${paint(2, 'ok', 'succeeded')} ${key} in ${fmt(elapsedMs)}`, fields);
+  if ((report.status === 'skipped_idempotent' || report.status === 'skipped_in_flight') && ran.record)
+    return say(skipLine(report.status, key, ran.record), fields);
+  if (end.kind === 'cancelled') return say(`${paint(2, 'warn', 'cancelled')} ${key} by ${end.signal} before the command started`, fields, 'warn');
   if (end.kind === 'command_failed') {
-    if (end.cancelledBy) return say(`${paint(2, 'warn', 'cancelled')} ${key} by ${end.cancelledBy}; the claim was released`);
+    if (end.cancelledBy) return say(`${paint(2, 'warn', 'cancelled')} ${key} by ${end.cancelledBy}; the claim was released`, fields, 'warn');
     const why = end.signal ? `killed by ${end.signal}` : `exit code ${end.exitCode}`;
-    return say(`${paint(2, 'bad', 'failed')} ${key}: ${why}${plan.dedupOn === 'success' ? ' (the key may be retried)' : ' (final under --dedup-on any)'}`);
+    const then = plan.dedupOn === 'success' ? ' (the key may be retried)' : ' (final under --dedup-on any)';
+    return say(`${paint(2, 'bad', 'failed')} ${key}: ${why}${then}`, fields, 'error');
   }
 }
 

@@ -1,6 +1,6 @@
 // Spawns the BUILT binary (run `pnpm build` first), as users do.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { tempDir } from '@idem/test-fixtures';
@@ -92,6 +92,31 @@ export async function until(check: () => boolean, timeoutMs = 15_000, what = 'co
 }
 
 export const lines = (file: string) => (existsSync(file) ? readFileSync(file, 'utf8').split('\n').filter(Boolean) : []);
+
+/**
+ * A run that holds `key` (it writes "ran" to `file`, then waits) until the test calls `release`:
+ * a loaded machine cannot make it finish before the others claim.
+ */
+export async function heldOwner(store: string, key: string, file: string) {
+  const go = `${file}-go`;
+  const owner = start([
+    'run',
+    '--key',
+    key,
+    '--store',
+    store,
+    '--json',
+    '--',
+    'sh',
+    '-c',
+    'echo ran >> "$1"; until [ -e "$2" ]; do sleep 0.05; done',
+    'sh',
+    file,
+    go,
+  ]);
+  await until(() => lines(file).length === 1, 60_000, 'the owner to start');
+  return { owner, release: () => writeFileSync(go, '') };
+}
 
 /** A fresh LMDB store URL in its own directory. */
 export const freshStore = () => `lmdb:${join(tempDir('idem-cli-store-'), 'db')}`;

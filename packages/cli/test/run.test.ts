@@ -2,38 +2,13 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tempDir } from '@idem/test-fixtures';
 import { afterAll, describe, expect, it } from 'vitest';
-import { freshKey, freshStore, idem, lines, RUN_REPORT_KEYS, sleep, start, until } from './helpers.js';
+import { freshKey, freshStore, heldOwner, idem, lines, RUN_REPORT_KEYS, sleep, start, until } from './helpers.js';
 
 // Commands append a line to a file: executions are counted, not just outcomes.
 const work = tempDir('idem-cli-work-');
 const counter = (name: string) => join(work, name);
 /** sh -c SCRIPT with $1 = the counter file. */
 const sh = (script: string, file: string) => ['sh', '-c', script, 'sh', file];
-
-/**
- * A run that holds `key` (it writes "ran" to `file`, then waits) until the test calls `release`:
- * a loaded machine cannot make it finish before the others claim.
- */
-async function heldOwner(store: string, key: string, file: string) {
-  const go = counter(`${key}-go`);
-  const owner = start([
-    'run',
-    '--key',
-    key,
-    '--store',
-    store,
-    '--json',
-    '--',
-    'sh',
-    '-c',
-    'echo ran >> "$1"; until [ -e "$2" ]; do sleep 0.05; done',
-    'sh',
-    file,
-    go,
-  ]);
-  await until(() => lines(file).length === 1, 15_000, 'the owner to start');
-  return { owner, release: () => writeFileSync(go, '') };
-}
 
 // Orphans of kill -9 tests write their pid here; cleaned up at the end.
 const orphans = join(work, 'orphans');
