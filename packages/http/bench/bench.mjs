@@ -107,7 +107,7 @@ if (redisUrl) backends.push(['Valkey', `${redisUrl}?prefix=idem-http-bench-${pro
 else console.log('(no IDEM_TEST_REDIS_URL: LMDB only)');
 
 console.log(
-  `@idem/http bench: ${TOTAL} requests per measure at ${IN_FLIGHT} in flight, ${SERIAL} at 1; median of ${ROUNDS} rounds; load average ${load()} (1, 5, 15 min)`,
+  `@idem/http bench: ${TOTAL} requests per measure at ${IN_FLIGHT} in flight, ${SERIAL} at 1; median of ${ROUNDS} rounds; load average ${load()} (1, 5, 15 min)${quick ? ' (--quick: few requests, figures indicative only)' : ''}`,
 );
 for (const [name, storeUrl] of backends) {
   const admin = name === 'Valkey' ? new Redis(redisUrl, { lazyConnect: false }) : undefined;
