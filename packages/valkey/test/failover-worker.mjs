@@ -29,7 +29,6 @@ if (config.userSentinelClient) {
   delete target.url;
   target.client = userClient;
 }
-const store = await createValkeyStore({ leaseMs: 300_000, ...target });
 
 /** Runs `fn` until it answers; failures are reported and retried (given up 10 s after a stop). */
 async function answered(fn) {
@@ -46,6 +45,28 @@ async function answered(fn) {
       await sleep(pause);
     }
   }
+}
+
+// Opened with retries too: the test starts its faults once the workers together have answered
+// enough, so under load a slow worker's open (the fsync check's WAITAOF included) may meet the first
+// fault. Only BACKEND_UNAVAILABLE is retried; anything else (a bad option) fails the worker.
+async function openStore() {
+  let stopAt;
+  for (;;) {
+    try {
+      return await createValkeyStore({ leaseMs: 300_000, ...target });
+    } catch (error) {
+      if (error?.code !== 'BACKEND_UNAVAILABLE') throw error;
+      emit({ e: 'err', c: error.code });
+      if (stopping && Date.now() > (stopAt ??= Date.now() + 10_000)) return undefined;
+      await sleep(pause);
+    }
+  }
+}
+const store = await openStore();
+if (!store) {
+  userClient?.disconnect();
+  process.exit(0); // stopped before the store could open: nothing was claimed
 }
 
 function shuffle(list) {

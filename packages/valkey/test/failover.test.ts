@@ -95,8 +95,15 @@ async function sentinelsSeeReplica(port: number): Promise<boolean> {
 let sentinelViews = '';
 
 async function sentinelFailover(): Promise<number> {
-  const primary = await sentinelPrimary();
-  const replica = await replicaOf(primary);
+  let primary = 0;
+  let replica = 0;
+  // Right after the previous failover the returned node may not be attached yet (seen once on the
+  // loaded machine: the primary had no replica); replicaOf throws until it is, and waitUntil asks again.
+  await waitUntil('the primary Sentinel names has a replica', async () => {
+    primary = await sentinelPrimary();
+    replica = await replicaOf(primary);
+    return true;
+  });
   await waitUntil('the replica is in sync before the failover', () => synced(replica));
   const ppid = await pidOf(primary);
   const thaw = await openLossWindow(primary, replica);
