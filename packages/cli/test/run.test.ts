@@ -1,4 +1,4 @@
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tempDir } from '@idem/test-fixtures';
 import { afterAll, describe, expect, it } from 'vitest';

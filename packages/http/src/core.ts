@@ -299,7 +299,9 @@ export class HttpIdempotency {
         // A response that was not stored must let the next retry run, whatever the store's default.
         dedupOn: 'success',
         leaseMs: this.#leaseMs,
-        signal: (giveBack = new AbortController()).signal,
+        // Only `release` needs a signal (runOnce releases instead of failing when it aborted); without
+        // one runOnce does not listen for it.
+        signal: this.#o.uncached === 'release' ? (giveBack = new AbortController()).signal : undefined,
       },
     ).then(
       (result) => ({ result }),
@@ -400,6 +402,7 @@ function parseKey(raw: string): string | undefined {
 
 /** Query parameters sorted by name (stable for equal names), so their order does not change the fingerprint. */
 function canonicalQuery(query: string): string {
+  if (query === '') return '';
   const params = [...new URLSearchParams(query)];
   params.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
   return new URLSearchParams(params).toString();

@@ -39,26 +39,29 @@ export type FetchHandler = (request: Request, context: HandlerContext) => Respon
 export function idempotent(handler: FetchHandler, options: FetchIdempotencyOptions): (request: Request) => Promise<Response> {
   const core = new HttpIdempotency(options);
   if (typeof options.identity !== 'function') throw new TypeError('identity must be a function of the request');
-  const route = options.route ?? ((request: Request) => new URL(request.url).pathname);
+  const route = options.route;
   return async (request) => {
     const key = request.headers.get(core.header);
     if (!core.covers(request.method) || (key === null && options.required === false)) return handler(request, {});
-    const declared = core.tooLarge(request.headers.get('content-length'));
+    const length = request.headers.get('content-length');
+    const declared = core.tooLarge(length);
     if (declared) return toResponse(declared);
-    const body = await readBounded(request.body, core.maxRequestBytes);
+    const body = await readBody(request, length, core.maxRequestBytes);
     if (body === undefined) return toResponse(core.bodyTooLarge());
-    const url = new URL(request.url);
+    const { path, query } = splitUrl(request.url);
     const begin = await core.begin({
       method: request.method,
-      path: url.pathname,
-      query: url.search.slice(1),
+      path,
+      query,
       key,
       identity: await options.identity(request),
-      route: route(request),
+      route: route ? route(request) : path,
       body,
       contentType: request.headers.get('content-type'),
     });
-    // The body was read for the fingerprint: the handler gets a request carrying the same bytes.
+    if (begin.kind === 'respond') return toResponse(begin.response);
+    // The body was read for the fingerprint: the handler gets a request carrying the same bytes
+    // (built only when the handler runs: a replay or a problem never needs it).
     const again = new Request(request.url, {
       method: request.method,
       headers: request.headers,
@@ -66,7 +69,6 @@ export function idempotent(handler: FetchHandler, options: FetchIdempotencyOptio
       signal: request.signal,
     });
     if (begin.kind === 'pass') return handler(again, {});
-    if (begin.kind === 'respond') return toResponse(begin.response);
     const { run } = begin;
     let response: Response;
     try {
@@ -97,12 +99,52 @@ export function idempotent(handler: FetchHandler, options: FetchIdempotencyOptio
 
 /** A captured response as a fetch Response. */
 export function toResponse(captured: CapturedResponse): Response {
-  return new Response(bodyOf(captured.status, captured.body), { status: captured.status, headers: captured.headers as [string, string][] });
+  return new Response(bodyOf(captured.status, captured.body), { status: captured.status, headers: headerInit(captured.headers) });
+}
+
+/**
+ * Headers as a record when no name repeats (a server may write a record without building a
+ * Headers first: Hono on Node does), else as the pairs. A record without a prototype, so that
+ * no header name can reach Object.prototype.
+ */
+function headerInit(headers: CapturedResponse['headers']): Record<string, string> | [string, string][] {
+  const record: Record<string, string> = Object.create(null);
+  for (const [name, value] of headers) {
+    const lower = name.toLowerCase();
+    if (lower in record) return headers as [string, string][];
+    record[lower] = value;
+  }
+  return record;
 }
 
 function bodyOf(status: number, body: Uint8Array): Uint8Array<ArrayBuffer> | null {
   // A Response with status 101, 204, 205 or 304 may carry no body at all.
   return status === 204 || status === 205 || status === 304 || status === 101 ? null : (body as Uint8Array<ArrayBuffer>);
+}
+
+/**
+ * The request's body, or undefined past `max` bytes. With a declared length (already checked
+ * against `max`) it is read whole, which lets a server skip the web stream (Hono on Node reads the
+ * socket's buffers directly); the bytes are counted anyway, since a runtime may not hold a body to
+ * its declared length. Without one (chunked) it is read as a stream up to the bound.
+ */
+async function readBody(request: Request, declared: string | null, max: number): Promise<Uint8Array | undefined> {
+  if (declared === null) return readBounded(request.body, max);
+  const bytes = new Uint8Array(await request.arrayBuffer());
+  return bytes.byteLength > max ? undefined : bytes;
+}
+
+/** The path and the query (without `?`) of an absolute URL, without parsing the rest of it. */
+function splitUrl(url: string): { path: string; query: string } {
+  const fragment = url.indexOf('#');
+  const end = fragment === -1 ? url.length : fragment;
+  const start = url.indexOf('/', url.indexOf('//') + 2);
+  if (start === -1 || start > end) {
+    const parsed = new URL(url);
+    return { path: parsed.pathname, query: parsed.search.slice(1) };
+  }
+  const q = url.indexOf('?', start);
+  return q === -1 || q > end ? { path: url.slice(start, end), query: '' } : { path: url.slice(start, q), query: url.slice(q + 1, end) };
 }
 
 /** Reads a whole body, or undefined past `max` bytes (the rest is cancelled). */

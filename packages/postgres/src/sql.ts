@@ -17,14 +17,41 @@ export function checkIdentifier(what: 'schema' | 'table', value: unknown): strin
 
 /** The server's clock in epoch milliseconds: the one clock every lease and retention is judged by. */
 const NOW = `floor(extract(epoch from clock_timestamp()) * 1000)::bigint`;
+/**
+ * The same clock when the statement began (its message arrived): one value however often the
+ * statement reads it, so the one-statement claim and finish need no CTE to hold it.
+ */
+const STATEMENT_NOW = `floor(extract(epoch from statement_timestamp()) * 1000)::bigint`;
 
 /**
- * A record's columns written at the server's time n.now: the body is text pieces $2 with, between
- * each two, n.now plus the offset in $3 (the record's times); expires_at and sweep_at are $4 and
- * $6, plus n.now when $5 / $7 say they are relative; labels $8.
+ * How a record written at the server's time is sent: its bytes cut into `fields + 1` text pieces,
+ * with the server's time plus an offset between each two (the record's times); expires_at and
+ * sweep_at each a number, or an offset from the server's time when `expiresAfter` / `sweepAfter`.
  */
-const TIMED = `convert_to((SELECT string_agg(x.p || coalesce((n.now + x.d)::text, ''), '' ORDER BY x.i) FROM unnest($2::text[], $3::bigint[]) WITH ORDINALITY AS x(p, d, i)), 'UTF8'),
-    CASE WHEN $5::boolean THEN n.now + $4::bigint ELSE $4::bigint END, CASE WHEN $7::boolean THEN n.now + $6::bigint ELSE $6::bigint END, $8::jsonb`;
+export interface Shape {
+  fields: number;
+  expiresAfter: boolean;
+  sweepAfter: boolean;
+}
+
+/**
+ * The columns (body, expires_at, sweep_at, labels) of a record written at the server's time, as
+ * SQL over the parameters from $first: pieces and offsets alternating (p0, d0, p1, …, pN), then
+ * expires_at, sweep_at and labels. Plain expressions, so that the statement stays a plain INSERT
+ * or UPDATE (a CTE or an aggregate here costs the server more than the row's write).
+ */
+function timed(shape: Shape, first: number): string {
+  let at = first;
+  const body = [`$${at++}::text`];
+  for (let i = 0; i < shape.fields; i++) body.push(`(${STATEMENT_NOW} + $${at++}::bigint)::text`, `$${at++}::text`);
+  const column = (after: boolean) => (after ? `${STATEMENT_NOW} + $${at++}::bigint` : `$${at++}::bigint`);
+  const expires = column(shape.expiresAfter);
+  const sweep = column(shape.sweepAfter);
+  return `convert_to(${body.join(' || ')}, 'UTF8'), ${expires}, ${sweep}, $${at}::jsonb`;
+}
+
+/** Parameters `timed` reads from $first on, for a shape: the next free one is first + this. */
+const timedCount = (shape: Shape) => 2 * shape.fields + 4;
 
 /** Every statement of one table. */
 export function statements(schema: string, table: string) {
@@ -51,17 +78,17 @@ export function statements(schema: string, table: string) {
     ],
     /**
      * A fresh key in one round trip (its own transaction): the record written at the server's
-     * time (see TIMED), only if nothing is stored; a row (the time) comes back only if it was.
+     * time (see timed), only if nothing is stored; a row (the time) comes back only if it was.
      */
-    insertFresh: `WITH n AS (SELECT ${NOW} AS now), ins AS (
-  INSERT INTO ${t} (name, body, expires_at, sweep_at, labels) SELECT $1, ${TIMED} FROM n ON CONFLICT (name) DO NOTHING RETURNING 1)
-  SELECT n.now FROM n, ins`,
+    insertFresh: (shape: Shape) => `INSERT INTO ${t} (name, body, expires_at, sweep_at, labels) VALUES ($1, ${timed(shape, 2)})
+  ON CONFLICT (name) DO NOTHING RETURNING ${STATEMENT_NOW} AS now`,
     /**
      * A finish in one round trip (its own transaction): the record written at the server's time,
-     * only if the stored bytes are still $9 (the record the lease wrote); the time comes back only if it was.
+     * only if the stored bytes are still the last parameter (the record the lease wrote); the time
+     * comes back only if it was.
      */
-    updateIf: `WITH n AS (SELECT ${NOW} AS now)
-  UPDATE ${t} t SET (body, expires_at, sweep_at, labels) = (SELECT ${TIMED}) FROM n WHERE t.name = $1 AND t.body = $9 RETURNING n.now`,
+    updateIf: (shape: Shape) => `UPDATE ${t} SET (body, expires_at, sweep_at, labels) = (${timed(shape, 2)})
+  WHERE name = $1 AND body = $${2 + timedCount(shape)} RETURNING ${STATEMENT_NOW} AS now`,
     /** Inside a transaction: the row locked until COMMIT (if there is one), and the server's time. */
     lock: `SELECT n.now, r.body FROM (SELECT ${NOW} AS now) n LEFT JOIN LATERAL (SELECT body FROM ${t} WHERE name = $1 FOR UPDATE) r ON true`,
     insert: `INSERT INTO ${t} (name, body, expires_at, sweep_at, labels) VALUES ($1, $2, $3, $4, $5::jsonb) ON CONFLICT (name) DO NOTHING`,
