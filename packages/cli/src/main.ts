@@ -24,7 +24,8 @@ export const VERSION: string = (createRequire(import.meta.url)('../package.json'
 /** Runs the CLI and returns its exit code; every error becomes one `idem: CODE: message` line. */
 export async function main(argv: string[], env: Env = process.env): Promise<number> {
   try {
-    // First, so that every line after it (a usage error included) is written the way asked.
+    // First, so that every line after it is written the way asked; a bad value is told as text.
+    setLogFormat('text');
     setLogFormat(logFormatOf(argv, env));
     const [name, ...rest] = argv;
     if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
